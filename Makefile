@@ -1,0 +1,49 @@
+# durable-sessions — front door. `make run` starts the server, `make test` runs every test.
+BUILD ?= build
+APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config nodejs npm python3 \
+  libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libsimdjson-dev libxxhash-dev \
+  libzstd-dev libsqlite3-dev libxapian-dev libcli11-dev libspdlog-dev libfmt-dev \
+  libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS ?=
+
+.PHONY: deps deps-apt deps-npm build run test test-unit test-compat test-system bench clean
+
+deps: deps-apt deps-npm
+
+# Idempotent: installs only what is missing.
+deps-apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+deps-npm:
+	@if [ ! -d tests/compat/node_modules ] || [ tests/compat/package-lock.json -nt tests/compat/node_modules/.package-lock.json ]; then \
+	  cd tests/compat && npm ci --no-audit --no-fund; fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps-apt $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j2
+
+run: build
+	$(BUILD)/durable-sessions serve $(ARGS)
+
+test: deps build
+	$(MAKE) test-unit test-compat test-system
+
+test-unit:
+	cd $(BUILD) && ctest --output-on-failure -j2
+
+test-compat:
+	bash tests/compat/run-conformance.sh
+
+test-system:
+	bash tests/system/run.sh
+
+bench: deps build
+	bash bench/append.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,20 @@
+// ApiContext: what request handlers share — the store, the options and the server's state.
+#pragma once
+
+#include <atomic>
+
+#include "cli/serve_options.h"
+#include "core/stream_store.h"
+#include "store/catalog.h"
+
+namespace ds {
+
+struct ApiContext {
+  StreamStore* streams = nullptr;
+  Catalog* catalog = nullptr;
+  ServeOptions options;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> shutting_down{false};
+};
+
+}  // namespace ds

@@ -1,0 +1,182 @@
+#include "api/http_util.h"
+
+#include <cstdio>
+
+namespace ds {
+
+namespace {
+int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+constexpr const char* kExposedHeaders =
+    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+    "Stream-Expires-At, Stream-Seq, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "
+    "Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type, request-id, "
+    "Retry-After, x-should-retry";
+constexpr const char* kAllowedHeaders =
+    "Content-Type, Authorization, x-api-key, If-None-Match, Stream-Seq, Stream-TTL, "
+    "Stream-Expires-At, Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, "
+    "Stream-Fork-Sub-Offset, Producer-Id, Producer-Epoch, Producer-Seq, anthropic-version, "
+    "anthropic-beta, anthropic-workspace-id, x-stainless-lang, x-stainless-package-version, "
+    "x-stainless-os, x-stainless-arch, x-stainless-runtime, x-stainless-runtime-version, "
+    "x-stainless-retry-count, x-stainless-timeout, x-stainless-helper-method";
+}  // namespace
+
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+      if (h < 0 || l < 0) return std::nullopt;
+      out.push_back(static_cast<char>(h * 16 + l));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::optional<QueryParams> QueryParams::parse(std::string_view query) {
+  QueryParams q;
+  size_t pos = 0;
+  while (pos <= query.size() && !query.empty()) {
+    size_t amp = query.find('&', pos);
+    std::string_view part = query.substr(pos, amp == std::string_view::npos ? amp : amp - pos);
+    if (!part.empty()) {
+      size_t eq = part.find('=');
+      auto k = percent_decode(part.substr(0, eq), true);
+      auto v = percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1), true);
+      if (!k || !v) return std::nullopt;
+      q.items_.emplace_back(std::move(*k), std::move(*v));
+    }
+    if (amp == std::string_view::npos) break;
+    pos = amp + 1;
+  }
+  return q;
+}
+
+const std::string* QueryParams::get(std::string_view key) const {
+  for (const auto& [k, v] : items_) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+size_t QueryParams::count(std::string_view key) const {
+  size_t n = 0;
+  for (const auto& [k, v] : items_) n += k == key;
+  return n;
+}
+
+std::vector<std::string> QueryParams::all(std::string_view key) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : items_) {
+    if (k == key) out.push_back(v);
+  }
+  return out;
+}
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char b[8];
+          std::snprintf(b, sizeof b, "\\u%04x", c);
+          out += b;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+const char* error_type_for_status(int status) {
+  switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 409: return "conflict_error";
+    case 410: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: return "overloaded_error";
+    case 507: return "api_error";
+    default: return status >= 500 ? "api_error" : "invalid_request_error";
+  }
+}
+
+HttpResponse error_response(int status, std::string_view type, std::string_view message,
+                            const std::string& request_id) {
+  HttpResponse r(status);
+  r.set("Content-Type", "application/json");
+  r.body = "{\"type\":\"error\",\"error\":{\"type\":" + json_quote(type) +
+           ",\"message\":" + json_quote(message) + "},\"request_id\":" + json_quote(request_id) +
+           "}";
+  return r;
+}
+
+std::pair<int, const char*> http_status_for(const Status& s) {
+  using C = Status::Code;
+  switch (s.code()) {
+    case C::kOk: return {200, ""};
+    case C::kNotFound: return {404, "not_found_error"};
+    case C::kInvalid: return {400, "invalid_request_error"};
+    case C::kConflict: return {409, "conflict_error"};
+    case C::kGone: return {410, "not_found_error"};
+    case C::kNoSpace: return {507, "api_error"};
+    case C::kUnavailable: return {503, "overloaded_error"};
+    case C::kTooLarge: return {413, "request_too_large"};
+    case C::kForbidden: return {403, "permission_error"};
+    case C::kIoError:
+    case C::kCorruption: return {503, "api_error"};
+  }
+  return {500, "api_error"};
+}
+
+HttpResponse error_response(const Status& s, const std::string& request_id) {
+  auto [status, type] = http_status_for(s);
+  HttpResponse r = error_response(status, type, s.message(), request_id);
+  if (status == 503 || status == 507) r.set("Retry-After", "1");
+  return r;
+}
+
+void add_common_headers(const HttpRequest& req, HttpResponse* res) {
+  const std::string* origin = req.header("origin");
+  res->set("Access-Control-Allow-Origin", origin ? *origin : "*");
+  if (origin) res->set("Vary", "Origin");
+  res->set("Access-Control-Expose-Headers", kExposedHeaders);
+  res->set("X-Content-Type-Options", "nosniff");
+  res->set("Cross-Origin-Resource-Policy", "cross-origin");
+}
+
+HttpResponse preflight_response(const HttpRequest& req) {
+  HttpResponse r(204);
+  add_common_headers(req, &r);
+  r.set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, HEAD, OPTIONS");
+  const std::string* asked = req.header("access-control-request-headers");
+  r.set("Access-Control-Allow-Headers", asked && !asked->empty() ? *asked : kAllowedHeaders);
+  r.set("Access-Control-Max-Age", "86400");
+  return r;
+}
+
+}  // namespace ds

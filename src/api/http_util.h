@@ -1,0 +1,50 @@
+// Helpers shared by the api handlers: query-string parsing, error bodies in Anthropic's format,
+// and the headers every response carries (CORS, browser security headers).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/message.h"
+#include "store/status.h"
+
+namespace ds {
+
+// Percent-decodes `s`; '+' becomes a space when plus_is_space. nullopt on a malformed escape.
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
+
+// The decoded key/value pairs of a query string, in order (keys may repeat).
+class QueryParams {
+ public:
+  // Fails (returns nullopt) on malformed percent-encoding.
+  static std::optional<QueryParams> parse(std::string_view query);
+  // First value of `key`.
+  const std::string* get(std::string_view key) const;
+  size_t count(std::string_view key) const;
+  std::vector<std::string> all(std::string_view key) const;
+  const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
+// Anthropic-format error: {"type":"error","error":{"type":..,"message":..},"request_id":..}.
+HttpResponse error_response(int status, std::string_view type, std::string_view message,
+                            const std::string& request_id);
+// Maps a Status code to (HTTP status, error type).
+std::pair<int, const char*> http_status_for(const Status& s);
+HttpResponse error_response(const Status& s, const std::string& request_id);
+const char* error_type_for_status(int status);
+
+// Adds CORS and browser security headers (X-Content-Type-Options, Cross-Origin-Resource-Policy).
+void add_common_headers(const HttpRequest& req, HttpResponse* res);
+// The answer to a CORS preflight (OPTIONS).
+HttpResponse preflight_response(const HttpRequest& req);
+
+// JSON string literal (with quotes) for `s`.
+std::string json_quote(std::string_view s);
+
+}  // namespace ds

@@ -1,0 +1,477 @@
+#include "api/streams_api.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <strings.h>
+
+#include "api/await.h"
+#include "api/http_util.h"
+#include "api/json_body.h"
+#include "api/live.h"
+#include "api/sse_writer.h"
+#include "core/content_type.h"
+#include "core/clock.h"
+#include "store/offset.h"
+
+namespace ds {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kMaxReadChunk = 1u << 20;  // bytes of messages per catch-up response
+constexpr std::string_view kStreamPrefix = "/v1/stream/";
+
+bool header_is_true(const HttpRequest& req, std::string_view name) {
+  const std::string* v = req.header(name);
+  return v && strcasecmp(v->c_str(), "true") == 0;
+}
+
+asio::awaitable<void> reply(const HttpRequest& req, Responder& res, HttpResponse r) {
+  add_common_headers(req, &r);
+  co_await res.send(std::move(r));
+}
+
+asio::awaitable<void> reply_error(const HttpRequest& req, Responder& res, int status,
+                                  std::string_view message) {
+  co_await reply(req, res, error_response(status, error_type_for_status(status), message,
+                                          req.request_id));
+}
+
+asio::awaitable<void> reply_status(const HttpRequest& req, Responder& res, const Status& s) {
+  co_await reply(req, res, error_response(s, req.request_id));
+}
+
+std::string join_body(const std::string& content_type, const std::vector<std::string>& msgs) {
+  std::string body;
+  size_t n = 2;
+  for (const auto& m : msgs) n += m.size() + 1;
+  body.reserve(n);
+  if (is_json_type(content_type)) {
+    body += '[';
+    for (size_t i = 0; i < msgs.size(); ++i) {
+      if (i) body += ',';
+      body += msgs[i];
+    }
+    body += ']';
+  } else {
+    for (const auto& m : msgs) body += m;
+  }
+  return body;
+}
+
+std::string etag_for(const Stream& s, uint64_t from, uint64_t next, bool closed) {
+  std::string e = "\"" + std::to_string(s.record().id) + ":" + format_offset(from) + ":" +
+                  format_offset(next);
+  if (closed) e += ":c";
+  return e + "\"";
+}
+
+// Strips "/v1/stream/" from a Stream-Forked-From value.
+std::string fork_source_name(const std::string& v) {
+  if (v.rfind(kStreamPrefix, 0) == 0) return v.substr(kStreamPrefix.size());
+  if (!v.empty() && v[0] == '/') return v.substr(1);
+  return v;
+}
+
+// Parses the producer headers. Returns an error message on invalid input.
+std::string parse_producer(const HttpRequest& req, std::optional<ProducerStamp>* out) {
+  const std::string* id = req.header("producer-id");
+  const std::string* epoch = req.header("producer-epoch");
+  const std::string* seq = req.header("producer-seq");
+  int present = (id != nullptr) + (epoch != nullptr) + (seq != nullptr);
+  if (present == 0) return "";
+  if (present != 3) return "Producer-Id, Producer-Epoch and Producer-Seq must be sent together";
+  if (id->empty()) return "Producer-Id must not be empty";
+  if (id->size() > 256) return "Producer-Id is longer than 256 bytes";
+  auto num = [](const std::string& s) -> std::optional<uint64_t> {
+    if (s.empty() || s.size() > 16) return std::nullopt;
+    uint64_t v = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (v > 9007199254740991ULL) return std::nullopt;
+    return v;
+  };
+  auto e = num(*epoch), s = num(*seq);
+  if (!e) return "Producer-Epoch must be a non-negative integer";
+  if (!s) return "Producer-Seq must be a non-negative integer";
+  *out = ProducerStamp{*id, *e, *s};
+  return "";
+}
+
+void set_stream_headers(HttpResponse& r, uint64_t next, bool closed) {
+  r.set("Stream-Next-Offset", format_offset(next));
+  if (closed) r.set("Stream-Closed", "true");
+}
+
+// ---- PUT ----------------------------------------------------------------------------------
+
+asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
+                                 const std::string& name, HttpRequest& req, Responder& res) {
+  CreateSpec spec;
+  spec.tenant = tenant;
+  spec.path = name;
+  const std::string* ttl = req.header("stream-ttl");
+  const std::string* exp = req.header("stream-expires-at");
+  if (ttl) {
+    auto v = parse_canonical_uint(*ttl, 100ull * 365 * 86400);
+    if (!v) co_return co_await reply_error(req, res, 400, "Stream-TTL must be a non-negative integer number of seconds");
+    spec.ttl_seconds = *v;
+  }
+  if (exp) {
+    if (!parse_rfc3339(*exp)) co_return co_await reply_error(req, res, 400, "Stream-Expires-At must be an RFC 3339 timestamp");
+    spec.expires_at = *exp;
+  }
+  if (ttl && exp) co_return co_await reply_error(req, res, 400, "send Stream-TTL or Stream-Expires-At, not both");
+  spec.closed = header_is_true(req, "stream-closed");
+
+  const std::string* forked = req.header("stream-forked-from");
+  const std::string* fork_off = req.header("stream-fork-offset");
+  const std::string* fork_sub = req.header("stream-fork-sub-offset");
+  if (!forked && (fork_off || fork_sub)) {
+    co_return co_await reply_error(req, res, 400, "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From");
+  }
+  std::string content_type;
+  if (const std::string* ct = req.header("content-type"); ct && !ct->empty()) {
+    content_type = *ct;
+    for (auto& c : content_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (forked) {
+    spec.forked_from = fork_source_name(*forked);
+    if (fork_off && *fork_off != "-1") {
+      auto v = parse_offset(*fork_off);
+      if (!v) co_return co_await reply_error(req, res, 400, "Stream-Fork-Offset is not a valid offset");
+      spec.fork_offset = *v;
+    } else if (fork_off) {
+      spec.fork_offset = 0;
+    }
+    if (fork_sub) {
+      auto v = parse_canonical_uint(*fork_sub);
+      if (!v) co_return co_await reply_error(req, res, 400, "Stream-Fork-Sub-Offset must be a non-negative integer");
+      spec.fork_sub_offset = *v;
+    }
+    if (content_type.empty()) {
+      std::shared_ptr<Stream> src;
+      Status s = ctx.streams->find(tenant, *spec.forked_from, &src);
+      if (s.code() == Status::Code::kNotFound) co_return co_await reply_error(req, res, 404, "fork source stream not found");
+      if (s.code() == Status::Code::kGone) co_return co_await reply_error(req, res, 409, "fork source stream was deleted");
+      if (src) content_type = src->record().content_type;
+    }
+  } else if (content_type.empty()) {
+    content_type = "application/octet-stream";
+  }
+  spec.content_type = content_type;
+  spec.json_mode = is_json_type(content_type);
+  if (!req.body.empty()) {
+    if (spec.json_mode) {
+      if (Status s = split_json_messages(req.body, &spec.messages); !s) {
+        co_return co_await reply_status(req, res, s);
+      }
+      if (spec.messages.size() > ctx.options.max_events_per_request) {
+        co_return co_await reply_error(req, res, 400, "too many messages in one request (limit --max-events-per-request)");
+      }
+    } else {
+      spec.messages.push_back(std::move(req.body));
+    }
+  }
+  CreateOutcome out = co_await await_callback<CreateOutcome>(
+      [&](auto done) { ctx.streams->create(std::move(spec), std::move(done)); });
+  if (!out.status) co_return co_await reply_status(req, res, out.status);
+  HttpResponse r(out.created ? 201 : 200);
+  r.set("Content-Type", out.stream->record().content_type);
+  set_stream_headers(r, out.next_position, out.closed);
+  if (out.created) {
+    const std::string* host = req.header("host");
+    r.set("Location", "http://" + (host ? *host : std::string("localhost")) + req.path);
+  }
+  co_await reply(req, res, std::move(r));
+}
+
+// ---- POST ---------------------------------------------------------------------------------
+
+asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
+                                  const std::string& name, HttpRequest& req, Responder& res) {
+  std::shared_ptr<Stream> stream;
+  if (Status s = ctx.streams->find(tenant, name, &stream); !s) co_return co_await reply_status(req, res, s);
+  AppendRequest ar;
+  ar.close = header_is_true(req, "stream-closed");
+  if (std::string err = parse_producer(req, &ar.producer); !err.empty()) {
+    co_return co_await reply_error(req, res, 400, err);
+  }
+  if (const std::string* seq = req.header("stream-seq")) ar.stream_seq = *seq;
+  if (req.body.empty()) {
+    if (!ar.close) co_return co_await reply_error(req, res, 400, "empty body (send Stream-Closed: true to close)");
+  } else {
+    const std::string* ct = req.header("content-type");
+    if (!ct || ct->empty()) co_return co_await reply_error(req, res, 400, "Content-Type is required");
+    const std::string& stream_ct = stream->record().content_type;
+    if (!same_media_type(*ct, stream_ct)) {
+      if (stream->closed()) {
+        HttpResponse r(409);
+        set_stream_headers(r, stream->tail(), true);
+        co_return co_await reply(req, res, std::move(r));
+      }
+      co_return co_await reply_error(req, res, 409, "Content-Type does not match the stream's (" + stream_ct + ")");
+    }
+    if (is_json_type(stream_ct)) {
+      if (Status s = split_json_messages(req.body, &ar.messages); !s) co_return co_await reply_status(req, res, s);
+      if (ar.messages.empty()) co_return co_await reply_error(req, res, 400, "empty JSON array: nothing to append");
+      if (ar.messages.size() > ctx.options.max_events_per_request) {
+        co_return co_await reply_error(req, res, 400, "too many messages in one request (limit --max-events-per-request)");
+      }
+    } else {
+      ar.messages.push_back(std::move(req.body));
+    }
+  }
+  bool has_data = !ar.messages.empty();
+  bool has_producer = ar.producer.has_value();
+  AppendResult r = co_await await_callback<AppendResult>(
+      [&](auto done) { stream->append(std::move(ar), std::move(done)); });
+  using O = AppendResult::Outcome;
+  HttpResponse out(204);
+  switch (r.outcome) {
+    case O::kAppended:
+      out.status = has_producer && has_data ? 200 : 204;
+      break;
+    case O::kDuplicate:
+    case O::kAlreadyClosed:
+      out.status = 204;
+      break;
+    case O::kClosed:
+      out.status = 409;
+      break;
+    case O::kStaleEpoch:
+      out = error_response(403, "permission_error", "stale producer epoch (fenced by a newer one)", req.request_id);
+      out.set("Producer-Epoch", std::to_string(r.producer_epoch));
+      co_return co_await reply(req, res, std::move(out));
+    case O::kEpochSeqInvalid:
+      co_return co_await reply_error(req, res, 400, "a new producer epoch must start at Producer-Seq 0");
+    case O::kSeqGap:
+      out = error_response(409, "conflict_error", "producer sequence gap", req.request_id);
+      out.set("Producer-Expected-Seq", std::to_string(r.expected_seq));
+      out.set("Producer-Received-Seq", std::to_string(r.received_seq));
+      co_return co_await reply(req, res, std::move(out));
+    case O::kStreamSeqRegression:
+      co_return co_await reply_error(req, res, 409, "Stream-Seq must be greater than the last one");
+    case O::kError:
+      co_return co_await reply_status(req, res, r.status);
+  }
+  set_stream_headers(out, r.next_position, r.closed);
+  if (has_producer && r.outcome != O::kClosed) {
+    out.set("Producer-Epoch", std::to_string(r.producer_epoch));
+    out.set("Producer-Seq", std::to_string(r.producer_seq));
+  }
+  co_await reply(req, res, std::move(out));
+}
+
+// ---- GET ----------------------------------------------------------------------------------
+
+HttpResponse read_response(const HttpRequest& req, Stream& s, uint64_t from, const ReadResult& rr,
+                           bool live, const std::string* cursor) {
+  const std::string& ct = s.record().content_type;
+  std::string etag = etag_for(s, from, rr.next_position, rr.closed);
+  const std::string* inm = req.header("if-none-match");
+  HttpResponse r(200);
+  if (inm && *inm == etag) {
+    r.status = 304;
+  } else {
+    r.body = join_body(ct, rr.messages);
+  }
+  r.set("Content-Type", ct);
+  r.set("ETag", etag);
+  set_stream_headers(r, rr.next_position, rr.closed);
+  if (rr.up_to_date) r.set("Stream-Up-To-Date", "true");
+  if (live && !rr.closed) r.set("Stream-Cursor", next_cursor(cursor));
+  r.set("Cache-Control", rr.messages.empty() ? "no-store" : "private, max-age=60, stale-while-revalidate=300");
+  return r;
+}
+
+asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Responder& res,
+                                std::shared_ptr<Stream> stream, uint64_t from,
+                                const std::string* cursor) {
+  const std::string& ct = stream->record().content_type;
+  SseEncoding enc = is_json_type(ct) ? SseEncoding::kJson
+                    : is_text_type(ct) ? SseEncoding::kText
+                                       : SseEncoding::kBase64;
+  HttpResponse head(200);
+  head.set("Content-Type", "text/event-stream");
+  head.set("Cache-Control", "no-cache");
+  if (enc == SseEncoding::kBase64) head.set("Stream-SSE-Data-Encoding", "base64");
+  add_common_headers(req, &head);
+  if (!co_await res.start_stream(std::move(head))) co_return;
+
+  auto started = steady_clock::now();
+  auto recycle_at = started + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
+  auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
+  uint64_t pos = from;
+  bool sent_control = false;
+  std::string out;
+  for (;;) {
+    ReadResult rr;
+    if (Status s = stream->read(pos, kMaxReadChunk, &rr); !s) break;  // deleted: end the stream
+    out.clear();
+    if (!rr.messages.empty()) {
+      append_sse_data(enc, rr.messages, &out);
+      append_sse_control(format_offset(rr.next_position), next_cursor(cursor), rr.up_to_date,
+                         rr.closed, &out);
+      pos = rr.next_position;
+      sent_control = true;
+      if (!co_await res.write(out) || rr.closed) break;
+      continue;
+    }
+    if (rr.closed) {
+      append_sse_control(format_offset(rr.next_position), std::nullopt, true, true, &out);
+      co_await res.write(out);
+      break;
+    }
+    if (!sent_control) {
+      append_sse_control(format_offset(rr.next_position), next_cursor(cursor), true, false, &out);
+      sent_control = true;
+      if (!co_await res.write(out)) break;
+    }
+    auto now = steady_clock::now();
+    if (now >= recycle_at || res.shutting_down()) break;
+    bool woke = co_await wait_for_data(stream, pos, std::min(now + heartbeat, recycle_at));
+    if (res.shutting_down() || stream->deleted() || stream->soft_deleted) break;
+    if (!woke && steady_clock::now() < recycle_at) {
+      if (!co_await res.write(": keep-alive\n\n")) break;
+    }
+  }
+  co_await res.finish();
+}
+
+asio::awaitable<void> handle_get(ApiContext& ctx, const std::string& tenant,
+                                 const std::string& name, HttpRequest& req, Responder& res) {
+  auto params = QueryParams::parse(req.query);
+  if (!params) co_return co_await reply_error(req, res, 400, "malformed query string");
+  if (params->count("offset") > 1) co_return co_await reply_error(req, res, 400, "offset given more than once");
+  const std::string* offset = params->get("offset");
+  const std::string* live = params->get("live");
+  const std::string* cursor = params->get("cursor");
+  if (live && *live != "long-poll" && *live != "sse") {
+    co_return co_await reply_error(req, res, 400, "live must be long-poll or sse");
+  }
+  if (live && !offset) co_return co_await reply_error(req, res, 400, "live reads need an offset");
+  std::optional<uint64_t> from;
+  bool now = false;
+  if (offset) {
+    if (*offset == "-1") {
+      from = 0;
+    } else if (*offset == "now") {
+      now = true;
+    } else {
+      from = parse_offset(*offset);
+      if (!from) co_return co_await reply_error(req, res, 400, "malformed offset");
+    }
+  } else {
+    from = 0;
+  }
+  std::shared_ptr<Stream> stream;
+  if (Status s = ctx.streams->find(tenant, name, &stream); !s) co_return co_await reply_status(req, res, s);
+  stream->touch();
+  uint64_t tail = stream->tail();
+  if (now) from = tail;
+  if (*from > tail) co_return co_await reply_error(req, res, 400, "offset is beyond the end of the stream");
+
+  if (live && *live == "sse") co_return co_await serve_sse(ctx, req, res, stream, *from, cursor);
+
+  ReadResult rr;
+  if (Status s = stream->read(*from, kMaxReadChunk, &rr); !s) co_return co_await reply_status(req, res, s);
+  if (!live) {
+    HttpResponse r = read_response(req, *stream, *from, rr, false, cursor);
+    if (now) {
+      r.set("Cache-Control", "no-store");
+      if (const std::string* et = r.get("ETag")) (void)et;
+    }
+    co_return co_await reply(req, res, std::move(r));
+  }
+  // Long-poll.
+  auto deadline = steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(ctx.options.long_poll_timeout * 1000));
+  while (rr.messages.empty() && !rr.closed) {
+    bool woke = co_await wait_for_data(stream, *from, deadline);
+    if (res.shutting_down()) break;
+    if (Status s = stream->read(*from, kMaxReadChunk, &rr); !s) co_return co_await reply_status(req, res, s);
+    if (!woke) break;
+  }
+  if (rr.messages.empty()) {
+    HttpResponse r(204);
+    set_stream_headers(r, rr.next_position, rr.closed);
+    r.set("Stream-Up-To-Date", "true");
+    if (!rr.closed) r.set("Stream-Cursor", next_cursor(cursor));
+    r.set("Cache-Control", "no-store");
+    co_return co_await reply(req, res, std::move(r));
+  }
+  co_await reply(req, res, read_response(req, *stream, *from, rr, true, cursor));
+}
+
+// ---- HEAD / DELETE ------------------------------------------------------------------------
+
+asio::awaitable<void> handle_head(ApiContext& ctx, const std::string& tenant,
+                                  const std::string& name, HttpRequest& req, Responder& res) {
+  std::shared_ptr<Stream> stream;
+  if (Status s = ctx.streams->find(tenant, name, &stream); !s) {
+    auto [status, type] = http_status_for(s);
+    co_return co_await reply(req, res, HttpResponse(status));
+  }
+  HttpResponse r(200);
+  const StreamRecord& rec = stream->record();
+  r.set("Content-Type", rec.content_type);
+  set_stream_headers(r, stream->tail(), stream->closed());
+  if (rec.ttl_seconds) r.set("Stream-TTL", std::to_string(*rec.ttl_seconds));
+  if (rec.expires_at) r.set("Stream-Expires-At", *rec.expires_at);
+  r.set("Cache-Control", "no-store");
+  co_await reply(req, res, std::move(r));
+}
+
+asio::awaitable<void> handle_delete(ApiContext& ctx, const std::string& tenant,
+                                    const std::string& name, HttpRequest& req, Responder& res) {
+  if (Status s = ctx.streams->remove(tenant, name); !s) co_return co_await reply_status(req, res, s);
+  co_await reply(req, res, HttpResponse(204));
+}
+
+}  // namespace
+
+std::string validate_stream_name(const std::string& name) {
+  if (name.empty()) return "stream path is empty";
+  if (name.size() > 1024) return "stream path is longer than 1024 bytes";
+  auto decoded = percent_decode(name, false);
+  if (!decoded) return "stream path has a malformed percent-escape";
+  if (decoded->find('\0') != std::string::npos) return "stream path contains NUL";
+  size_t start = 0;
+  while (start <= decoded->size()) {
+    size_t slash = decoded->find('/', start);
+    std::string_view seg(decoded->data() + start,
+                         (slash == std::string::npos ? decoded->size() : slash) - start);
+    if (seg == "..") return "stream path contains a '..' segment";
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return "";
+}
+
+asio::awaitable<void> handle_stream(ApiContext& ctx, const std::string& tenant,
+                                    const std::string& name, HttpRequest& req, Responder& res) {
+  if (std::string err = validate_stream_name(name); !err.empty()) {
+    co_return co_await reply_error(req, res, 400, err);
+  }
+  if (name == "__ds" || name.rfind("__ds/", 0) == 0 || name.find("/__ds/") != std::string::npos) {
+    co_return co_await reply_error(req, res, 501, "Durable Streams subscriptions are not implemented yet");
+  }
+  const std::string& m = req.method;
+  if (m == "PUT") co_return co_await handle_put(ctx, tenant, name, req, res);
+  if (m == "POST") co_return co_await handle_post(ctx, tenant, name, req, res);
+  if (m == "GET") co_return co_await handle_get(ctx, tenant, name, req, res);
+  if (m == "HEAD") co_return co_await handle_head(ctx, tenant, name, req, res);
+  if (m == "DELETE") co_return co_await handle_delete(ctx, tenant, name, req, res);
+  HttpResponse r = error_response(405, "invalid_request_error", "method not allowed", req.request_id);
+  r.set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS");
+  co_await reply(req, res, std::move(r));
+}
+
+}  // namespace ds

@@ -1,0 +1,115 @@
+#include "cli/serve.h"
+
+#include <sys/resource.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "api/context.h"
+#include "api/router.h"
+#include "core/stream_store.h"
+#include "http/server.h"
+#include "store/catalog.h"
+#include "store/fs.h"
+#include "store/group_commit.h"
+
+namespace ds {
+
+namespace {
+void raise_fd_limit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
+}  // namespace
+
+int run_serve(const ServeOptions& o) {
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+  raise_fd_limit();
+
+  ServerOptions so;
+  size_t colon = o.listen.rfind(':');
+  if (colon == std::string::npos) {
+    spdlog::error("--listen must be HOST:PORT, got '{}'", o.listen);
+    return 2;
+  }
+  so.host = o.listen.substr(0, colon);
+  if (so.host.size() > 2 && so.host.front() == '[') so.host = so.host.substr(1, so.host.size() - 2);
+  so.port = static_cast<uint16_t>(std::stoi(o.listen.substr(colon + 1)));
+  so.max_body = o.max_body;
+  so.max_header = o.max_header;
+  so.max_connections = o.max_connections;
+  so.idle_timeout = std::chrono::seconds(o.idle_timeout);
+  so.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  auto started = std::chrono::steady_clock::now();
+  Fs* fs = Fs::posix();
+  if (Status s = fs->create_dirs(o.data_dir + "/streams"); !s) {
+    spdlog::error("cannot create data dir: {}", s.message());
+    return 1;
+  }
+  std::unique_ptr<Catalog> catalog;
+  if (Status s = Catalog::open(o.data_dir + "/catalog.db", &catalog); !s) {
+    spdlog::error("cannot open catalog: {}", s.message());
+    return 1;
+  }
+  GroupCommit commit;
+  StreamStore::Options sto;
+  sto.data_dir = o.data_dir;
+  sto.fs = fs;
+  StreamStore streams(sto, catalog.get(), &commit);
+  if (Status s = streams.open(); !s) {
+    spdlog::error("cannot open stream store: {}", s.message());
+    return 1;
+  }
+
+  ApiContext ctx;
+  ctx.streams = &streams;
+  ctx.catalog = catalog.get();
+  ctx.options = o;
+  if (!is_loopback(so.host) && !o.allow_unauthenticated) {
+    // Open mode on a public address needs an explicit opt-in (API keys come with the session API).
+    spdlog::error("refusing to listen on non-loopback {} without API keys; pass "
+                  "--allow-unauthenticated to run open anyway",
+                  so.host);
+    return 2;
+  }
+  spdlog::warn("no API keys configured: running OPEN (every request is tenant 'default')");
+
+  HttpServer server(so, [&ctx](HttpRequest& req, Responder& res) { return route(ctx, req, res); });
+  server.set_on_shutdown([&] {
+    ctx.shutting_down = true;
+    streams.wake_all();
+  });
+  if (Status s = server.listen(); !s) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  ctx.ready = true;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started).count();
+  spdlog::info("durable-sessions listening on {}:{} (data dir {}, {} streams, ready in {} ms)",
+               so.host, server.port(), o.data_dir, streams.size(), ms);
+
+  boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down gracefully", sig);
+    server.stop();
+  });
+  server.run();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace ds

@@ -1,0 +1,332 @@
+#include "core/stream.h"
+
+#include <algorithm>
+
+#include "core/clock.h"
+
+namespace ds {
+
+Stream::Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
+               StreamLog::Options log_options, GroupCommit* commit)
+    : record_(std::move(record)),
+      source_(std::move(source)),
+      fs_(fs),
+      dir_(std::move(dir)),
+      log_options_(log_options),
+      commit_(commit),
+      last_access_ms_(now_unix_millis()) {}
+
+Status Stream::ensure_loaded() {
+  std::lock_guard lk(mu_);
+  return load_locked();
+}
+
+void Stream::apply_meta_locked(const FrameMeta& meta) {
+  if (meta.producer) {
+    ProducerState& p = producers_[meta.producer->id];
+    p.epoch = meta.producer->epoch;
+    p.last_seq = meta.producer->seq;
+  }
+  if (meta.stream_seq) last_stream_seq_ = meta.stream_seq;
+  if (meta.closes) {
+    closed_written_ = true;
+    closed_by_ = meta.producer;
+  }
+  last_append_ms_ = static_cast<int64_t>(meta.unix_millis);
+}
+
+Status Stream::load_locked() {
+  if (log_) return Status::ok();
+  if (deleted_) return Status::not_found("stream deleted");
+  producers_.clear();
+  last_stream_seq_.reset();
+  closed_written_ = false;
+  closed_by_.reset();
+  last_append_ms_ = record_.created_ms;
+  std::unique_ptr<StreamLog> log;
+  Status s = StreamLog::open(
+      fs_, dir_, record_.fork_offset, log_options_,
+      [this](const FrameMeta& meta, uint32_t) { apply_meta_locked(meta); }, &log, nullptr);
+  if (!s) return s;
+  log_ = std::move(log);
+  written_next_ = durable_next_ = log_->next_position();
+  closed_durable_ = closed_written_;
+  durable_mark_ = log_->mark();
+  return Status::ok();
+}
+
+void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
+  AppendResult r;
+  std::shared_ptr<File> file;
+  uint64_t end = 0;
+  StreamLog::Mark mark_after{};
+  {
+    std::lock_guard lk(mu_);
+    if (Status s = load_locked(); !s) {
+      r.status = s;
+      done(r);
+      return;
+    }
+    last_access_ms_ = now_unix_millis();
+    if (broken_) {
+      r.status = Status::unavailable("stream is recovering from a storage failure; retry");
+      done(r);
+      return;
+    }
+    r.next_position = written_next_;
+    if (closed_written_) {
+      r.closed = true;
+      if (req.producer && closed_by_ && closed_by_->id == req.producer->id &&
+          closed_by_->epoch == req.producer->epoch && closed_by_->seq == req.producer->seq) {
+        r.outcome = AppendResult::Outcome::kDuplicate;
+        r.producer_epoch = req.producer->epoch;
+        r.producer_seq = req.producer->seq;
+      } else if (req.messages.empty() && req.close && !req.producer) {
+        r.outcome = AppendResult::Outcome::kAlreadyClosed;
+      } else {
+        r.outcome = AppendResult::Outcome::kClosed;
+        done(r);
+        return;
+      }
+    } else {
+      if (req.producer) {
+        const ProducerStamp& p = *req.producer;
+        auto it = producers_.find(p.id);
+        r.producer_epoch = p.epoch;
+        if (it != producers_.end() && p.epoch < it->second.epoch) {
+          r.outcome = AppendResult::Outcome::kStaleEpoch;
+          r.producer_epoch = it->second.epoch;
+          done(r);
+          return;
+        }
+        if (it == producers_.end() || p.epoch > it->second.epoch) {
+          if (p.seq != 0) {
+            r.outcome = AppendResult::Outcome::kEpochSeqInvalid;
+            r.expected_seq = 0;
+            r.received_seq = p.seq;
+            done(r);
+            return;
+          }
+        } else if (p.seq <= it->second.last_seq) {
+          r.outcome = AppendResult::Outcome::kDuplicate;
+          r.producer_seq = it->second.last_seq;
+        } else if (p.seq > it->second.last_seq + 1) {
+          r.outcome = AppendResult::Outcome::kSeqGap;
+          r.expected_seq = it->second.last_seq + 1;
+          r.received_seq = p.seq;
+          done(r);
+          return;
+        }
+      }
+      if (r.outcome != AppendResult::Outcome::kDuplicate) {
+        if (req.stream_seq && last_stream_seq_ && *req.stream_seq <= *last_stream_seq_) {
+          r.outcome = AppendResult::Outcome::kStreamSeqRegression;
+          done(r);
+          return;
+        }
+        FrameMeta meta;
+        meta.closes = req.close;
+        meta.producer = req.producer;
+        meta.stream_seq = req.stream_seq;
+        meta.unix_millis = static_cast<uint64_t>(now_unix_millis());
+        std::vector<std::string_view> views(req.messages.begin(), req.messages.end());
+        if (Status s = log_->append(meta, views); !s) {
+          r.status = s;
+          done(r);
+          return;
+        }
+        apply_meta_locked(meta);
+        r.outcome = AppendResult::Outcome::kAppended;
+        r.first_position = written_next_;
+        written_next_ = log_->next_position();
+        r.next_position = written_next_;
+        r.closed = closed_written_;
+        r.unix_millis = static_cast<int64_t>(meta.unix_millis);
+        if (req.producer) r.producer_seq = req.producer->seq;
+      }
+    }
+    // Every success waits for the sync of everything written so far (a duplicate may be
+    // acknowledging data that is still in flight).
+    ++inflight_;
+    end = written_next_;
+    mark_after = log_->mark();
+    file = log_->active_file();
+  }
+  bool closes = r.closed;
+  commit_->submit(std::move(file), [self = shared_from_this(), end, closes, mark_after, r,
+                                    done = std::move(done)](const Status& s) {
+    self->on_synced(s, end, closes, mark_after, r, done);
+  });
+}
+
+void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Mark mark_after,
+                       AppendResult result, const std::function<void(AppendResult)>& done) {
+  std::vector<std::function<void()>> wake;
+  {
+    std::lock_guard lk(mu_);
+    --inflight_;
+    if (s && !broken_) {
+      if (end > durable_next_ || (closes && !closed_durable_)) {
+        durable_next_ = std::max(durable_next_, end);
+        if (closes) closed_durable_ = true;
+        durable_mark_ = mark_after;
+        wake = take_waiters_locked();
+      }
+    } else {
+      broken_ = true;
+      result.outcome = AppendResult::Outcome::kError;
+      result.status = s ? Status::io_error("an earlier write to this stream failed; retry") : s;
+    }
+    if (broken_ && inflight_ == 0 && log_) {
+      // Cut the log back to what was acknowledged, then rebuild writer state from the log.
+      log_->rollback(durable_mark_);
+      log_.reset();
+      broken_ = false;
+      load_locked();
+    }
+  }
+  for (auto& w : wake) w();
+  done(result);
+}
+
+std::vector<std::function<void()>> Stream::take_waiters_locked() {
+  std::vector<std::function<void()>> out;
+  out.reserve(waiters_.size());
+  for (auto& [id, fn] : waiters_) out.push_back(std::move(fn));
+  waiters_.clear();
+  return out;
+}
+
+Status Stream::read(uint64_t from, size_t max_bytes, ReadResult* out) {
+  uint64_t tail;
+  bool closed;
+  {
+    std::lock_guard lk(mu_);
+    if (Status s = load_locked(); !s) return s;
+    last_access_ms_ = now_unix_millis();
+    tail = durable_next_;
+    closed = closed_durable_;
+  }
+  out->messages.clear();
+  if (from < tail) {
+    if (Status s = read_range(from, tail, max_bytes, &out->messages); !s) return s;
+  }
+  out->tail = tail;
+  out->next_position = std::min(from, tail) + out->messages.size();
+  if (from > tail) out->next_position = from;
+  out->up_to_date = out->next_position >= tail;
+  out->closed = closed && out->up_to_date;
+  return Status::ok();
+}
+
+Status Stream::read_range(uint64_t from, uint64_t to, size_t max_bytes,
+                          std::vector<std::string>* out) {
+  size_t before = out->size();
+  if (from < record_.fork_offset && source_) {
+    uint64_t src_to = std::min(to, record_.fork_offset);
+    if (Status s = source_->read_range(from, src_to, max_bytes, out); !s) return s;
+    from += out->size() - before;
+    if (from < src_to) return Status::ok();  // budget exhausted inside the source
+  }
+  if (from >= to) return Status::ok();
+  size_t used = 0;
+  for (size_t i = before; i < out->size(); ++i) used += (*out)[i].size();
+  if (used >= max_bytes && out->size() > before) return Status::ok();
+  std::lock_guard lk(mu_);
+  if (Status s = load_locked(); !s) return s;
+  uint64_t own_to = std::min(to, durable_next_);
+  if (from >= own_to) return Status::ok();
+  // Guarantee progress: when the source part already used the budget, the own part may still
+  // add nothing; when nothing was read at all it reads at least one message.
+  size_t budget = max_bytes > used ? max_bytes - used : 0;
+  if (budget == 0) return Status::ok();
+  if (out->size() > before) {
+    // Do not exceed the budget with the first own message when something was already read.
+    if (log_->message_size(from) > budget) return Status::ok();
+  }
+  return log_->read(from, own_to, budget, out);
+}
+
+Status Stream::message_at(uint64_t position, std::string* out) {
+  std::lock_guard lk(mu_);
+  if (Status s = load_locked(); !s) return s;
+  if (position < record_.fork_offset || position >= durable_next_) {
+    return Status::invalid("no message at that position");
+  }
+  std::vector<std::string> v;
+  if (Status s = log_->read(position, position + 1, SIZE_MAX, &v); !s) return s;
+  *out = std::move(v.at(0));
+  return Status::ok();
+}
+
+uint64_t Stream::tail() {
+  std::lock_guard lk(mu_);
+  load_locked();
+  return durable_next_;
+}
+
+bool Stream::closed() {
+  std::lock_guard lk(mu_);
+  load_locked();
+  return closed_durable_;
+}
+
+int64_t Stream::last_append_millis() {
+  std::lock_guard lk(mu_);
+  load_locked();
+  return last_append_ms_;
+}
+
+bool Stream::add_waiter(uint64_t from, uint64_t* id, std::function<void()> wake) {
+  std::lock_guard lk(mu_);
+  if (deleted_ || closed_durable_ || durable_next_ > from) return false;
+  *id = next_waiter_id_++;
+  waiters_.emplace(*id, std::move(wake));
+  return true;
+}
+
+void Stream::remove_waiter(uint64_t id) {
+  std::lock_guard lk(mu_);
+  waiters_.erase(id);
+}
+
+void Stream::mark_deleted() {
+  std::vector<std::function<void()>> wake;
+  {
+    std::lock_guard lk(mu_);
+    deleted_ = true;
+    log_.reset();
+    wake = take_waiters_locked();
+  }
+  for (auto& w : wake) w();
+}
+
+void Stream::wake_all() {
+  std::vector<std::function<void()>> wake;
+  {
+    std::lock_guard lk(mu_);
+    wake = take_waiters_locked();
+  }
+  for (auto& w : wake) w();
+}
+
+bool Stream::deleted() {
+  std::lock_guard lk(mu_);
+  return deleted_;
+}
+
+void Stream::touch() {
+  std::lock_guard lk(mu_);
+  last_access_ms_ = now_unix_millis();
+}
+
+bool Stream::expired(int64_t now_ms) {
+  if (expires_at_ms && now_ms >= *expires_at_ms) return true;
+  if (record_.ttl_seconds) {
+    std::lock_guard lk(mu_);
+    return now_ms >= last_access_ms_ + static_cast<int64_t>(*record_.ttl_seconds) * 1000;
+  }
+  return false;
+}
+
+}  // namespace ds

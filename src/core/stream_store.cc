@@ -1,0 +1,309 @@
+#include "core/stream_store.h"
+
+#include "core/clock.h"
+#include "core/content_type.h"
+
+namespace ds {
+
+StreamStore::StreamStore(Options options, Catalog* catalog, GroupCommit* commit)
+    : options_(std::move(options)), catalog_(catalog), commit_(commit) {}
+
+std::string StreamStore::stream_dir(int64_t id) const {
+  return options_.data_dir + "/streams/" + std::to_string(id);
+}
+
+std::shared_ptr<Stream> StreamStore::make_stream(const StreamRecord& r,
+                                                 std::shared_ptr<Stream> source) {
+  auto s = std::make_shared<Stream>(r, std::move(source), options_.fs, stream_dir(r.id),
+                                    options_.log, commit_);
+  if (r.expires_at) s->expires_at_ms = parse_rfc3339(*r.expires_at);
+  s->soft_deleted = r.soft_deleted;
+  return s;
+}
+
+Status StreamStore::open() {
+  std::lock_guard lk(mu_);
+  Status s = catalog_->for_each_stream([&](const StreamRecord& r) {
+    std::shared_ptr<Stream> source;
+    if (r.fork_source) {
+      auto it = by_id_.find(*r.fork_source);
+      if (it != by_id_.end()) {
+        source = it->second;
+        source->fork_refs++;
+      }
+    }
+    auto st = make_stream(r, source);
+    streams_[key(r.tenant, r.path)] = st;
+    by_id_[r.id] = st;
+  });
+  if (!s) return s;
+  // Finish cascades interrupted by a crash: soft-deleted streams nobody forks any more.
+  for (bool again = true; again;) {
+    again = false;
+    for (auto& [id, st] : by_id_) {
+      if (st->soft_deleted && st->fork_refs == 0) {
+        hard_delete_locked(st);
+        again = true;
+        break;
+      }
+    }
+  }
+  // Remove log directories whose stream is no longer in the catalog (deletes cut short).
+  std::vector<std::string> names;
+  options_.fs->list(options_.data_dir + "/streams", &names);
+  for (const auto& n : names) {
+    bool known = false;
+    try {
+      known = by_id_.count(std::stoll(n)) > 0;
+    } catch (...) {
+    }
+    if (!known) options_.fs->remove_all(options_.data_dir + "/streams/" + n);
+  }
+  return Status::ok();
+}
+
+void StreamStore::hard_delete_locked(const std::shared_ptr<Stream>& s) {
+  catalog_->delete_stream(s->record().id);
+  streams_.erase(key(s->record().tenant, s->record().path));
+  by_id_.erase(s->record().id);
+  s->mark_deleted();
+  options_.fs->remove_all(s->dir());
+  if (auto src = s->source()) {
+    src->fork_refs--;
+    if (src->soft_deleted && src->fork_refs == 0 && by_id_.count(src->record().id)) {
+      hard_delete_locked(src);
+    }
+  }
+}
+
+bool StreamStore::expire_locked(const std::string& k, const std::shared_ptr<Stream>& s) {
+  (void)k;
+  if (s->soft_deleted || !s->expired(now_unix_millis())) return false;
+  if (s->fork_refs > 0) {
+    catalog_->set_soft_deleted(s->record().id);
+    s->soft_deleted = true;
+    return false;
+  }
+  hard_delete_locked(s);
+  return true;
+}
+
+Status StreamStore::find(const std::string& tenant, const std::string& path,
+                         std::shared_ptr<Stream>* out) {
+  std::lock_guard lk(mu_);
+  std::string k = key(tenant, path);
+  auto it = streams_.find(k);
+  if (it == streams_.end()) return Status::not_found("stream not found");
+  auto s = it->second;
+  if (expire_locked(k, s)) return Status::not_found("stream not found");
+  if (s->soft_deleted) return Status::gone("stream was deleted");
+  *out = s;
+  return Status::ok();
+}
+
+void StreamStore::wake_all() {
+  std::vector<std::shared_ptr<Stream>> all;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [k, s] : streams_) all.push_back(s);
+  }
+  for (auto& s : all) s->wake_all();
+}
+
+size_t StreamStore::size() {
+  std::lock_guard lk(mu_);
+  return streams_.size();
+}
+
+Status StreamStore::remove(const std::string& tenant, const std::string& path) {
+  std::lock_guard lk(mu_);
+  std::string k = key(tenant, path);
+  auto it = streams_.find(k);
+  if (it == streams_.end()) return Status::not_found("stream not found");
+  auto s = it->second;
+  if (expire_locked(k, s)) return Status::not_found("stream not found");
+  if (s->soft_deleted) return Status::gone("stream was deleted");
+  if (s->fork_refs > 0) {
+    if (Status st = catalog_->set_soft_deleted(s->record().id); !st) return st;
+    s->soft_deleted = true;
+    s->wake_all();
+    return Status::ok();
+  }
+  hard_delete_locked(s);
+  return Status::ok();
+}
+
+namespace {
+std::string fork_request_string(const CreateSpec& spec) {
+  if (!spec.forked_from) return "";
+  std::string r = *spec.forked_from + "|";
+  r += spec.fork_offset ? std::to_string(*spec.fork_offset) : "tail";
+  r += "|" + std::to_string(spec.fork_sub_offset);
+  return r;
+}
+}  // namespace
+
+void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> done) {
+  CreateOutcome out;
+  std::shared_ptr<Stream> stream;
+  std::vector<std::string> initial;
+  {
+    std::lock_guard lk(mu_);
+    std::string k = key(spec.tenant, spec.path);
+    auto it = streams_.find(k);
+    if (it != streams_.end() && !expire_locked(k, it->second)) {
+      auto s = it->second;
+      if (s->soft_deleted) {
+        out.status = Status::conflict("a deleted stream still holds this path for its forks");
+        done(out);
+        return;
+      }
+      const StreamRecord& r = s->record();
+      bool expiry_same = r.ttl_seconds == spec.ttl_seconds && r.expires_at == spec.expires_at;
+      // A fork that inherited its expiry matches a re-create that names none.
+      if (!r.fork_request.empty() && !spec.ttl_seconds && !spec.expires_at) expiry_same = true;
+      bool same = (spec.content_type.empty() || same_media_type(r.content_type, spec.content_type)) &&
+                  expiry_same && s->closed() == spec.closed && r.kind == spec.kind;
+      if (spec.forked_from || !r.fork_request.empty()) {
+        std::string want = fork_request_string(spec);
+        // A fork created without an explicit offset matches a re-create naming the offset it got.
+        same = same && (r.fork_request == want ||
+                        (spec.forked_from && !spec.fork_offset &&
+                         r.fork_request.rfind(*spec.forked_from + "|", 0) == 0));
+      }
+      if (!same) {
+        out.status = Status::conflict("stream exists with a different configuration");
+        done(out);
+        return;
+      }
+      out.status = Status::ok();
+      out.created = false;
+      out.stream = s;
+      out.next_position = s->tail();
+      out.closed = s->closed();
+      done(out);
+      return;
+    }
+
+    StreamRecord rec;
+    rec.tenant = spec.tenant;
+    rec.path = spec.path;
+    rec.kind = spec.kind;
+    rec.content_type = spec.content_type;
+    rec.ttl_seconds = spec.ttl_seconds;
+    rec.expires_at = spec.expires_at;
+    rec.created_ms = now_unix_millis();
+    std::shared_ptr<Stream> source;
+    std::string prefix;  // binary sub-offset: the inherited part of the anchor message
+    if (spec.forked_from) {
+      auto sit = streams_.find(key(spec.tenant, *spec.forked_from));
+      if (sit == streams_.end() || expire_locked(sit->first, sit->second)) {
+        out.status = Status::not_found("fork source stream not found");
+        done(out);
+        return;
+      }
+      source = sit->second;
+      if (source->soft_deleted) {
+        out.status = Status::conflict("fork source stream was deleted");
+        done(out);
+        return;
+      }
+      const StreamRecord& sr = source->record();
+      if (rec.content_type.empty()) rec.content_type = sr.content_type;
+      if (!same_media_type(rec.content_type, sr.content_type)) {
+        out.status = Status::conflict("fork content type differs from the source's");
+        done(out);
+        return;
+      }
+      // TTL inheritance: a fork without its own expiry takes the source's.
+      if (!rec.ttl_seconds && !rec.expires_at) {
+        rec.ttl_seconds = sr.ttl_seconds;
+        rec.expires_at = sr.expires_at;
+      }
+      uint64_t tail = source->tail();
+      uint64_t at = spec.fork_offset.value_or(tail);
+      if (at > tail) {
+        out.status = Status::invalid("Stream-Fork-Offset is beyond the source stream's tail");
+        done(out);
+        return;
+      }
+      if (at < sr.fork_offset && source->source() == nullptr) {
+        out.status = Status::invalid("Stream-Fork-Offset is before the source stream's start");
+        done(out);
+        return;
+      }
+      if (spec.fork_sub_offset > 0) {
+        if (at >= tail) {
+          out.status = Status::invalid("Stream-Fork-Sub-Offset points past the source's tail");
+          done(out);
+          return;
+        }
+        if (spec.json_mode) {
+          if (at + spec.fork_sub_offset > tail) {
+            out.status = Status::invalid("Stream-Fork-Sub-Offset passes the source's messages");
+            done(out);
+            return;
+          }
+          at += spec.fork_sub_offset;
+        } else {
+          std::vector<std::string> msg;
+          Status st = source->read_range(at, at + 1, SIZE_MAX, &msg);
+          if (!st || msg.size() != 1) {
+            out.status = st ? Status::invalid("no message at Stream-Fork-Offset") : st;
+            done(out);
+            return;
+          }
+          if (spec.fork_sub_offset > msg[0].size()) {
+            out.status = Status::invalid("Stream-Fork-Sub-Offset passes the end of the message");
+            done(out);
+            return;
+          }
+          if (spec.fork_sub_offset == msg[0].size()) {
+            at += 1;  // the whole message: an ordinary fork after it
+          } else {
+            prefix = msg[0].substr(0, spec.fork_sub_offset);
+          }
+        }
+      }
+      rec.fork_source = sr.id;
+      rec.fork_offset = at;
+      rec.fork_request = fork_request_string(spec);
+    }
+    if (Status st = catalog_->insert_stream(&rec); !st) {
+      out.status = st;
+      done(out);
+      return;
+    }
+    stream = make_stream(rec, source);
+    if (Status st = stream->ensure_loaded(); !st) {
+      catalog_->delete_stream(rec.id);
+      out.status = st;
+      done(out);
+      return;
+    }
+    if (source) source->fork_refs++;
+    streams_[k] = stream;
+    by_id_[rec.id] = stream;
+    if (!prefix.empty()) initial.push_back(std::move(prefix));
+    for (auto& m : spec.messages) initial.push_back(std::move(m));
+  }
+  out.stream = stream;
+  out.created = true;
+  if (initial.empty() && !spec.closed) {
+    out.status = Status::ok();
+    out.next_position = stream->tail();
+    done(out);
+    return;
+  }
+  AppendRequest req;
+  req.messages = std::move(initial);
+  req.close = spec.closed;
+  stream->append(std::move(req), [out, done = std::move(done)](AppendResult r) mutable {
+    out.status = r.outcome == AppendResult::Outcome::kAppended ? Status::ok() : r.status;
+    out.next_position = r.next_position;
+    out.closed = r.closed;
+    done(out);
+  });
+}
+
+}  // namespace ds

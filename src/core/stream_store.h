@@ -1,0 +1,94 @@
+// StreamStore: the registry of all streams — names to Stream objects, creation (including forks),
+// deletion (soft and cascading), expiry, and start-up recovery from the catalog and the logs.
+//
+// Guarantees:
+// - A create is acknowledged only once its catalog row is committed and any initial data is
+//   durable; a delete only once the catalog no longer names the stream.
+// - Names are scoped by tenant: (tenant, path) pairs never collide across tenants.
+// - Expired streams (TTL or Expires-At passed) are deleted when next looked up and then behave as
+//   absent (or as soft-deleted when forks still need their data).
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "core/stream.h"
+#include "store/catalog.h"
+#include "store/group_commit.h"
+
+namespace ds {
+
+struct CreateSpec {
+  std::string tenant;
+  std::string path;
+  int kind = 0;
+  std::string content_type;
+  std::optional<uint64_t> ttl_seconds;
+  std::optional<std::string> expires_at;
+  bool closed = false;
+  std::vector<std::string> messages;  // initial content
+  // Fork
+  std::optional<std::string> forked_from;
+  std::optional<uint64_t> fork_offset;  // default: the source's tail
+  uint64_t fork_sub_offset = 0;
+  bool json_mode = false;  // how sub-offsets are counted: messages (json) or bytes
+};
+
+struct CreateOutcome {
+  Status status;        // kNotFound (fork source), kConflict, kInvalid, kGone, I/O errors
+  bool created = false;  // false: an identical stream existed (idempotent 200)
+  std::shared_ptr<Stream> stream;
+  uint64_t next_position = 0;
+  bool closed = false;
+};
+
+class StreamStore {
+ public:
+  struct Options {
+    std::string data_dir;
+    Fs* fs = nullptr;
+    StreamLog::Options log;
+  };
+  StreamStore(Options options, Catalog* catalog, GroupCommit* commit);
+
+  // Loads every stream named in the catalog (logs open lazily), finishes interrupted deletions and
+  // removes log directories the catalog does not name.
+  Status open();
+
+  // kNotFound when absent or expired, kGone when soft-deleted.
+  Status find(const std::string& tenant, const std::string& path, std::shared_ptr<Stream>* out);
+
+  void create(CreateSpec spec, std::function<void(CreateOutcome)> done);
+
+  // kNotFound when absent; kGone when already soft-deleted.
+  Status remove(const std::string& tenant, const std::string& path);
+
+  size_t size();
+  // Wakes every live reader of every stream (shutdown).
+  void wake_all();
+
+ private:
+  static std::string key(const std::string& tenant, const std::string& path) {
+    return tenant + '\0' + path;
+  }
+  std::string stream_dir(int64_t id) const;
+  std::shared_ptr<Stream> make_stream(const StreamRecord& r, std::shared_ptr<Stream> source);
+  // With mu_ held: deletes `s` for good, cascading to soft-deleted sources without forks.
+  void hard_delete_locked(const std::shared_ptr<Stream>& s);
+  // With mu_ held: applies expiry to the entry at `k`; true if it is now absent.
+  bool expire_locked(const std::string& k, const std::shared_ptr<Stream>& s);
+
+  Options options_;
+  Catalog* catalog_;
+  GroupCommit* commit_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Stream>> streams_;
+  std::unordered_map<int64_t, std::shared_ptr<Stream>> by_id_;
+};
+
+}  // namespace ds

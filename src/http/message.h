@@ -1,0 +1,41 @@
+// HttpRequest / HttpResponse: the plain, Beast-free view of an HTTP exchange that the api layer
+// works with. Header names are stored lower-case; lookups are case-insensitive.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ds {
+
+struct HttpRequest {
+  std::string method;   // "GET", "POST", ...
+  std::string target;   // raw request target: path and query, percent-encoded
+  std::string path;     // raw path part of target
+  std::string query;    // raw query part (without '?')
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  std::string body;
+  std::string request_id;
+  bool keep_alive = true;
+
+  // First value of a header, or nullptr. `name` must be lower-case.
+  const std::string* header(std::string_view name) const;
+  size_t header_count(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  HttpResponse() = default;
+  explicit HttpResponse(int s) : status(s) {}
+  // Replaces any header of that name (case-insensitive).
+  void set(std::string_view name, std::string value);
+  void add(std::string_view name, std::string value);
+  const std::string* get(std::string_view name) const;
+};
+
+}  // namespace ds

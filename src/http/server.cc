@@ -1,0 +1,333 @@
+// The only translation unit that includes Boost.Beast.
+#include "http/server.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace ds {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+std::string make_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string id = "req_";
+  uint64_t a = rng(), b = rng();
+  for (int i = 0; i < 16; ++i) id += hex[(a >> (i * 4)) & 15];
+  for (int i = 0; i < 8; ++i) id += hex[(b >> (i * 4)) & 15];
+  return id;
+}
+
+struct Connection {
+  explicit Connection(tcp::socket s) : stream(std::move(s)) {}
+  beast::tcp_stream stream;
+  std::atomic<bool> busy{false};
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  ServerOptions options;
+  Handler handler;
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::atomic<bool> stopping{false};
+  std::function<void()> on_shutdown;
+  std::atomic<size_t> connections{0};
+  std::mutex conns_mu;
+  std::set<std::shared_ptr<Connection>> conns;
+  std::vector<std::thread> threads;
+  std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
+
+  Impl(ServerOptions o, Handler h) : options(std::move(o)), handler(std::move(h)) {}
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(std::shared_ptr<Connection> c);
+};
+
+namespace {
+
+class BeastResponder final : public Responder {
+ public:
+  BeastResponder(HttpServer::Impl* server, beast::tcp_stream& stream, const HttpRequest& req)
+      : server_(server), stream_(stream), req_(req) {}
+
+  bool done() const { return done_; }
+  bool failed() const { return failed_; }
+  bool streamed() const { return streamed_; }
+
+  asio::awaitable<void> send(HttpResponse r) override {
+    http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
+    fill(res, r);
+    res.body() = std::move(r.body);
+    // HEAD responses describe the body they would have had.
+    if (req_.method == "HEAD") {
+      if (!r.get("content-length")) res.content_length(res.body().size());
+      res.body().clear();
+      http::response_serializer<http::string_body> sr{res};
+      sr.split(true);
+      stream_.expires_after(std::chrono::seconds(30));
+      auto [ec, n] = co_await http::async_write_header(stream_, sr, use_nothrow);
+      failed_ = static_cast<bool>(ec);
+    } else {
+      res.prepare_payload();
+      stream_.expires_after(std::chrono::seconds(30));
+      auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
+      failed_ = static_cast<bool>(ec);
+    }
+    done_ = true;
+  }
+
+  asio::awaitable<bool> start_stream(HttpResponse head) override {
+    http::response<http::empty_body> res{static_cast<http::status>(head.status), 11};
+    fill(res, head);
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    stream_.expires_after(std::chrono::seconds(30));
+    auto [ec, n] = co_await http::async_write_header(stream_, sr, use_nothrow);
+    streamed_ = true;
+    if (ec) failed_ = true;
+    co_return !failed_;
+  }
+
+  asio::awaitable<bool> write(std::string_view data) override {
+    if (failed_) co_return false;
+    if (data.empty()) co_return true;
+    stream_.expires_after(std::chrono::seconds(30));
+    auto [ec, n] = co_await asio::async_write(
+        stream_, http::make_chunk(asio::const_buffer(data.data(), data.size())), use_nothrow);
+    if (ec) failed_ = true;
+    co_return !failed_ && !server_->stopping.load();
+  }
+
+  asio::awaitable<void> finish() override {
+    if (!failed_) {
+      stream_.expires_after(std::chrono::seconds(30));
+      auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), use_nothrow);
+      if (ec) failed_ = true;
+    }
+    done_ = true;
+  }
+
+  bool shutting_down() const override { return server_->stopping.load(); }
+
+ private:
+  template <typename Message>
+  void fill(Message& m, const HttpResponse& r) {
+    for (const auto& [k, v] : r.headers) m.insert(k, v);
+    if (m.find("request-id") == m.end()) m.set("request-id", req_.request_id);
+    m.keep_alive(req_.keep_alive && !server_->stopping.load());
+  }
+
+  HttpServer::Impl* server_;
+  beast::tcp_stream& stream_;
+  const HttpRequest& req_;
+  bool done_ = false;
+  bool failed_ = false;
+  bool streamed_ = false;
+};
+
+// Writes a minimal error for requests that never reach the handler.
+asio::awaitable<void> write_early_error(beast::tcp_stream& stream, http::status status,
+                                        std::string type, std::string message) {
+  http::response<http::string_body> res{status, 11};
+  std::string id = make_request_id();
+  res.set(http::field::content_type, "application/json");
+  res.set("request-id", id);
+  res.set("x-content-type-options", "nosniff");
+  res.keep_alive(false);
+  res.body() = "{\"type\":\"error\",\"error\":{\"type\":\"" + type + "\",\"message\":\"" + message +
+               "\"},\"request_id\":\"" + id + "\"}";
+  res.prepare_payload();
+  stream.expires_after(std::chrono::seconds(5));
+  co_await http::async_write(stream, res, use_nothrow);
+}
+
+}  // namespace
+
+asio::awaitable<void> HttpServer::Impl::accept_loop() {
+  for (;;) {
+    auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), use_nothrow);
+    if (ec) {
+      if (stopping.load() || ec == asio::error::operation_aborted) co_return;
+      spdlog::warn("accept failed: {}", ec.message());
+      continue;
+    }
+    beast::error_code ignored;
+    sock.set_option(tcp::no_delay(true), ignored);
+    auto ex = sock.get_executor();
+    auto c = std::make_shared<Connection>(std::move(sock));
+    asio::co_spawn(ex, serve(std::move(c)), asio::detached);
+  }
+}
+
+asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
+  size_t n = ++connections;
+  struct Guard {
+    Impl* self;
+    std::shared_ptr<Connection> c;
+    ~Guard() {
+      --self->connections;
+      std::lock_guard lk(self->conns_mu);
+      self->conns.erase(c);
+    }
+  } guard{this, c};
+  {
+    std::lock_guard lk(conns_mu);
+    conns.insert(c);
+  }
+  if (n > options.max_connections) {
+    co_await write_early_error(c->stream, http::status::service_unavailable, "overloaded_error",
+                               "too many open connections (limit --max-connections)");
+    c->stream.socket().close();
+    co_return;
+  }
+  beast::flat_buffer buffer;
+  for (;;) {
+    if (stopping.load()) break;
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(options.max_body);
+    parser.header_limit(static_cast<std::uint32_t>(options.max_header));
+    c->stream.expires_after(options.idle_timeout);
+    auto [ec, bytes] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
+    if (ec) {
+      if (ec == http::error::body_limit) {
+        co_await write_early_error(c->stream, http::status::payload_too_large, "request_too_large",
+                                   "request body exceeds --max-body");
+      } else if (ec == http::error::header_limit) {
+        co_await write_early_error(c->stream, http::status::request_header_fields_too_large,
+                                   "invalid_request_error", "request headers too large");
+      } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+                 ec != asio::error::operation_aborted && ec != asio::error::eof &&
+                 ec != asio::error::connection_reset && bytes > 0) {
+        co_await write_early_error(c->stream, http::status::bad_request, "invalid_request_error",
+                                   "malformed HTTP request");
+      }
+      break;
+    }
+    c->busy = true;
+    auto& msg = parser.get();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    size_t q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string::npos) req.query = req.target.substr(q + 1);
+    req.headers.reserve(16);
+    for (const auto& f : msg) {
+      std::string name(f.name_string());
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      req.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
+    req.body = std::move(msg.body());
+    req.keep_alive = msg.keep_alive();
+    req.request_id = make_request_id();
+
+    BeastResponder responder(this, c->stream, req);
+    co_await handler(req, responder);
+    if (!responder.done() && !responder.failed()) {
+      if (responder.streamed()) {
+        co_await responder.finish();
+      } else {
+        HttpResponse r(500);
+        r.body = "handler produced no response";
+        co_await responder.send(std::move(r));
+      }
+    }
+    c->busy = false;
+    if (responder.failed() || !req.keep_alive || stopping.load()) break;
+  }
+  beast::error_code ignored;
+  c->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c->stream.socket().close(ignored);
+}
+
+HttpServer::HttpServer(ServerOptions options, Handler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+
+HttpServer::~HttpServer() {
+  if (!impl_->threads.empty()) {
+    impl_->ioc.stop();
+    for (auto& t : impl_->threads) t.join();
+  }
+}
+
+Status HttpServer::listen() {
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(impl_->options.host, ec);
+  if (ec) return Status::invalid("bad listen address " + impl_->options.host);
+  tcp::endpoint ep(addr, impl_->options.port);
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::io_error("listen on " + impl_->options.host + ": " + ec.message());
+  return Status::ok();
+}
+
+uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+asio::io_context& HttpServer::io() { return impl_->ioc; }
+void HttpServer::set_on_shutdown(std::function<void()> fn) { impl_->on_shutdown = std::move(fn); }
+size_t HttpServer::open_connections() const { return impl_->connections.load(); }
+
+void HttpServer::run() {
+  asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
+  int n = std::max(1, impl_->options.threads);
+  for (int i = 1; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  impl_->ioc.run();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+void HttpServer::stop() {
+  asio::post(impl_->ioc, [this] {
+    if (impl_->stopping.exchange(true)) return;
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+    if (impl_->on_shutdown) impl_->on_shutdown();
+    // Close idle keep-alive connections; busy ones close after their response.
+    std::vector<std::shared_ptr<Connection>> conns;
+    {
+      std::lock_guard lk(impl_->conns_mu);
+      conns.assign(impl_->conns.begin(), impl_->conns.end());
+    }
+    for (auto& c : conns) {
+      asio::post(c->stream.get_executor(), [c] {
+        if (!c->busy) c->stream.cancel();
+      });
+    }
+    // Wait (bounded) for in-flight requests, then stop the loop.
+    auto timer = std::make_shared<asio::steady_timer>(impl_->ioc);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto poll = std::make_shared<std::function<void()>>();
+    *poll = [this, timer, deadline, poll] {
+      if (impl_->connections.load() == 0 || std::chrono::steady_clock::now() > deadline) {
+        impl_->ioc.stop();
+        *poll = nullptr;
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(20));
+      timer->async_wait([poll](const beast::error_code&) {
+        if (*poll) (*poll)();
+      });
+    };
+    (*poll)();
+  });
+}
+
+}  // namespace ds

@@ -1,0 +1,147 @@
+#include "store/catalog.h"
+
+#include <sqlite3.h>
+
+namespace ds {
+namespace {
+
+Status sql_error(sqlite3* db, const std::string& what) {
+  return Status::io_error("catalog " + what + ": " + sqlite3_errmsg(db));
+}
+
+// RAII statement.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  sqlite3_stmt* get() { return s_; }
+  bool ok() const { return s_ != nullptr; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(s, i)) : "";
+}
+
+}  // namespace
+
+Catalog::~Catalog() { sqlite3_close(db_); }
+
+Status Catalog::open(const std::string& path, std::unique_ptr<Catalog>* out) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    Status s = sql_error(db, "open " + path);
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Catalog> c(new Catalog(db));
+  Status s = c->exec(
+      "PRAGMA journal_mode=WAL;"
+      "PRAGMA synchronous=FULL;"
+      "CREATE TABLE IF NOT EXISTS streams ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  tenant TEXT NOT NULL, path TEXT NOT NULL, kind INTEGER NOT NULL,"
+      "  content_type TEXT NOT NULL, ttl_seconds INTEGER, expires_at TEXT,"
+      "  created_ms INTEGER NOT NULL, fork_source INTEGER, fork_offset INTEGER NOT NULL,"
+      "  fork_request TEXT NOT NULL, soft_deleted INTEGER NOT NULL DEFAULT 0,"
+      "  UNIQUE(tenant, path));");
+  if (!s) return s;
+  *out = std::move(c);
+  return Status::ok();
+}
+
+Status Catalog::exec(const std::string& sql) {
+  std::lock_guard lk(mu_);
+  return exec_locked(sql);
+}
+
+Status Catalog::exec_locked(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : "unknown";
+    sqlite3_free(err);
+    return Status::io_error("catalog: " + m);
+  }
+  return Status::ok();
+}
+
+Status Catalog::insert_stream(StreamRecord* r) {
+  std::lock_guard lk(mu_);
+  Stmt st(db_,
+          "INSERT INTO streams (tenant, path, kind, content_type, ttl_seconds, expires_at,"
+          " created_ms, fork_source, fork_offset, fork_request, soft_deleted)"
+          " VALUES (?,?,?,?,?,?,?,?,?,?,0)");
+  if (!st.ok()) return sql_error(db_, "prepare");
+  sqlite3_stmt* s = st.get();
+  bind_text(s, 1, r->tenant);
+  bind_text(s, 2, r->path);
+  sqlite3_bind_int(s, 3, r->kind);
+  bind_text(s, 4, r->content_type);
+  if (r->ttl_seconds) sqlite3_bind_int64(s, 5, static_cast<int64_t>(*r->ttl_seconds));
+  if (r->expires_at) bind_text(s, 6, *r->expires_at);
+  sqlite3_bind_int64(s, 7, r->created_ms);
+  if (r->fork_source) sqlite3_bind_int64(s, 8, *r->fork_source);
+  sqlite3_bind_int64(s, 9, static_cast<int64_t>(r->fork_offset));
+  bind_text(s, 10, r->fork_request);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_CONSTRAINT) return Status::conflict("stream exists");
+  if (rc != SQLITE_DONE) return sql_error(db_, "insert");
+  r->id = sqlite3_last_insert_rowid(db_);
+  return Status::ok();
+}
+
+Status Catalog::set_soft_deleted(int64_t id) {
+  std::lock_guard lk(mu_);
+  Stmt st(db_, "UPDATE streams SET soft_deleted=1 WHERE id=?");
+  sqlite3_bind_int64(st.get(), 1, id);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_error(db_, "update");
+  return Status::ok();
+}
+
+Status Catalog::delete_stream(int64_t id) {
+  std::lock_guard lk(mu_);
+  Stmt st(db_, "DELETE FROM streams WHERE id=?");
+  sqlite3_bind_int64(st.get(), 1, id);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_error(db_, "delete");
+  return Status::ok();
+}
+
+Status Catalog::for_each_stream(const std::function<void(const StreamRecord&)>& fn) {
+  std::lock_guard lk(mu_);
+  Stmt st(db_,
+          "SELECT id, tenant, path, kind, content_type, ttl_seconds, expires_at, created_ms,"
+          " fork_source, fork_offset, fork_request, soft_deleted FROM streams ORDER BY id");
+  if (!st.ok()) return sql_error(db_, "prepare");
+  sqlite3_stmt* s = st.get();
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    StreamRecord r;
+    r.id = sqlite3_column_int64(s, 0);
+    r.tenant = column_text(s, 1);
+    r.path = column_text(s, 2);
+    r.kind = sqlite3_column_int(s, 3);
+    r.content_type = column_text(s, 4);
+    if (sqlite3_column_type(s, 5) != SQLITE_NULL) r.ttl_seconds = sqlite3_column_int64(s, 5);
+    if (sqlite3_column_type(s, 6) != SQLITE_NULL) r.expires_at = column_text(s, 6);
+    r.created_ms = sqlite3_column_int64(s, 7);
+    if (sqlite3_column_type(s, 8) != SQLITE_NULL) r.fork_source = sqlite3_column_int64(s, 8);
+    r.fork_offset = static_cast<uint64_t>(sqlite3_column_int64(s, 9));
+    r.fork_request = column_text(s, 10);
+    r.soft_deleted = sqlite3_column_int(s, 11) != 0;
+    fn(r);
+  }
+  if (rc != SQLITE_DONE) return sql_error(db_, "scan");
+  return Status::ok();
+}
+
+}  // namespace ds

@@ -1,0 +1,63 @@
+// Catalog: the SQLite (WAL) database of stream configuration and fork lineage.
+//
+// The catalog holds what is not in the logs: each stream's name, tenant, content type, TTL or
+// expiry, fork source and fork point, and the soft-deleted flag. Every mutating call is one
+// transaction committed with synchronous=FULL, so a call that returned ok survives a crash.
+// Stream data, closure, producer and Stream-Seq state live in the log (see frame.h), never here.
+// Thread-safe (one connection behind a mutex).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/status.h"
+
+struct sqlite3;
+
+namespace ds {
+
+struct StreamRecord {
+  int64_t id = 0;
+  std::string tenant;
+  std::string path;
+  int kind = 0;  // 0 = Durable Streams stream, 1 = session
+  std::string content_type;
+  std::optional<uint64_t> ttl_seconds;
+  std::optional<std::string> expires_at;  // RFC 3339, as given
+  int64_t created_ms = 0;
+  std::optional<int64_t> fork_source;     // id of the source stream
+  uint64_t fork_offset = 0;               // first position owned by this stream
+  std::string fork_request;               // "offset|sub" as requested, for idempotent re-create
+  bool soft_deleted = false;
+};
+
+class Catalog {
+ public:
+  ~Catalog();
+  static Status open(const std::string& path, std::unique_ptr<Catalog>* out);
+
+  // Inserts `r` and sets r->id. kConflict if (tenant, path) exists.
+  Status insert_stream(StreamRecord* r);
+  Status set_soft_deleted(int64_t id);
+  Status delete_stream(int64_t id);
+  // Calls `fn` for every stream row.
+  Status for_each_stream(const std::function<void(const StreamRecord&)>& fn);
+
+  // Runs arbitrary SQL (schema creation by other components, tests).
+  Status exec(const std::string& sql);
+  sqlite3* db() { return db_; }
+  std::mutex& mutex() { return mu_; }
+
+ private:
+  explicit Catalog(sqlite3* db) : db_(db) {}
+  Status exec_locked(const std::string& sql);
+  sqlite3* db_;
+  std::mutex mu_;
+};
+
+}  // namespace ds

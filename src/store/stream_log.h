@@ -1,0 +1,100 @@
+// StreamLog: the append-only on-disk log of one stream — a directory of segment files holding
+// checksummed frames (see frame.h), plus an in-memory index from position to bytes.
+//
+// Guarantees:
+// - append() writes one whole frame with one pwrite at the tail of the active segment. It is NOT
+//   durable on return: the caller must have the file returned by active_file() synced (group
+//   commit) before acknowledging. Until then readers must not be shown the new positions; the
+//   caller tracks the durable position.
+// - open() replays every intact frame in order and truncates a torn or corrupt tail, so a frame
+//   is either entirely present after a crash or entirely absent.
+// - Not thread-safe: the owning Stream serialises calls with its own mutex.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/frame.h"
+#include "store/fs.h"
+#include "store/status.h"
+
+namespace ds {
+
+class StreamLog {
+ public:
+  struct Options {
+    uint64_t segment_bytes = 64ull << 20;  // roll to a new segment past this size
+  };
+  // Called once per intact frame during open(), in log order.
+  using FrameVisitor = std::function<void(const FrameMeta& meta, uint32_t message_count)>;
+
+  struct RecoveryStats {
+    uint64_t frames = 0;
+    uint64_t truncated_bytes = 0;  // torn/corrupt tail removed
+  };
+
+  // Opens the log in `dir` (created if missing). Positions start at `base_position` (non-zero for
+  // forks, whose earlier positions live in the source).
+  static Status open(Fs* fs, const std::string& dir, uint64_t base_position,
+                     const Options& options, const FrameVisitor& visitor,
+                     std::unique_ptr<StreamLog>* out, RecoveryStats* stats);
+
+  // A point the log can be rolled back to (after a failed sync).
+  struct Mark {
+    uint64_t next_position;
+    size_t segments;
+    uint64_t active_size;
+  };
+  Mark mark() const;
+  // Discards everything appended after `m` (in memory and on disk).
+  Status rollback(const Mark& m);
+
+  // Writes one frame holding `messages`; meta.first_position is set by the log.
+  Status append(FrameMeta meta, const std::vector<std::string_view>& messages);
+  // The file holding the most recent frame; sync it to make every append so far durable.
+  std::shared_ptr<File> active_file() const;
+
+  uint64_t base_position() const { return base_; }
+  uint64_t next_position() const { return base_ + index_.size(); }
+  uint64_t bytes() const { return bytes_; }
+
+  // Appends to *out the messages at positions [from, to) in order, stopping once `max_bytes`
+  // would be exceeded (but always at least one message when the range is non-empty).
+  Status read(uint64_t from, uint64_t to, size_t max_bytes, std::vector<std::string>* out) const;
+  // Length of the message at `position`.
+  uint32_t message_size(uint64_t position) const;
+
+ private:
+  struct Segment {
+    uint64_t first_position;
+    std::shared_ptr<File> file;
+    uint64_t size;
+  };
+  struct Loc {
+    uint32_t segment;
+    uint32_t length;
+    uint64_t offset;
+  };
+
+  StreamLog(Fs* fs, std::string dir, uint64_t base, Options o)
+      : fs_(fs), dir_(std::move(dir)), base_(base), options_(o) {}
+  Status recover_segment(size_t seg_index, bool last, const FrameVisitor& visitor,
+                         RecoveryStats* stats);
+  Status add_segment(uint64_t first_position);
+  std::string segment_path(uint64_t first_position) const;
+
+  Fs* fs_;
+  std::string dir_;
+  uint64_t base_;
+  Options options_;
+  std::vector<Segment> segments_;
+  std::vector<Loc> index_;
+  uint64_t bytes_ = 0;
+  std::string scratch_;
+};
+
+}  // namespace ds
