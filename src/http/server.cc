@@ -158,6 +158,23 @@ asio::awaitable<void> write_early_error(beast::tcp_stream& stream, http::status 
   co_await http::async_write(stream, res, use_nothrow);
 }
 
+constexpr uint64_t kMaxDrainBytes = 64ull << 20;
+
+// Reads and discards `length` body bytes (part may already be in `buffer`).
+asio::awaitable<void> drain(beast::tcp_stream& stream, beast::flat_buffer& buffer, uint64_t length) {
+  uint64_t have = std::min<uint64_t>(buffer.size(), length);
+  buffer.consume(have);
+  length -= have;
+  std::vector<char> scratch(64 * 1024);
+  while (length > 0) {
+    stream.expires_after(std::chrono::seconds(30));
+    size_t want = static_cast<size_t>(std::min<uint64_t>(length, scratch.size()));
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch.data(), want), use_nothrow);
+    if (ec) co_return;
+    length -= n;
+  }
+}
+
 }  // namespace
 
 asio::awaitable<void> HttpServer::Impl::accept_loop() {
@@ -201,10 +218,28 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
   for (;;) {
     if (stopping.load()) break;
     http::request_parser<http::string_body> parser;
-    parser.body_limit(options.max_body);
+    parser.body_limit(boost::none);  // checked below, once the header is known
     parser.header_limit(static_cast<std::uint32_t>(options.max_header));
     c->stream.expires_after(options.idle_timeout);
-    auto [ec, bytes] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
+    auto [hec, hbytes] = co_await http::async_read_header(c->stream, buffer, parser, use_nothrow);
+    beast::error_code ec = hec;
+    size_t bytes = hbytes;
+    if (!ec) {
+      auto length = parser.content_length();
+      if (length && *length > options.max_body) {
+        // Read and discard a declared-too-large body (bounded) before answering 413, so clients
+        // that are still sending see the answer instead of a connection reset.
+        if (*length <= kMaxDrainBytes) co_await drain(c->stream, buffer, *length);
+        co_await write_early_error(c->stream, http::status::payload_too_large,
+                                   "request_too_large", "request body exceeds --max-body");
+        break;
+      }
+      parser.body_limit(options.max_body);
+      c->stream.expires_after(options.idle_timeout);
+      auto [bec, bbytes] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
+      ec = bec;
+      bytes += bbytes;
+    }
     if (ec) {
       if (ec == http::error::body_limit) {
         co_await write_early_error(c->stream, http::status::payload_too_large, "request_too_large",
