@@ -4,13 +4,17 @@
 #include <atomic>
 
 #include "cli/serve_options.h"
+#include "core/session_store.h"
 #include "core/stream_store.h"
+#include "store/api_keys.h"
 #include "store/catalog.h"
 
 namespace ds {
 
 struct ApiContext {
   StreamStore* streams = nullptr;
+  SessionStore* sessions = nullptr;
+  ApiKeys* keys = nullptr;
   Catalog* catalog = nullptr;
   ServeOptions options;
   std::atomic<bool> ready{false};

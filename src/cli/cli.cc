@@ -5,6 +5,9 @@
 
 #include "cli/serve.h"
 #include "cli/serve_options.h"
+#include "store/api_keys.h"
+#include "store/catalog.h"
+#include "store/fs.h"
 
 namespace ds {
 
@@ -48,8 +51,60 @@ int run_cli(int argc, char** argv) {
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));
 
+  auto* keys = app.add_subcommand("keys", "Manage API keys (stored hashed in the catalog)");
+  keys->require_subcommand(1);
+  std::string keys_dir = "./data", tenant, revoke_key;
+  auto* kcreate = keys->add_subcommand("create", "Create a key for a tenant; prints it once, as the last line");
+  kcreate->add_option("--data-dir", keys_dir, "Data directory")->envname(env("DATA_DIR"))->capture_default_str();
+  kcreate->add_option("--tenant", tenant, "Tenant the key acts for")->required();
+  auto* klist = keys->add_subcommand("list", "List keys (prefix, tenant, state)");
+  klist->add_option("--data-dir", keys_dir, "Data directory")->envname(env("DATA_DIR"))->capture_default_str();
+  auto* krevoke = keys->add_subcommand("revoke", "Revoke a key, given in full or by its prefix");
+  krevoke->add_option("--data-dir", keys_dir, "Data directory")->envname(env("DATA_DIR"))->capture_default_str();
+  krevoke->add_option("key", revoke_key, "The key or its prefix")->required();
+
   CLI11_PARSE(app, argc, argv);
   if (serve->parsed()) return run_serve(o);
+  if (keys->parsed()) {
+    if (Status s = Fs::posix()->create_dirs(keys_dir); !s) {
+      std::fprintf(stderr, "error: %s\n", s.message().c_str());
+      return 1;
+    }
+    std::unique_ptr<Catalog> catalog;
+    if (Status s = Catalog::open(keys_dir + "/catalog.db", &catalog); !s) {
+      std::fprintf(stderr, "error: %s\n", s.message().c_str());
+      return 1;
+    }
+    ApiKeys k(catalog.get());
+    if (kcreate->parsed()) {
+      std::string key;
+      if (Status s = k.create(tenant, &key); !s) {
+        std::fprintf(stderr, "error: %s\n", s.message().c_str());
+        return 1;
+      }
+      std::printf("created a key for tenant '%s' (shown once; store it now):\n%s\n", tenant.c_str(),
+                  key.c_str());
+      return 0;
+    }
+    if (klist->parsed()) {
+      std::vector<ApiKeyInfo> all;
+      k.list(&all);
+      std::printf("%-14s %-24s %s\n", "PREFIX", "TENANT", "STATE");
+      for (const auto& i : all) {
+        std::printf("%-14s %-24s %s\n", i.prefix.c_str(), i.tenant.c_str(),
+                    i.revoked ? "revoked" : "active");
+      }
+      return 0;
+    }
+    if (krevoke->parsed()) {
+      if (Status s = k.revoke(revoke_key); !s) {
+        std::fprintf(stderr, "error: %s\n", s.message().c_str());
+        return 1;
+      }
+      std::printf("revoked\n");
+      return 0;
+    }
+  }
   return 0;
 }
 

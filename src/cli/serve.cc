@@ -11,7 +11,9 @@
 
 #include "api/context.h"
 #include "api/router.h"
+#include "core/session_store.h"
 #include "core/stream_store.h"
+#include "store/api_keys.h"
 #include "http/server.h"
 #include "store/catalog.h"
 #include "store/fs.h"
@@ -73,18 +75,31 @@ int run_serve(const ServeOptions& o) {
     return 1;
   }
 
+  SessionStore sessions(catalog.get(), &streams);
+  if (Status s = sessions.open(); !s) {
+    spdlog::error("cannot open session store: {}", s.message());
+    return 1;
+  }
+  ApiKeys keys(catalog.get());
+
   ApiContext ctx;
   ctx.streams = &streams;
+  ctx.sessions = &sessions;
+  ctx.keys = &keys;
   ctx.catalog = catalog.get();
   ctx.options = o;
-  if (!is_loopback(so.host) && !o.allow_unauthenticated) {
-    // Open mode on a public address needs an explicit opt-in (API keys come with the session API).
-    spdlog::error("refusing to listen on non-loopback {} without API keys; pass "
-                  "--allow-unauthenticated to run open anyway",
-                  so.host);
-    return 2;
+  if (!keys.any_active()) {
+    if (!is_loopback(so.host) && !o.allow_unauthenticated) {
+      spdlog::error("no API keys exist: refusing to run open on non-loopback address {}. Create a "
+                    "key with `durable-sessions keys create --data-dir {} --tenant NAME`, or pass "
+                    "--allow-unauthenticated",
+                    so.host, o.data_dir);
+      return 2;
+    }
+    spdlog::warn("NO API KEYS: running OPEN — every request acts as tenant 'default'. Create a key "
+                 "with `durable-sessions keys create --data-dir {} --tenant NAME`",
+                 o.data_dir);
   }
-  spdlog::warn("no API keys configured: running OPEN (every request is tenant 'default')");
 
   HttpServer server(so, [&ctx](HttpRequest& req, Responder& res) { return route(ctx, req, res); });
   server.set_on_shutdown([&] {

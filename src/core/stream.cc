@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/clock.h"
+#include "store/offset.h"
 
 namespace ds {
 
@@ -50,6 +51,14 @@ Status Stream::load_locked() {
   if (!s) return s;
   log_ = std::move(log);
   written_next_ = durable_next_ = log_->next_position();
+  if (hook_) {
+    std::vector<std::string> chunk;
+    for (uint64_t p = log_->base_position(); p < durable_next_; p += chunk.size()) {
+      chunk.clear();
+      if (Status rs = log_->read(p, durable_next_, 4u << 20, &chunk); !rs) return rs;
+      for (size_t i = 0; i < chunk.size(); ++i) hook_(p + i, chunk[i]);
+    }
+  }
   closed_durable_ = closed_written_;
   durable_mark_ = log_->mark();
   return Status::ok();
@@ -129,6 +138,15 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
         meta.producer = req.producer;
         meta.stream_seq = req.stream_seq;
         meta.unix_millis = static_cast<uint64_t>(now_unix_millis());
+        if (req.offset_placeholder_at) {
+          size_t at = *req.offset_placeholder_at;
+          for (size_t i = 0; i < req.messages.size(); ++i) {
+            std::string& m = req.messages[i];
+            if (m.size() < at + kOffsetWidth) continue;
+            std::string digits = format_offset(written_next_ + i);
+            m.replace(at, kOffsetWidth, digits);
+          }
+        }
         std::vector<std::string_view> views(req.messages.begin(), req.messages.end());
         if (Status s = log_->append(meta, views); !s) {
           r.status = s;
@@ -153,19 +171,26 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
     file = log_->active_file();
   }
   bool closes = r.closed;
+  std::vector<std::string> observed;
+  if (hook_ && r.outcome == AppendResult::Outcome::kAppended) observed = std::move(req.messages);
   commit_->submit(std::move(file), [self = shared_from_this(), end, closes, mark_after, r,
-                                    done = std::move(done)](const Status& s) {
-    self->on_synced(s, end, closes, mark_after, r, done);
+                                    done = std::move(done),
+                                    observed = std::move(observed)](const Status& s) {
+    self->on_synced(s, end, closes, mark_after, r, done, observed);
   });
 }
 
 void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Mark mark_after,
-                       AppendResult result, const std::function<void(AppendResult)>& done) {
+                       AppendResult result, const std::function<void(AppendResult)>& done,
+                       const std::vector<std::string>& messages) {
   std::vector<std::function<void()>> wake;
   {
     std::lock_guard lk(mu_);
     --inflight_;
     if (s && !broken_) {
+      if (hook_) {
+        for (size_t i = 0; i < messages.size(); ++i) hook_(result.first_position + i, messages[i]);
+      }
       if (end > durable_next_ || (closes && !closed_durable_)) {
         durable_next_ = std::max(durable_next_, end);
         if (closes) closed_durable_ = true;
@@ -299,6 +324,11 @@ void Stream::mark_deleted() {
     wake = take_waiters_locked();
   }
   for (auto& w : wake) w();
+}
+
+void Stream::set_message_hook(MessageHook hook) {
+  std::lock_guard lk(mu_);
+  hook_ = std::move(hook);
 }
 
 void Stream::wake_all() {

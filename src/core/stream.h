@@ -33,6 +33,9 @@ namespace ds {
 
 struct AppendRequest {
   std::vector<std::string> messages;  // empty = close-only (requires close)
+  // When set, each message holds a 16-digit placeholder at this byte index that the stream
+  // overwrites with the message's position before writing (session events carry their offset).
+  std::optional<size_t> offset_placeholder_at;
   bool close = false;
   std::optional<ProducerStamp> producer;
   std::optional<std::string> stream_seq;
@@ -115,6 +118,12 @@ class Stream : public std::enable_shared_from_this<Stream> {
   // Size of the message at `position` of this stream's own log (binary sub-offset forks).
   Status message_at(uint64_t position, std::string* out);
 
+  // Observes every durable message in log order: once for each stored message when the log is
+  // loaded, then for each appended message once it is durable. Set before the first load. Used to
+  // keep derived state (session status, usage) current. Runs on the loading or commit thread.
+  using MessageHook = std::function<void(uint64_t position, std::string_view message)>;
+  void set_message_hook(MessageHook hook);
+
  private:
   struct ProducerState {
     uint64_t epoch = 0;
@@ -123,7 +132,8 @@ class Stream : public std::enable_shared_from_this<Stream> {
   Status load_locked();
   void apply_meta_locked(const FrameMeta& meta);
   void on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Mark mark_after,
-                 AppendResult result, const std::function<void(AppendResult)>& done);
+                 AppendResult result, const std::function<void(AppendResult)>& done,
+                 const std::vector<std::string>& messages);
   std::vector<std::function<void()>> take_waiters_locked();
 
   StreamRecord record_;
@@ -150,6 +160,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
   int64_t last_access_ms_ = 0;
   uint64_t next_waiter_id_ = 1;
   std::map<uint64_t, std::function<void()>> waiters_;
+  MessageHook hook_;
 };
 
 }  // namespace ds

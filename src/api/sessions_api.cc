@@ -1,0 +1,951 @@
+#include "api/sessions_api.h"
+
+#include <strings.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <chrono>
+#include <set>
+
+#include "api/await.h"
+#include "api/event_body.h"
+#include "api/http_util.h"
+#include "api/live.h"
+#include "core/clock.h"
+#include "core/ulid.h"
+#include "store/offset.h"
+
+namespace ds {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kReadChunk = 1u << 20;
+constexpr size_t kMaxScanBytes = 8u << 20;  // per request, before answering with next_page
+constexpr size_t kDefaultLimit = 1000;
+constexpr size_t kMaxLimit = 10000;
+
+// ---- responses ----------------------------------------------------------------------------
+
+asio::awaitable<void> reply(const HttpRequest& req, Responder& res, HttpResponse r) {
+  add_common_headers(req, &r);
+  co_await res.send(std::move(r));
+}
+
+asio::awaitable<void> reply_json(const HttpRequest& req, Responder& res, int status,
+                                 std::string body) {
+  HttpResponse r(status);
+  r.set("Content-Type", "application/json");
+  r.body = std::move(body);
+  co_await reply(req, res, std::move(r));
+}
+
+asio::awaitable<void> reply_error(const HttpRequest& req, Responder& res, int status,
+                                  std::string_view message) {
+  HttpResponse r = error_response(status, error_type_for_status(status), message, req.request_id);
+  if (status == 409) r.set("x-should-retry", "false");
+  co_await reply(req, res, std::move(r));
+}
+
+asio::awaitable<void> reply_status(const HttpRequest& req, Responder& res, const Status& s) {
+  HttpResponse r = error_response(s, req.request_id);
+  if (r.status == 409) r.set("x-should-retry", "false");
+  co_await reply(req, res, std::move(r));
+}
+
+bool wants_json(const HttpRequest& req) {
+  const std::string* a = req.header("accept");
+  return a && a->find("application/json") != std::string::npos;
+}
+
+bool header_is_true(const HttpRequest& req, std::string_view name) {
+  const std::string* v = req.header(name);
+  return v && strcasecmp(v->c_str(), "true") == 0;
+}
+
+// ---- session objects ----------------------------------------------------------------------
+
+json::object agent_snapshot(const json::value* agent) {
+  json::object a{{"type", "agent"},
+                 {"id", ""},
+                 {"version", 1},
+                 {"name", ""},
+                 {"description", nullptr},
+                 {"system", nullptr},
+                 {"model", json::object{{"id", "unknown"}}},
+                 {"execution_identity", json::object{{"type", "service_account"}}},
+                 {"mcp_servers", json::array()},
+                 {"skills", json::array()},
+                 {"tools", json::array()},
+                 {"multiagent", nullptr}};
+  if (agent == nullptr || agent->is_null()) return a;
+  if (agent->is_string()) {
+    a["id"] = agent->as_string();
+    a["name"] = agent->as_string();
+    return a;
+  }
+  if (!agent->is_object()) return a;
+  const json::object& in = agent->as_object();
+  if (auto* id = in.if_contains("id"); id && id->is_string()) {
+    a["id"] = *id;
+    a["name"] = *id;
+  }
+  if (auto* v = in.if_contains("version"); v && v->is_number()) a["version"] = *v;
+  if (auto* v = in.if_contains("name"); v && v->is_string()) a["name"] = *v;
+  if (auto* m = in.if_contains("model")) {
+    if (m->is_string()) {
+      a["model"] = json::object{{"id", m->as_string()}};
+    } else if (m->is_object()) {
+      json::object model = m->as_object();
+      if (auto* e = model.if_contains("effort"); e && e->is_string()) {
+        model["effort"] = json::object{{"type", e->as_string()}};
+      }
+      a["model"] = std::move(model);
+    }
+  }
+  for (const char* k : {"system", "tools", "mcp_servers", "skills", "description"}) {
+    if (auto* v = in.if_contains(k)) a[k] = *v;
+  }
+  return a;
+}
+
+std::string render_session(Session& s) {
+  json::object rec = s.record();
+  SessionSummary sum = s.summary();
+  auto& stream = s.stream();
+  uint64_t tail = stream->tail();
+  bool closed = stream->closed();
+  json::object o;
+  o["id"] = s.id();
+  o["type"] = "session";
+  o["agent"] = rec.contains("agent") ? rec["agent"] : json::value(agent_snapshot(nullptr));
+  bool archived = rec.contains("archived_at") && !rec["archived_at"].is_null();
+  o["archived_at"] = archived ? rec["archived_at"] : nullptr;
+  o["budget"] = rec.contains("budget") ? rec["budget"] : nullptr;
+  o["created_at"] = rec["created_at"];
+  o["deployment_id"] = nullptr;
+  o["environment_id"] = rec.contains("environment_id") ? rec["environment_id"] : json::value("");
+  o["metadata"] = rec.contains("metadata") ? rec["metadata"] : json::value(json::object());
+  o["outcome_evaluations"] = json::array();
+  o["resources"] = rec.contains("resources") ? rec["resources"] : json::value(json::array());
+  int64_t created = s.created_ms();
+  int64_t now = now_unix_millis();
+  o["stats"] = json::object{{"active_seconds", 0},
+                            {"duration_seconds", (now - created) / 1000}};
+  o["status"] = archived ? std::string("terminated") : sum.status;
+  o["title"] = rec.contains("title") ? rec["title"] : nullptr;
+  std::string updated = rec.contains("updated_at") && rec["updated_at"].is_string()
+                            ? std::string(rec["updated_at"].as_string())
+                            : "";
+  int64_t updated_ms = parse_rfc3339(updated).value_or(0);
+  if (sum.last_event_ms > updated_ms) updated = format_rfc3339_millis(sum.last_event_ms);
+  o["updated_at"] = updated;
+  o["usage"] = json::object{
+      {"input_tokens", sum.input_tokens},
+      {"output_tokens", sum.output_tokens},
+      {"cache_read_input_tokens", sum.cache_read_input_tokens},
+      {"cache_creation",
+       json::object{{"ephemeral_1h_input_tokens", 0},
+                    {"ephemeral_5m_input_tokens", sum.cache_creation_input_tokens}}},
+      {"active_seconds", 0}};
+  o["vault_ids"] = rec.contains("vault_ids") ? rec["vault_ids"] : json::value(json::array());
+  o["event_count"] = tail;
+  o["next_offset"] = format_offset(tail);
+  o["closed"] = closed;
+  return json::serialize(o);
+}
+
+// Validates metadata: an object of string values (null allowed when `patch`).
+std::string check_metadata(const json::value& v, bool patch) {
+  if (!v.is_object()) return "metadata must be an object of strings";
+  for (const auto& [k, val] : v.as_object()) {
+    if (k.size() > 64) return "metadata keys must be at most 64 characters";
+    if (val.is_null() && patch) continue;
+    if (!val.is_string()) return "metadata values must be strings";
+    if (val.as_string().size() > 512) return "metadata values must be at most 512 characters";
+  }
+  return "";
+}
+
+asio::awaitable<std::optional<json::object>> parse_object_body(const HttpRequest& req,
+                                                               Responder& res) {
+  if (req.body.empty()) co_return json::object();
+  boost::system::error_code ec;
+  json::value v = json::parse(req.body, ec);
+  if (ec || !v.is_object()) {
+    co_await reply_error(req, res, 400, "request body must be a JSON object");
+    co_return std::nullopt;
+  }
+  co_return std::move(v.as_object());
+}
+
+// ---- appends ------------------------------------------------------------------------------
+
+struct AppendOutcome {
+  AppendResult result;
+  std::vector<std::string> stored;  // with offsets filled in
+};
+
+asio::awaitable<AppendOutcome> append_events(std::shared_ptr<Stream> stream,
+                                             std::vector<std::string> events, bool close,
+                                             std::optional<ProducerStamp> producer,
+                                             std::optional<std::string> stream_seq) {
+  AppendOutcome out;
+  AppendRequest ar;
+  ar.offset_placeholder_at = kOffsetDigitsAt;
+  ar.close = close;
+  ar.producer = std::move(producer);
+  ar.stream_seq = std::move(stream_seq);
+  out.stored = events;
+  ar.messages = std::move(events);
+  out.result = co_await await_callback<AppendResult>(
+      [&](auto done) { stream->append(std::move(ar), std::move(done)); });
+  if (out.result.outcome == AppendResult::Outcome::kAppended) {
+    for (size_t i = 0; i < out.stored.size(); ++i) {
+      out.stored[i].replace(kOffsetDigitsAt, kOffsetWidth,
+                            format_offset(out.result.first_position + i));
+    }
+  } else {
+    out.stored.clear();
+  }
+  co_return out;
+}
+
+std::string join_array(const std::vector<std::string>& items) {
+  std::string s = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) s += ',';
+    s += items[i];
+  }
+  s += ']';
+  return s;
+}
+
+// ---- event queries ------------------------------------------------------------------------
+
+struct EventFilter {
+  std::set<std::string, std::less<>> types;
+  std::optional<int64_t> gt, gte, lt, lte;  // processed_at bounds (ms)
+  bool empty() const { return types.empty() && !gt && !gte && !lt && !lte; }
+  bool matches(std::string_view ev) const {
+    if (!types.empty() && !types.count(stored_event_type(ev))) return false;
+    if (gt || gte || lt || lte) {
+      auto t = parse_rfc3339(stored_event_processed_at(ev));
+      if (!t) return false;
+      if (gt && !(*t > *gt)) return false;
+      if (gte && !(*t >= *gte)) return false;
+      if (lt && !(*t < *lt)) return false;
+      if (lte && !(*t <= *lte)) return false;
+    }
+    return true;
+  }
+};
+
+std::string parse_filter(const QueryParams& q, EventFilter* f) {
+  for (const char* key : {"type", "types", "types[]"}) {
+    for (const auto& v : q.all(key)) {
+      size_t start = 0;
+      while (start <= v.size()) {
+        size_t comma = v.find(',', start);
+        std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!t.empty()) f->types.insert(t);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
+  }
+  struct B {
+    const char* key;
+    std::optional<int64_t>* to;
+  } bounds[] = {{"created_at[gt]", &f->gt},
+                {"created_at[gte]", &f->gte},
+                {"created_at[lt]", &f->lt},
+                {"created_at[lte]", &f->lte}};
+  for (auto& b : bounds) {
+    if (const std::string* v = q.get(b.key); v && !v->empty()) {
+      auto t = parse_rfc3339(*v);
+      if (!t) return std::string(b.key) + " must be an RFC 3339 timestamp";
+      *b.to = t;
+    }
+  }
+  return "";
+}
+
+struct QueryResult {
+  std::vector<std::string> events;
+  uint64_t next = 0;       // resume position (asc) / exclusive upper bound (desc)
+  uint64_t tail = 0;
+  bool closed = false;
+  bool more = false;       // next_page should be offered
+};
+
+Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter& f,
+                 QueryResult* out) {
+  out->events.clear();
+  size_t scanned = 0;
+  uint64_t pos = from;
+  for (;;) {
+    ReadResult rr;
+    if (Status s = stream.read(pos, kReadChunk, &rr); !s) return s;
+    out->tail = rr.tail;
+    out->closed = rr.closed;
+    size_t i = 0;
+    for (; i < rr.messages.size() && out->events.size() < limit; ++i) {
+      scanned += rr.messages[i].size();
+      if (f.matches(rr.messages[i])) out->events.push_back(std::move(rr.messages[i]));
+    }
+    pos += i;
+    if (out->events.size() >= limit || rr.messages.empty() || pos >= rr.tail ||
+        scanned >= kMaxScanBytes) {
+      out->closed = rr.closed && pos >= rr.tail;
+      break;
+    }
+  }
+  out->next = pos;
+  out->more = pos < out->tail;
+  return Status::ok();
+}
+
+Status query_desc(Stream& stream, uint64_t end, size_t limit, const EventFilter& f,
+                  QueryResult* out) {
+  out->events.clear();
+  out->tail = stream.tail();
+  out->closed = stream.closed();
+  uint64_t hi = std::min(end, out->tail);
+  size_t scanned = 0;
+  while (hi > 0 && out->events.size() < limit && scanned < kMaxScanBytes) {
+    uint64_t lo = hi > 256 ? hi - 256 : 0;
+    std::vector<std::string> chunk;
+    if (Status s = stream.read_range(lo, hi, SIZE_MAX, &chunk); !s) return s;
+    if (chunk.size() != hi - lo) return Status::io_error("short read");
+    uint64_t p = hi;
+    for (auto it = chunk.rbegin(); it != chunk.rend() && out->events.size() < limit; ++it) {
+      --p;
+      scanned += it->size();
+      if (f.matches(*it)) out->events.push_back(std::move(*it));
+    }
+    hi = p;
+  }
+  out->next = hi;
+  out->more = hi > 0;
+  return Status::ok();
+}
+
+std::string page_body(const std::vector<std::string>& events, const std::optional<std::string>& next) {
+  std::string body = "{\"data\":" + join_array(events) + ",\"next_page\":";
+  body += next ? json_quote(*next) : "null";
+  body += '}';
+  return body;
+}
+
+std::string deleted_event(const std::string& session_id) {
+  (void)session_id;
+  std::string e = make_stored_event("session.deleted", "", now_unix_millis());
+  return e;
+}
+
+// ---- events endpoint handlers -------------------------------------------------------------
+
+asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
+                                  const std::string& id, HttpRequest& req, Responder& res) {
+  std::shared_ptr<Session> session;
+  Status gs = ctx.sessions->get(tenant, id, &session);
+  std::optional<ProducerStamp> producer;
+  {
+    const std::string* pid = req.header("producer-id");
+    const std::string* pe = req.header("producer-epoch");
+    const std::string* ps = req.header("producer-seq");
+    int n = (pid != nullptr) + (pe != nullptr) + (ps != nullptr);
+    if (n != 0 && n != 3) co_return co_await reply_error(req, res, 400, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
+    if (n == 3) {
+      auto e = parse_offset(*pe), s = parse_offset(*ps);
+      if (pid->empty() || !e || !s || pe->find('_') != std::string::npos || ps->find('_') != std::string::npos) {
+        co_return co_await reply_error(req, res, 400, "invalid producer headers");
+      }
+      producer = ProducerStamp{*pid, *e, *s};
+    }
+  }
+  bool close = header_is_true(req, "stream-closed");
+  std::optional<std::string> stream_seq;
+  if (const std::string* v = req.header("stream-seq")) stream_seq = *v;
+  int64_t now = now_unix_millis();
+  ParsedEvents parsed;
+  if (!req.body.empty() || !close) {
+    if (Status s = parse_event_body(req.body, ctx.options.max_events_per_request, now, &parsed); !s) {
+      co_return co_await reply_status(req, res, s);
+    }
+  }
+  if (!gs) {
+    if (gs.code() != Status::Code::kNotFound) co_return co_await reply_status(req, res, gs);
+    // Implicit creation on first append.
+    if (!valid_session_id(id)) co_return co_await reply_error(req, res, 400, "session id must match [A-Za-z0-9._:~-]{1,128}");
+    json::object rec{{"agent", agent_snapshot(nullptr)}, {"metadata", json::object()}, {"title", nullptr}};
+    Status cs = ctx.sessions->create(tenant, id, std::move(rec), &session);
+    if (cs.code() == Status::Code::kConflict) cs = ctx.sessions->get(tenant, id, &session);
+    if (!cs) co_return co_await reply_status(req, res, cs);
+  }
+  AppendOutcome out = co_await append_events(session->stream(), std::move(parsed.events), close,
+                                             producer, stream_seq);
+  const AppendResult& r = out.result;
+  using O = AppendResult::Outcome;
+  HttpResponse resp(204);
+  switch (r.outcome) {
+    case O::kAppended:
+    case O::kDuplicate:
+    case O::kAlreadyClosed:
+      break;
+    case O::kClosed:
+      resp = error_response(409, "conflict_error", "session " + id + " is closed", req.request_id);
+      resp.set("x-should-retry", "false");
+      break;
+    case O::kStaleEpoch:
+      resp = error_response(403, "permission_error", "stale producer epoch", req.request_id);
+      resp.set("Producer-Epoch", std::to_string(r.producer_epoch));
+      co_return co_await reply(req, res, std::move(resp));
+    case O::kEpochSeqInvalid:
+      co_return co_await reply_error(req, res, 400, "a new producer epoch must start at Producer-Seq 0");
+    case O::kSeqGap:
+      resp = error_response(409, "conflict_error", "producer sequence gap", req.request_id);
+      resp.set("x-should-retry", "false");
+      resp.set("Producer-Expected-Seq", std::to_string(r.expected_seq));
+      resp.set("Producer-Received-Seq", std::to_string(r.received_seq));
+      co_return co_await reply(req, res, std::move(resp));
+    case O::kStreamSeqRegression:
+      co_return co_await reply_error(req, res, 409, "Stream-Seq must be greater than the last one");
+    case O::kError:
+      co_return co_await reply_status(req, res, r.status);
+  }
+  if (resp.status == 204 && wants_json(req)) {
+    resp.status = 200;
+    resp.set("Content-Type", "application/json");
+    resp.body = "{\"data\":" + join_array(out.stored) + "}";
+  }
+  resp.set("Stream-Next-Offset", format_offset(r.next_position));
+  if (r.closed) resp.set("Stream-Closed", "true");
+  if (producer && r.outcome != O::kClosed) {
+    resp.set("Producer-Epoch", std::to_string(r.producer_epoch));
+    resp.set("Producer-Seq", std::to_string(r.producer_seq));
+  }
+  co_await reply(req, res, std::move(resp));
+}
+
+void set_read_headers(HttpResponse& r, uint64_t next, uint64_t tail, bool closed) {
+  r.set("Stream-Next-Offset", format_offset(next));
+  if (next >= tail) r.set("Stream-Up-To-Date", "true");
+  if (closed && next >= tail) r.set("Stream-Closed", "true");
+}
+
+asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Responder& res,
+                                 std::shared_ptr<Stream> stream, uint64_t from,
+                                 const EventFilter& filter, const std::string* cursor) {
+  HttpResponse head(200);
+  head.set("Content-Type", "text/event-stream");
+  head.set("Cache-Control", "no-cache");
+  add_common_headers(req, &head);
+  if (!co_await res.start_stream(std::move(head))) co_return;
+  auto recycle_at = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
+  auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
+  uint64_t pos = from;
+  bool first = true;
+  std::string out;
+  for (;;) {
+    QueryResult q;
+    Status s = query_asc(*stream, pos, kMaxLimit, filter, &q);
+    out.clear();
+    if (!s) {
+      // Deleted: tell the reader, then end.
+      out = "event: data\ndata:[" + deleted_event("") + "]\n\n";
+      co_await res.write(out);
+      break;
+    }
+    bool advanced = q.next != pos;
+    pos = q.next;
+    bool up_to_date = pos >= q.tail;
+    if (!q.events.empty()) {
+      out += "event: data\ndata:" + join_array(q.events) + "\n\n";
+    }
+    if (!q.events.empty() || first || q.closed || advanced) {
+      out += "event: control\ndata:{\"streamNextOffset\":\"" + format_offset(pos) + "\"";
+      if (!q.closed) out += ",\"streamCursor\":\"" + next_cursor(cursor) + "\"";
+      if (up_to_date) out += ",\"upToDate\":true";
+      if (q.closed) out += ",\"streamClosed\":true";
+      out += "}\n\n";
+      first = false;
+      if (!co_await res.write(out)) break;
+    }
+    if (q.closed) break;
+    if (!up_to_date) continue;
+    auto now = steady_clock::now();
+    if (now >= recycle_at || res.shutting_down()) break;
+    bool woke = co_await wait_for_data(stream, pos, std::min(now + heartbeat, recycle_at));
+    if (res.shutting_down()) break;
+    if (!woke && steady_clock::now() < recycle_at && !co_await res.write(": keep-alive\n\n")) break;
+  }
+  co_await res.finish();
+}
+
+asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, const std::string& id,
+                                 HttpRequest& req, Responder& res) {
+  auto q = QueryParams::parse(req.query);
+  if (!q) co_return co_await reply_error(req, res, 400, "malformed query string");
+  if (q->get("q")) co_return co_await reply_error(req, res, 501, "search (q=) is not available yet in this build");
+  std::shared_ptr<Session> session;
+  if (Status s = ctx.sessions->get(tenant, id, &session); !s) co_return co_await reply_status(req, res, s);
+  auto stream = session->stream();
+  EventFilter filter;
+  if (std::string err = parse_filter(*q, &filter); !err.empty()) co_return co_await reply_error(req, res, 400, err);
+  size_t limit = kDefaultLimit;
+  if (const std::string* l = q->get("limit"); l && !l->empty()) {
+    auto v = parse_offset(*l);
+    if (!v || l->find('_') != std::string::npos || *v == 0) co_return co_await reply_error(req, res, 400, "limit must be a positive integer");
+    limit = std::min<uint64_t>(*v, kMaxLimit);
+  }
+  bool desc = false;
+  if (const std::string* o = q->get("order"); o && !o->empty()) {
+    if (*o == "desc") desc = true;
+    else if (*o != "asc") co_return co_await reply_error(req, res, 400, "order must be asc or desc");
+  }
+  const std::string* live = q->get("live");
+  if (live && *live != "long-poll" && *live != "sse") co_return co_await reply_error(req, res, 400, "live must be long-poll or sse");
+  if (q->count("offset") > 1) co_return co_await reply_error(req, res, 400, "offset given more than once");
+  uint64_t tail = stream->tail();
+  std::optional<uint64_t> from;
+  bool now = false;
+  if (const std::string* page = q->get("page"); page && !page->empty()) {
+    std::string p = *page;
+    bool is_desc = !p.empty() && p[0] == 'd';
+    if (is_desc) p = p.substr(1);
+    from = parse_offset(p);
+    if (!from || is_desc != desc) co_return co_await reply_error(req, res, 400, "invalid page cursor");
+  } else if (const std::string* o = q->get("offset"); o) {
+    if (*o == "-1") from = 0;
+    else if (*o == "now") { from = tail; now = true; }
+    else if (!(from = parse_offset(*o))) co_return co_await reply_error(req, res, 400, "malformed offset");
+  }
+  stream->touch();
+  if (live && *live == "sse") co_return co_await events_sse(ctx, req, res, stream, from.value_or(0), filter, q->get("cursor"));
+
+  QueryResult r;
+  if (desc) {
+    if (Status s = query_desc(*stream, from.value_or(UINT64_MAX), limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
+    HttpResponse resp(200);
+    resp.set("Content-Type", "application/json");
+    resp.body = page_body(r.events, r.more ? std::optional<std::string>("d" + format_offset(r.next)) : std::nullopt);
+    set_read_headers(resp, r.tail, r.tail, r.closed);
+    co_return co_await reply(req, res, std::move(resp));
+  }
+  uint64_t start = from.value_or(0);
+  if (start > tail) co_return co_await reply_error(req, res, 400, "offset is beyond the end of the session");
+  if (Status s = query_asc(*stream, start, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
+  if (live) {
+    // Long-poll: wait for matching events at or after the resume position.
+    auto deadline = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.long_poll_timeout * 1000));
+    while (r.events.empty() && !r.closed) {
+      if (r.more) {  // skipped past non-matching events; keep scanning
+        if (Status s = query_asc(*stream, r.next, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
+        continue;
+      }
+      bool woke = co_await wait_for_data(stream, r.next, deadline);
+      if (res.shutting_down() || stream->deleted()) break;
+      if (Status s = query_asc(*stream, r.next, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
+      if (!woke) break;
+    }
+    if (r.events.empty()) {
+      HttpResponse resp(204);
+      set_read_headers(resp, r.next, r.tail, r.closed);
+      resp.set("Stream-Up-To-Date", "true");
+      if (!r.closed) resp.set("Stream-Cursor", next_cursor(q->get("cursor")));
+      co_return co_await reply(req, res, std::move(resp));
+    }
+  }
+  HttpResponse resp(200);
+  resp.set("Content-Type", "application/json");
+  std::string etag = "\"s" + std::to_string(stream->record().id) + ":" + format_offset(start) + ":" +
+                     format_offset(r.next) + (r.closed ? ":c" : "") + ":" + std::to_string(std::hash<std::string>{}(req.query)) + "\"";
+  resp.set("ETag", etag);
+  if (const std::string* inm = req.header("if-none-match"); inm && *inm == etag && !now) {
+    resp.status = 304;
+  } else {
+    resp.body = page_body(r.events, r.more ? std::optional<std::string>(format_offset(r.next)) : std::nullopt);
+  }
+  set_read_headers(resp, r.next, r.tail, r.closed);
+  if (live) resp.set("Stream-Cursor", next_cursor(q->get("cursor")));
+  co_await reply(req, res, std::move(resp));
+}
+
+// Anthropic-style live stream: one SSE message per event, `event: <type>`.
+asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
+                                    const std::string& id, HttpRequest& req, Responder& res) {
+  auto q = QueryParams::parse(req.query);
+  if (!q) co_return co_await reply_error(req, res, 400, "malformed query string");
+  std::shared_ptr<Session> session;
+  if (Status s = ctx.sessions->get(tenant, id, &session); !s) co_return co_await reply_status(req, res, s);
+  auto stream = session->stream();
+  EventFilter filter;
+  if (std::string err = parse_filter(*q, &filter); !err.empty()) co_return co_await reply_error(req, res, 400, err);
+  uint64_t pos = stream->tail();
+  if (const std::string* o = q->get("offset"); o && *o != "now") {
+    auto v = *o == "-1" ? std::optional<uint64_t>(0) : parse_offset(*o);
+    if (!v) co_return co_await reply_error(req, res, 400, "malformed offset");
+    pos = *v;
+  }
+  HttpResponse head(200);
+  head.set("Content-Type", "text/event-stream");
+  head.set("Cache-Control", "no-cache");
+  add_common_headers(req, &head);
+  if (!co_await res.start_stream(std::move(head))) co_return;
+  auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
+  std::string out;
+  for (;;) {
+    QueryResult r;
+    if (Status s = query_asc(*stream, pos, kMaxLimit, filter, &r); !s) {
+      std::string e = deleted_event(id);
+      co_await res.write("event: session.deleted\ndata: " + e + "\n\n");
+      break;
+    }
+    pos = r.next;
+    out.clear();
+    bool ended = false;
+    for (const auto& e : r.events) {
+      std::string_view type = stored_event_type(e);
+      out += "event: ";
+      out += type;
+      out += "\ndata: ";
+      out += e;
+      out += "\n\n";
+      if (type == "session.deleted") ended = true;
+    }
+    if (!out.empty() && !co_await res.write(out)) break;
+    if (ended || (r.closed && pos >= r.tail)) break;
+    if (r.more) continue;
+    if (res.shutting_down()) break;
+    bool woke = co_await wait_for_data(stream, pos, steady_clock::now() + heartbeat);
+    if (res.shutting_down()) break;
+    if (!woke && !co_await res.write("event: ping\ndata: {\"type\":\"ping\"}\n\n")) break;
+  }
+  co_await res.finish();
+}
+
+// ---- session handlers ---------------------------------------------------------------------
+
+asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
+                                     std::optional<std::string> chosen_id, HttpRequest& req,
+                                     Responder& res) {
+  auto body = co_await parse_object_body(req, res);
+  if (!body) co_return;
+  json::object& b = *body;
+  json::object rec;
+  rec["agent"] = agent_snapshot(b.if_contains("agent"));
+  if (auto* v = b.if_contains("environment_id")) {
+    if (!v->is_string()) co_return co_await reply_error(req, res, 400, "environment_id must be a string");
+    rec["environment_id"] = *v;
+  }
+  if (auto* v = b.if_contains("title")) {
+    if (!v->is_string() && !v->is_null()) co_return co_await reply_error(req, res, 400, "title must be a string or null");
+    rec["title"] = *v;
+  } else {
+    rec["title"] = nullptr;
+  }
+  rec["metadata"] = json::object();
+  if (auto* v = b.if_contains("metadata")) {
+    if (std::string err = check_metadata(*v, false); !err.empty()) co_return co_await reply_error(req, res, 400, err);
+    rec["metadata"] = *v;
+  }
+  for (const char* k : {"resources", "vault_ids"}) {
+    if (auto* v = b.if_contains(k)) {
+      if (!v->is_array()) co_return co_await reply_error(req, res, 400, std::string(k) + " must be an array");
+      json::value copy = *v;
+      if (std::string(k) == "resources") {
+        for (auto& r : copy.as_array()) {
+          if (r.is_object()) r.as_object().erase("authorization_token");  // never echoed
+        }
+      }
+      rec[k] = copy;
+    }
+  }
+  if (auto* v = b.if_contains("budget")) rec["budget"] = *v;
+  if (auto* v = b.if_contains("ttl_seconds")) {
+    if (!v->is_int64() || v->as_int64() < 0) co_return co_await reply_error(req, res, 400, "ttl_seconds must be a non-negative integer");
+    rec["ttl_seconds"] = *v;
+  }
+  std::vector<std::string> initial;
+  if (auto* v = b.if_contains("initial_events")) {
+    if (!v->is_array()) co_return co_await reply_error(req, res, 400, "initial_events must be an array");
+    if (!v->as_array().empty()) {
+      ParsedEvents pe;
+      if (Status s = parse_event_body(json::serialize(*v), ctx.options.max_events_per_request, now_unix_millis(), &pe); !s) {
+        co_return co_await reply_status(req, res, s);
+      }
+      initial = std::move(pe.events);
+    }
+  }
+  std::string id = chosen_id ? *chosen_id : "sesn_" + new_ulid();
+  std::shared_ptr<Session> session;
+  Status cs = ctx.sessions->create(tenant, id, rec, &session);
+  if (cs.code() == Status::Code::kConflict && chosen_id) {
+    // PUT: ensure. Identical title/metadata -> 200, otherwise 409.
+    if (Status gs = ctx.sessions->get(tenant, id, &session); !gs) co_return co_await reply_status(req, res, gs);
+    json::object existing = session->record();
+    bool same = true;
+    if (b.contains("title")) same = same && existing["title"] == rec["title"];
+    if (b.contains("metadata")) same = same && existing["metadata"] == rec["metadata"];
+    if (!same) co_return co_await reply_error(req, res, 409, "session " + id + " exists with a different title or metadata");
+    co_return co_await reply_json(req, res, 200, render_session(*session));
+  }
+  if (!cs) co_return co_await reply_status(req, res, cs);
+  if (!initial.empty()) {
+    AppendOutcome out = co_await append_events(session->stream(), std::move(initial), false, std::nullopt, std::nullopt);
+    if (out.result.outcome != AppendResult::Outcome::kAppended) co_return co_await reply_status(req, res, out.result.status);
+  }
+  co_await reply_json(req, res, chosen_id ? 201 : 200, render_session(*session));
+}
+
+asio::awaitable<void> update_session(ApiContext& ctx, std::shared_ptr<Session> session,
+                                     HttpRequest& req, Responder& res) {
+  auto body = co_await parse_object_body(req, res);
+  if (!body) co_return;
+  json::object& b = *body;
+  json::object rec = session->record();
+  json::object changed;
+  if (auto* v = b.if_contains("title")) {
+    if (!v->is_string() && !v->is_null()) co_return co_await reply_error(req, res, 400, "title must be a string or null");
+    if (rec["title"] != *v) {
+      rec["title"] = *v;
+      changed["title"] = *v;
+    }
+  }
+  if (auto* v = b.if_contains("metadata"); v && !v->is_null()) {
+    if (std::string err = check_metadata(*v, true); !err.empty()) co_return co_await reply_error(req, res, 400, err);
+    json::object md = rec.contains("metadata") && rec["metadata"].is_object() ? rec["metadata"].as_object() : json::object();
+    json::object before = md;
+    for (const auto& [k, val] : v->as_object()) {
+      if (val.is_null()) md.erase(k);
+      else md[k] = val;
+    }
+    if (md != before) {
+      rec["metadata"] = md;
+      changed["metadata"] = md;
+    }
+  }
+  if (auto* v = b.if_contains("budget")) {
+    if (rec["budget"] != *v) {
+      rec["budget"] = *v;
+      changed["budget"] = *v;
+    }
+  }
+  if (b.contains("vault_ids")) co_return co_await reply_error(req, res, 400, "updating vault_ids is not supported");
+  if (auto* v = b.if_contains("agent"); v && v->is_object()) {
+    json::object agent = rec.contains("agent") && rec["agent"].is_object() ? rec["agent"].as_object() : agent_snapshot(nullptr);
+    for (const char* k : {"tools", "mcp_servers"}) {
+      if (auto* x = v->as_object().if_contains(k)) agent[k] = *x;
+    }
+    rec["agent"] = agent;
+    changed["agent"] = agent;
+  }
+  if (!changed.empty()) {
+    if (Status s = ctx.sessions->save(session, rec); !s) co_return co_await reply_status(req, res, s);
+    std::string fields = json::serialize(changed);
+    fields = fields.substr(1, fields.size() - 2);
+    std::vector<std::string> ev{make_stored_event("session.updated", fields, now_unix_millis())};
+    co_await append_events(session->stream(), std::move(ev), false, std::nullopt, std::nullopt);
+  }
+  co_await reply_json(req, res, 200, render_session(*session));
+}
+
+asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, HttpRequest& req,
+                                    Responder& res) {
+  auto q = QueryParams::parse(req.query);
+  if (!q) co_return co_await reply_error(req, res, 400, "malformed query string");
+  size_t limit = 20;
+  if (const std::string* l = q->get("limit"); l && !l->empty()) {
+    auto v = parse_offset(*l);
+    if (!v || *v == 0 || l->find('_') != std::string::npos) co_return co_await reply_error(req, res, 400, "limit must be a positive integer");
+    limit = std::min<uint64_t>(*v, 1000);
+  }
+  bool asc = false;
+  if (const std::string* o = q->get("order"); o && !o->empty()) {
+    if (*o == "asc") asc = true;
+    else if (*o != "desc") co_return co_await reply_error(req, res, 400, "order must be asc or desc");
+  }
+  bool include_archived = false;
+  if (const std::string* v = q->get("include_archived")) include_archived = *v == "true";
+  std::set<std::string> statuses;
+  for (const char* k : {"statuses", "statuses[]"}) {
+    for (const auto& v : q->all(k)) {
+      size_t start = 0;
+      while (start <= v.size()) {
+        size_t c = v.find(',', start);
+        std::string s = v.substr(start, c == std::string::npos ? std::string::npos : c - start);
+        if (!s.empty()) statuses.insert(s);
+        if (c == std::string::npos) break;
+        start = c + 1;
+      }
+    }
+  }
+  const std::string* agent_id = q->get("agent_id");
+  std::vector<std::pair<std::string, std::string>> meta;
+  for (const auto& [k, v] : q->items()) {
+    if (k.rfind("metadata[", 0) == 0 && k.back() == ']') meta.emplace_back(k.substr(9, k.size() - 10), v);
+  }
+  EventFilter created;  // reuse bound parsing for created_at[…]
+  if (std::string err = parse_filter(*q, &created); !err.empty()) co_return co_await reply_error(req, res, 400, err);
+
+  struct Item {
+    int64_t created;
+    std::string id;
+    std::shared_ptr<Session> s;
+  };
+  std::vector<Item> items;
+  for (auto& s : ctx.sessions->list(tenant)) {
+    json::object rec = s->record();
+    bool archived = rec.contains("archived_at") && !rec["archived_at"].is_null();
+    if (archived && !include_archived) continue;
+    if (agent_id) {
+      auto* a = rec.if_contains("agent");
+      if (!a || !a->is_object() || !a->as_object().contains("id") || a->as_object().at("id") != json::value(*agent_id)) continue;
+    }
+    bool ok = true;
+    for (const auto& [k, v] : meta) {
+      auto* md = rec.if_contains("metadata");
+      if (!md || !md->is_object()) { ok = false; break; }
+      auto* val = md->as_object().if_contains(k);
+      if (!val || !val->is_string() || val->as_string() != v) { ok = false; break; }
+    }
+    if (!ok) continue;
+    int64_t c = s->created_ms();
+    if ((created.gt && !(c > *created.gt)) || (created.gte && !(c >= *created.gte)) ||
+        (created.lt && !(c < *created.lt)) || (created.lte && !(c <= *created.lte))) continue;
+    if (!statuses.empty()) {
+      std::string st = archived ? "terminated" : s->summary().status;
+      if (!archived) s->stream()->ensure_loaded();  // derived status comes from the log
+      st = archived ? "terminated" : s->summary().status;
+      if (!statuses.count(st)) continue;
+    }
+    items.push_back(Item{c, s->id(), s});
+  }
+  auto less = [](const Item& a, const Item& b) { return a.created != b.created ? a.created < b.created : a.id < b.id; };
+  std::sort(items.begin(), items.end(), [&](const Item& a, const Item& b) { return asc ? less(a, b) : less(b, a); });
+  size_t start = 0;
+  if (const std::string* page = q->get("page"); page && !page->empty()) {
+    // Cursor "<created_ms>:<id>": continue after that item (in the requested order); a cursor
+    // starting with '<' pages backwards (prev_page).
+    std::string p = *page;
+    bool back = p[0] == '<';
+    if (back) p = p.substr(1);
+    size_t colon = p.find(':');
+    if (colon == std::string::npos) co_return co_await reply_error(req, res, 400, "invalid page cursor");
+    Item pivot{std::atoll(p.substr(0, colon).c_str()), p.substr(colon + 1), nullptr};
+    auto before = [&](const Item& a, const Item& b) { return asc ? less(a, b) : less(b, a); };
+    size_t idx = std::partition_point(items.begin(), items.end(), [&](const Item& it) { return !before(pivot, it); }) - items.begin();
+    if (back) {
+      size_t first = std::partition_point(items.begin(), items.end(), [&](const Item& it) { return before(it, pivot); }) - items.begin();
+      start = first > limit ? first - limit : 0;
+    } else {
+      start = idx;
+    }
+  }
+  std::vector<std::string> data;
+  size_t end = std::min(items.size(), start + limit);
+  for (size_t i = start; i < end; ++i) data.push_back(render_session(*items[i].s));
+  auto cursor = [](const Item& it) { return std::to_string(it.created) + ":" + it.id; };
+  std::string body = "{\"data\":" + join_array(data) + ",\"next_page\":";
+  body += end < items.size() ? json_quote(cursor(items[end - 1])) : "null";
+  body += ",\"prev_page\":";
+  body += start > 0 && start < items.size() + 1 && end > start ? json_quote("<" + cursor(items[start])) : "null";
+  body += "}";
+  co_await reply_json(req, res, 200, std::move(body));
+}
+
+}  // namespace
+
+bool valid_session_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '~' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+asio::awaitable<void> handle_sessions(ApiContext& ctx, const std::string& tenant,
+                                      const std::string& rest, HttpRequest& req, Responder& res) {
+  const std::string& m = req.method;
+  if (rest.empty() || rest == "/") {
+    if (m == "POST") co_return co_await create_session(ctx, tenant, std::nullopt, req, res);
+    if (m == "GET") co_return co_await list_sessions(ctx, tenant, req, res);
+    co_return co_await reply_error(req, res, 405, "method not allowed on /v1/sessions");
+  }
+  // rest = "/{id}[/sub]"
+  std::string path = rest.substr(1);
+  size_t slash = path.find('/');
+  auto decoded = percent_decode(path.substr(0, slash), false);
+  if (!decoded) co_return co_await reply_error(req, res, 400, "malformed session id");
+  std::string id = *decoded;
+  std::string sub = slash == std::string::npos ? "" : path.substr(slash);
+  if (!valid_session_id(id)) {
+    co_return co_await reply_error(req, res, id.size() > 128 ? 400 : 404,
+                                   id.size() > 128 ? "session id is longer than 128 characters" : "session " + id + " not found");
+  }
+  if (sub.empty() && m == "PUT") co_return co_await create_session(ctx, tenant, id, req, res);
+  if (sub == "/events" && m == "POST") co_return co_await post_events(ctx, tenant, id, req, res);
+  if (sub == "/events" && m == "GET") co_return co_await get_events(ctx, tenant, id, req, res);
+  if ((sub == "/events/stream" || sub == "/stream") && m == "GET") co_return co_await stream_events(ctx, tenant, id, req, res);
+
+  std::shared_ptr<Session> session;
+  if (Status s = ctx.sessions->get(tenant, id, &session); !s) {
+    if (m == "HEAD") co_return co_await reply(req, res, HttpResponse(404));
+    co_return co_await reply_status(req, res, s);
+  }
+  if (sub == "/events" && m == "HEAD") {
+    HttpResponse r(200);
+    r.set("Content-Type", "application/json");
+    uint64_t tail = session->stream()->tail();
+    r.set("Stream-Next-Offset", format_offset(tail));
+    if (session->stream()->closed()) r.set("Stream-Closed", "true");
+    r.set("Cache-Control", "no-store");
+    co_return co_await reply(req, res, std::move(r));
+  }
+  if (sub.empty() && m == "GET") co_return co_await reply_json(req, res, 200, render_session(*session));
+  if (sub.empty() && m == "POST") co_return co_await update_session(ctx, session, req, res);
+  if (sub.empty() && m == "DELETE") {
+    if (Status s = ctx.sessions->remove(session); !s) co_return co_await reply_status(req, res, s);
+    co_return co_await reply_json(req, res, 200, "{\"id\":" + json_quote(id) + ",\"type\":\"session_deleted\"}");
+  }
+  if (sub == "/archive" && m == "POST") {
+    json::object rec = session->record();
+    if (!rec.contains("archived_at") || rec["archived_at"].is_null()) {
+      rec["archived_at"] = format_rfc3339_millis(now_unix_millis());
+      if (Status s = ctx.sessions->save(session, rec); !s) co_return co_await reply_status(req, res, s);
+    }
+    co_return co_await reply_json(req, res, 200, render_session(*session));
+  }
+  if (sub == "/export" && m == "GET") {
+    // NDJSON of every event, streamed.
+    HttpResponse head(200);
+    head.set("Content-Type", "application/x-ndjson");
+    head.set("Content-Disposition", "attachment; filename=\"" + id + ".jsonl\"");
+    add_common_headers(req, &head);
+    if (!co_await res.start_stream(std::move(head))) co_return;
+    auto stream = session->stream();
+    uint64_t tail = stream->tail();
+    for (uint64_t pos = 0; pos < tail;) {
+      std::vector<std::string> chunk;
+      if (!stream->read_range(pos, tail, kReadChunk, &chunk) || chunk.empty()) break;
+      std::string out;
+      for (auto& e : chunk) {
+        out += e;
+        out += '\n';
+      }
+      pos += chunk.size();
+      if (!co_await res.write(out)) break;
+    }
+    co_return co_await res.finish();
+  }
+  co_await reply_error(req, res, 404, "no such endpoint: " + m + " /v1/sessions" + rest);
+}
+
+}  // namespace ds

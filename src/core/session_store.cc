@@ -1,0 +1,233 @@
+#include "core/session_store.h"
+
+#include <simdjson.h>
+
+#include <future>
+#include <sqlite3.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "core/clock.h"
+
+namespace ds {
+
+namespace json = boost::json;
+
+boost::json::object Session::record() {
+  std::lock_guard lk(mu_);
+  return record_;
+}
+
+SessionSummary Session::summary() {
+  std::lock_guard lk(mu_);
+  return summary_;
+}
+
+int64_t Session::created_ms() {
+  std::lock_guard lk(mu_);
+  if (auto* v = record_.if_contains("created_at"); v && v->is_string()) {
+    return parse_rfc3339(std::string(v->as_string())).value_or(0);
+  }
+  return 0;
+}
+
+void Session::apply_event(uint64_t position, std::string_view event_json) {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  if (parser.parse(event_json.data(), event_json.size()).get(e)) return;
+  std::string_view type;
+  if (e["type"].get(type)) return;
+  std::lock_guard lk(mu_);
+  if (position < summary_.applied_next) return;
+  summary_.applied_next = position + 1;
+  std::string_view processed;
+  if (!e["processed_at"].get(processed)) {
+    if (auto ms = parse_rfc3339(processed)) summary_.last_event_ms = std::max(summary_.last_event_ms, *ms);
+  }
+  constexpr std::string_view kStatus = "session.status_";
+  if (type.starts_with(kStatus)) {
+    std::string_view s = type.substr(kStatus.size());
+    if (s == "running" || s == "idle" || s == "terminated") {
+      summary_.status = std::string(s);
+    } else if (s == "rescheduled" || s == "rescheduling") {
+      summary_.status = "rescheduling";
+    }
+  } else if (type == "span.model_request_end") {
+    simdjson::dom::object u;
+    if (!e["model_usage"].get(u)) {
+      auto add = [&](const char* k, uint64_t* to) {
+        uint64_t v;
+        if (!u[k].get(v)) *to += v;
+      };
+      add("input_tokens", &summary_.input_tokens);
+      add("output_tokens", &summary_.output_tokens);
+      add("cache_read_input_tokens", &summary_.cache_read_input_tokens);
+      add("cache_creation_input_tokens", &summary_.cache_creation_input_tokens);
+    }
+  }
+}
+
+SessionStore::SessionStore(Catalog* catalog, StreamStore* streams)
+    : catalog_(catalog), streams_(streams) {}
+
+std::shared_ptr<Session> SessionStore::make_session(const std::string& tenant,
+                                                    const std::string& id, int64_t catalog_id,
+                                                    json::object record,
+                                                    std::shared_ptr<Stream> stream) {
+  auto s = std::make_shared<Session>(tenant, id, catalog_id, std::move(record), stream);
+  std::weak_ptr<Session> weak = s;
+  stream->set_message_hook([weak](uint64_t pos, std::string_view msg) {
+    if (auto ss = weak.lock()) ss->apply_event(pos, msg);
+  });
+  return s;
+}
+
+Status SessionStore::attach_stream(const std::string& tenant, const std::string& id,
+                                   std::shared_ptr<Stream>* out) {
+  Status s = streams_->find(tenant, stream_path(id), out);
+  if (s.code() != Status::Code::kNotFound) return s;
+  // Create the session's stream (JSON mode).
+  CreateSpec spec;
+  spec.tenant = tenant;
+  spec.path = stream_path(id);
+  spec.kind = 1;
+  spec.content_type = "application/json";
+  spec.json_mode = true;
+  std::promise<CreateOutcome> p;
+  auto f = p.get_future();
+  streams_->create(std::move(spec), [&p](CreateOutcome o) { p.set_value(std::move(o)); });
+  CreateOutcome o = f.get();  // no initial data: completes synchronously
+  if (!o.status) return o.status;
+  *out = o.stream;
+  return Status::ok();
+}
+
+Status SessionStore::open() {
+  if (Status s = catalog_->exec(
+          "CREATE TABLE IF NOT EXISTS sessions ("
+          "  id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, session_id TEXT NOT NULL,"
+          "  record TEXT NOT NULL, UNIQUE(tenant, session_id));");
+      !s) {
+    return s;
+  }
+  struct Row {
+    int64_t id;
+    std::string tenant, sid, record;
+  };
+  std::vector<Row> rows;
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(), "SELECT id, tenant, session_id, record FROM sessions", -1,
+                       &st, nullptr);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      rows.push_back(Row{sqlite3_column_int64(st, 0),
+                         reinterpret_cast<const char*>(sqlite3_column_text(st, 1)),
+                         reinterpret_cast<const char*>(sqlite3_column_text(st, 2)),
+                         reinterpret_cast<const char*>(sqlite3_column_text(st, 3))});
+    }
+    sqlite3_finalize(st);
+  }
+  std::lock_guard lk(mu_);
+  for (auto& r : rows) {
+    std::shared_ptr<Stream> stream;
+    if (Status s = attach_stream(r.tenant, r.sid, &stream); !s) return s;
+    json::object rec;
+    boost::system::error_code ec;
+    json::value v = json::parse(r.record, ec);
+    if (!ec && v.is_object()) rec = std::move(v.as_object());
+    sessions_[key(r.tenant, r.sid)] = make_session(r.tenant, r.sid, r.id, std::move(rec), stream);
+  }
+  return Status::ok();
+}
+
+Status SessionStore::create(const std::string& tenant, const std::string& id,
+                            json::object record, std::shared_ptr<Session>* out) {
+  std::lock_guard lk(mu_);
+  if (sessions_.count(key(tenant, id))) return Status::conflict("session " + id + " exists");
+  std::string now = format_rfc3339_millis(now_unix_millis());
+  record["created_at"] = now;
+  record["updated_at"] = now;
+  std::string text = json::serialize(record);
+  int64_t rowid;
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(),
+                       "INSERT INTO sessions (tenant, session_id, record) VALUES (?,?,?)", -1, &st,
+                       nullptr);
+    sqlite3_bind_text(st, 1, tenant.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, text.c_str(), -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) return Status::conflict("session " + id + " exists");
+    if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+    rowid = sqlite3_last_insert_rowid(catalog_->db());
+  }
+  std::shared_ptr<Stream> stream;
+  if (Status s = attach_stream(tenant, id, &stream); !s) {
+    catalog_->exec("DELETE FROM sessions WHERE id=" + std::to_string(rowid));
+    return s;
+  }
+  auto session = make_session(tenant, id, rowid, std::move(record), stream);
+  sessions_[key(tenant, id)] = session;
+  *out = session;
+  return Status::ok();
+}
+
+Status SessionStore::get(const std::string& tenant, const std::string& id,
+                         std::shared_ptr<Session>* out) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(key(tenant, id));
+  if (it == sessions_.end()) return Status::not_found("session " + id + " not found");
+  *out = it->second;
+  return Status::ok();
+}
+
+Status SessionStore::save(const std::shared_ptr<Session>& s, json::object record) {
+  record["updated_at"] = format_rfc3339_millis(now_unix_millis());
+  std::string text = json::serialize(record);
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(), "UPDATE sessions SET record=? WHERE id=?", -1, &st,
+                       nullptr);
+    sqlite3_bind_text(st, 1, text.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, s->catalog_id());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+  }
+  std::lock_guard lk(s->mu_);
+  s->record_ = std::move(record);
+  return Status::ok();
+}
+
+Status SessionStore::remove(const std::shared_ptr<Session>& s) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = sessions_.find(key(s->tenant(), s->id()));
+    if (it == sessions_.end() || it->second != s) return Status::not_found("session not found");
+    if (Status st = catalog_->exec("DELETE FROM sessions WHERE id=" + std::to_string(s->catalog_id()));
+        !st) {
+      return st;
+    }
+    sessions_.erase(it);
+  }
+  Status st = streams_->remove(s->tenant(), stream_path(s->id()));
+  if (st.code() == Status::Code::kNotFound) return Status::ok();
+  return st;
+}
+
+std::vector<std::shared_ptr<Session>> SessionStore::list(const std::string& tenant) {
+  std::vector<std::shared_ptr<Session>> out;
+  std::lock_guard lk(mu_);
+  for (auto& [k, s] : sessions_) {
+    if (s->tenant() == tenant) out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace ds

@@ -1,0 +1,110 @@
+// SessionStore: agent sessions — a session record (the Anthropic session object's stored fields,
+// kept in the catalog's `sessions` table) bound to a JSON-mode stream holding its events, plus
+// state derived from the events (status, token usage, last activity) kept current in memory.
+//
+// Guarantees:
+// - Session ids are unique per tenant; tenants never see each other's sessions.
+// - Record changes (create, update, archive) are committed to the catalog before they return.
+// - Derived state reflects exactly the durable events (it is rebuilt from the log when a session
+//   is first used after a restart).
+// - Deleting a session removes its record and its log, and wakes its live readers.
+// Thread-safe.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/stream_store.h"
+#include "store/catalog.h"
+
+namespace ds {
+
+// Derived from the session's events.
+struct SessionSummary {
+  std::string status = "idle";  // from the last session.status_* event
+  uint64_t input_tokens = 0;    // sums over span.model_request_end model_usage
+  uint64_t output_tokens = 0;
+  uint64_t cache_read_input_tokens = 0;
+  uint64_t cache_creation_input_tokens = 0;
+  int64_t last_event_ms = 0;    // processed_at of the newest event
+  uint64_t applied_next = 0;    // positions below this have been applied
+};
+
+class Session {
+ public:
+  Session(std::string tenant, std::string id, int64_t catalog_id, boost::json::object record,
+          std::shared_ptr<Stream> stream)
+      : tenant_(std::move(tenant)),
+        id_(std::move(id)),
+        catalog_id_(catalog_id),
+        record_(std::move(record)),
+        stream_(std::move(stream)) {}
+
+  const std::string& tenant() const { return tenant_; }
+  const std::string& id() const { return id_; }
+  int64_t catalog_id() const { return catalog_id_; }
+  const std::shared_ptr<Stream>& stream() const { return stream_; }
+
+  // Copies, under the session's lock.
+  boost::json::object record();
+  SessionSummary summary();
+  int64_t created_ms();
+
+  // Applies one durable event to the summary (idempotent by position).
+  void apply_event(uint64_t position, std::string_view event_json);
+
+ private:
+  friend class SessionStore;
+  std::string tenant_;
+  std::string id_;
+  int64_t catalog_id_;
+  std::mutex mu_;
+  boost::json::object record_;
+  SessionSummary summary_;
+  std::shared_ptr<Stream> stream_;
+};
+
+class SessionStore {
+ public:
+  SessionStore(Catalog* catalog, StreamStore* streams);
+
+  // Loads every session record (their logs open lazily).
+  Status open();
+
+  // Creates a session with `record` (its fields as stored; created_at/updated_at are set here).
+  // kConflict if the id exists.
+  Status create(const std::string& tenant, const std::string& id, boost::json::object record,
+                std::shared_ptr<Session>* out);
+  Status get(const std::string& tenant, const std::string& id, std::shared_ptr<Session>* out);
+  // Replaces the stored record (after an update or archive); bumps updated_at.
+  Status save(const std::shared_ptr<Session>& s, boost::json::object record);
+  Status remove(const std::shared_ptr<Session>& s);
+  // Every session of `tenant` (unordered).
+  std::vector<std::shared_ptr<Session>> list(const std::string& tenant);
+
+  // Stream path that holds a session's events (not reachable through /v1/stream).
+  static std::string stream_path(const std::string& id) { return "\x01sessions/" + id; }
+
+ private:
+  static std::string key(const std::string& tenant, const std::string& id) {
+    return tenant + '\0' + id;
+  }
+  Status attach_stream(const std::string& tenant, const std::string& id,
+                       std::shared_ptr<Stream>* out);
+  std::shared_ptr<Session> make_session(const std::string& tenant, const std::string& id,
+                                        int64_t catalog_id, boost::json::object record,
+                                        std::shared_ptr<Stream> stream);
+
+  Catalog* catalog_;
+  StreamStore* streams_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+};
+
+}  // namespace ds

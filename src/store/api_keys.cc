@@ -1,0 +1,157 @@
+#include "store/api_keys.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include "core/clock.h"
+
+namespace ds {
+
+namespace {
+std::string sha256(const std::string& s) {
+  unsigned char out[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), out);
+  return std::string(reinterpret_cast<char*>(out), sizeof out);
+}
+
+std::string hex(const std::string& raw) {
+  static const char* h = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += h[c >> 4];
+    out += h[c & 15];
+  }
+  return out;
+}
+
+constexpr size_t kPrefixLen = 12;  // "dsk_" + 8 characters
+}  // namespace
+
+ApiKeys::ApiKeys(Catalog* catalog) : catalog_(catalog) { ensure_schema(); }
+
+Status ApiKeys::ensure_schema() {
+  return catalog_->exec(
+      "CREATE TABLE IF NOT EXISTS api_keys ("
+      "  hash TEXT PRIMARY KEY, prefix TEXT NOT NULL, tenant TEXT NOT NULL,"
+      "  created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);");
+}
+
+Status ApiKeys::create(const std::string& tenant, std::string* key) {
+  if (tenant.empty() || tenant.size() > 128) return Status::invalid("tenant must be 1-128 bytes");
+  unsigned char rnd[24];
+  if (RAND_bytes(rnd, sizeof rnd) != 1) return Status::io_error("no randomness available");
+  static const char* b62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::string k = "dsk_";
+  for (unsigned char c : rnd) {
+    k += b62[c % 62];
+    k += b62[(c / 62 + c * 7) % 62];
+  }
+  std::lock_guard clk(catalog_->mutex());
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(catalog_->db(),
+                     "INSERT INTO api_keys (hash, prefix, tenant, created_ms) VALUES (?,?,?,?)",
+                     -1, &st, nullptr);
+  std::string h = hex(sha256(k));
+  std::string prefix = k.substr(0, kPrefixLen);
+  sqlite3_bind_text(st, 1, h.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, prefix.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, tenant.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 4, now_unix_millis());
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+  *key = k;
+  std::lock_guard lk(mu_);
+  loaded_ = false;
+  return Status::ok();
+}
+
+Status ApiKeys::list(std::vector<ApiKeyInfo>* out) {
+  std::lock_guard clk(catalog_->mutex());
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(catalog_->db(),
+                     "SELECT prefix, tenant, created_ms, revoked FROM api_keys ORDER BY created_ms",
+                     -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    ApiKeyInfo i;
+    i.prefix = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    i.tenant = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+    i.created_ms = sqlite3_column_int64(st, 2);
+    i.revoked = sqlite3_column_int(st, 3) != 0;
+    out->push_back(std::move(i));
+  }
+  sqlite3_finalize(st);
+  return Status::ok();
+}
+
+Status ApiKeys::revoke(const std::string& key_or_prefix) {
+  std::lock_guard clk(catalog_->mutex());
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(catalog_->db(),
+                     "UPDATE api_keys SET revoked=1 WHERE (hash=? OR prefix=?) AND revoked=0", -1,
+                     &st, nullptr);
+  std::string h = hex(sha256(key_or_prefix));
+  sqlite3_bind_text(st, 1, h.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, key_or_prefix.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+  if (sqlite3_changes(catalog_->db()) == 0) return Status::not_found("no active key matches");
+  std::lock_guard lk(mu_);
+  loaded_ = false;
+  return Status::ok();
+}
+
+Status ApiKeys::reload_locked() {
+  std::vector<Entry> fresh;
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(), "SELECT hash, tenant FROM api_keys WHERE revoked=0", -1,
+                       &st, nullptr);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::string h = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+      std::string raw;
+      for (size_t i = 0; i + 1 < h.size(); i += 2) {
+        raw.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
+      }
+      fresh.push_back(Entry{raw, reinterpret_cast<const char*>(sqlite3_column_text(st, 1))});
+    }
+    sqlite3_finalize(st);
+  }
+  active_ = std::move(fresh);
+  loaded_ = true;
+  last_reload_ = std::chrono::steady_clock::now();
+  return Status::ok();
+}
+
+bool ApiKeys::any_active() {
+  std::lock_guard lk(mu_);
+  auto now = std::chrono::steady_clock::now();
+  if (!loaded_ || (active_.empty() && now - last_reload_ > std::chrono::seconds(1))) {
+    reload_locked();
+  }
+  return !active_.empty();
+}
+
+std::optional<std::string> ApiKeys::tenant_for(const std::string& key) {
+  std::string h = sha256(key);
+  std::lock_guard lk(mu_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!loaded_) reload_locked();
+    std::optional<std::string> found;
+    for (const auto& e : active_) {
+      // Constant-time comparison of the hashes (no early exit on the first differing byte).
+      if (CRYPTO_memcmp(e.hash.data(), h.data(), h.size()) == 0) found = e.tenant;
+    }
+    if (found) return found;
+    // Unknown key: maybe created since the last load. Re-read at most once a second.
+    if (std::chrono::steady_clock::now() - last_reload_ < std::chrono::seconds(1)) break;
+    loaded_ = false;
+  }
+  return std::nullopt;
+}
+
+}  // namespace ds

@@ -1,0 +1,56 @@
+// ApiKeys: tenants' API keys, stored hashed (SHA-256) in the catalog's `api_keys` table.
+//
+// A key is shown once, when created; only its hash and a short display prefix are kept. Lookups
+// compare hashes in constant time. The server caches the table and re-reads it (at most once a
+// second) when it meets an unknown key, so keys created by `durable-sessions keys create` while
+// the server runs work without a restart. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/catalog.h"
+
+namespace ds {
+
+struct ApiKeyInfo {
+  std::string prefix;  // first characters of the key, for display
+  std::string tenant;
+  int64_t created_ms = 0;
+  bool revoked = false;
+};
+
+class ApiKeys {
+ public:
+  explicit ApiKeys(Catalog* catalog);
+
+  // Creates a key for `tenant` and returns it (the only time it is available in clear).
+  Status create(const std::string& tenant, std::string* key);
+  Status list(std::vector<ApiKeyInfo>* out);
+  // Revokes the key given in full or by its display prefix; kNotFound when nothing matches.
+  Status revoke(const std::string& key_or_prefix);
+
+  // True when at least one active key exists (otherwise the server runs open).
+  bool any_active();
+  // The tenant of an active key, or nullopt.
+  std::optional<std::string> tenant_for(const std::string& key);
+
+ private:
+  struct Entry {
+    std::string hash;  // raw 32-byte SHA-256
+    std::string tenant;
+  };
+  Status reload_locked();
+  Status ensure_schema();
+
+  Catalog* catalog_;
+  std::mutex mu_;
+  std::vector<Entry> active_;
+  bool loaded_ = false;
+  std::chrono::steady_clock::time_point last_reload_{};
+};
+
+}  // namespace ds

@@ -1,0 +1,123 @@
+// FaultFs: a test-only Fs that forwards to a real one (POSIX by default) and injects faults.
+//
+//   FaultFs fs;
+//   fs.short_write_next(10);                     // next pwrite keeps 10 bytes, then fails (crash)
+//   fs.fail_next_write(FaultFs::eio());          // next pwrite writes nothing, fails with EIO
+//   fs.fail_next_write(FaultFs::enospc());       // ... or with a full disk
+//   fs.fail_datasync(FaultFs::eio());            // every datasync fails until clear_faults()
+//   fs.datasyncs();                              // how many datasync calls reached this Fs
+//
+// Write faults are one-shot; the datasync fault is sticky. Files opened through a FaultFs share
+// its fault state, so faults can be armed after the files were opened. Thread-safe.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/fs.h"
+
+namespace ds::test {
+
+class FaultFs final : public Fs {
+ public:
+  explicit FaultFs(Fs* base = Fs::posix()) : base_(base), state_(std::make_shared<State>()) {}
+
+  static Status eio() { return Status::io_error("injected EIO"); }
+  static Status enospc() { return Status::no_space("injected ENOSPC"); }
+
+  // The next pwrite writes only its first `keep` bytes, then returns EIO.
+  void short_write_next(size_t keep) {
+    std::lock_guard lk(state_->mu);
+    state_->write_error = eio();
+    state_->write_keep = keep;
+  }
+  // The next pwrite writes nothing and returns `error`.
+  void fail_next_write(Status error) {
+    std::lock_guard lk(state_->mu);
+    state_->write_error = std::move(error);
+    state_->write_keep = 0;
+  }
+  // Every datasync returns `error` (without syncing) until clear_faults().
+  void fail_datasync(Status error) {
+    std::lock_guard lk(state_->mu);
+    state_->sync_error = std::move(error);
+  }
+  void clear_faults() {
+    std::lock_guard lk(state_->mu);
+    state_->write_error.reset();
+    state_->sync_error.reset();
+  }
+  int datasyncs() const { return state_->datasyncs.load(); }
+
+  Status open(const std::string& path, std::unique_ptr<File>* out) override {
+    std::unique_ptr<File> file;
+    if (Status s = base_->open(path, &file); !s) return s;
+    *out = std::make_unique<FaultFile>(std::move(file), state_);
+    return Status::ok();
+  }
+  Status create_dirs(const std::string& path) override { return base_->create_dirs(path); }
+  Status list(const std::string& dir, std::vector<std::string>* names) override {
+    return base_->list(dir, names);
+  }
+  Status remove_all(const std::string& path) override { return base_->remove_all(path); }
+  Status rename(const std::string& from, const std::string& to) override {
+    return base_->rename(from, to);
+  }
+  bool exists(const std::string& path) override { return base_->exists(path); }
+  Status sync_dir(const std::string& path) override { return base_->sync_dir(path); }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::optional<Status> write_error;  // one-shot
+    size_t write_keep = 0;
+    std::optional<Status> sync_error;   // sticky
+    std::atomic<int> datasyncs{0};
+  };
+
+  class FaultFile final : public File {
+   public:
+    FaultFile(std::unique_ptr<File> base, std::shared_ptr<State> state)
+        : base_(std::move(base)), state_(std::move(state)) {}
+
+    Status pwrite(const void* data, size_t n, uint64_t off) override {
+      std::optional<Status> error;
+      size_t keep = 0;
+      {
+        std::lock_guard lk(state_->mu);
+        error.swap(state_->write_error);
+        keep = state_->write_keep;
+      }
+      if (!error) return base_->pwrite(data, n, off);
+      if (keep > 0) base_->pwrite(data, std::min(keep, n), off);
+      return *error;
+    }
+    Status pread(void* data, size_t n, uint64_t off, size_t* got) const override {
+      return base_->pread(data, n, off, got);
+    }
+    Status datasync() override {
+      state_->datasyncs++;
+      {
+        std::lock_guard lk(state_->mu);
+        if (state_->sync_error) return *state_->sync_error;
+      }
+      return base_->datasync();
+    }
+    Status truncate(uint64_t size) override { return base_->truncate(size); }
+    Status size(uint64_t* out) const override { return base_->size(out); }
+
+   private:
+    std::unique_ptr<File> base_;
+    std::shared_ptr<State> state_;
+  };
+
+  Fs* base_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace ds::test

@@ -1,0 +1,628 @@
+// core::Stream through a real StreamStore, Catalog and GroupCommit in a temp dir, on a FaultFs.
+#include "core/stream.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/stream_store.h"
+#include "fault_fs.h"
+#include "temp_dir.h"
+
+namespace ds {
+namespace {
+
+using Outcome = AppendResult::Outcome;
+using Messages = std::vector<std::string>;
+
+// Runs an async API and waits for its callback. The promise is owned by the callback, so it
+// stays alive however late the callback (on the commit thread) finishes with it.
+template <typename T, typename Start>
+T wait_for(Start start) {
+  auto p = std::make_shared<std::promise<T>>();
+  auto f = p->get_future();
+  start([p](T v) { p->set_value(std::move(v)); });
+  return f.get();
+}
+
+class StreamTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kTenant = "tenant";
+
+  void SetUp() override { start(); }
+  void TearDown() override { stop(); }
+
+  void start() {
+    ASSERT_TRUE(fs_.create_dirs(tmp_ / "streams"));
+    Status s = Catalog::open(tmp_ / "catalog.db", &catalog_);
+    ASSERT_TRUE(s) << s.message();
+    commit_ = std::make_unique<GroupCommit>();
+    StreamStore::Options o;
+    o.data_dir = tmp_.path();
+    o.fs = &fs_;
+    o.log = log_options_;
+    store_ = std::make_unique<StreamStore>(o, catalog_.get(), commit_.get());
+    s = store_->open();
+    ASSERT_TRUE(s) << s.message();
+  }
+  void stop() {
+    commit_.reset();  // drains pending syncs
+    store_.reset();
+    catalog_.reset();
+  }
+  // Simulates a process restart: every in-memory object is rebuilt from the catalog and logs.
+  void restart() {
+    stop();
+    start();
+  }
+
+  CreateOutcome create(CreateSpec spec) {
+    spec.tenant = kTenant;
+    if (spec.content_type.empty() && !spec.forked_from) spec.content_type = "text/plain";
+    return wait_for<CreateOutcome>([&](auto done) { store_->create(std::move(spec), done); });
+  }
+  std::shared_ptr<Stream> create(const std::string& path, Messages messages = {}) {
+    CreateSpec spec;
+    spec.path = path;
+    spec.messages = std::move(messages);
+    CreateOutcome out = create(std::move(spec));
+    EXPECT_TRUE(out.status) << out.status.message();
+    EXPECT_TRUE(out.created);
+    return out.stream;
+  }
+  std::shared_ptr<Stream> fork(const std::string& path, const std::string& source,
+                               std::optional<uint64_t> offset, uint64_t sub_offset = 0) {
+    CreateSpec spec;
+    spec.path = path;
+    spec.forked_from = source;
+    spec.fork_offset = offset;
+    spec.fork_sub_offset = sub_offset;
+    CreateOutcome out = create(std::move(spec));
+    EXPECT_TRUE(out.status) << out.status.message();
+    return out.stream;
+  }
+  Status find(const std::string& path, std::shared_ptr<Stream>* out = nullptr) {
+    std::shared_ptr<Stream> s;
+    Status st = store_->find(kTenant, path, &s);
+    if (out) *out = s;
+    return st;
+  }
+  std::shared_ptr<Stream> must_find(const std::string& path) {
+    std::shared_ptr<Stream> s;
+    Status st = find(path, &s);
+    EXPECT_TRUE(st) << path << ": " << st.message();
+    return s;
+  }
+
+  static AppendResult append(Stream& s, AppendRequest req) {
+    return wait_for<AppendResult>([&](auto done) { s.append(std::move(req), done); });
+  }
+  static AppendResult append(Stream& s, Messages messages) {
+    AppendRequest req;
+    req.messages = std::move(messages);
+    return append(s, std::move(req));
+  }
+  static AppendResult append_as(Stream& s, const std::string& producer, uint64_t epoch,
+                                uint64_t seq, Messages messages = {"m"}, bool close = false) {
+    AppendRequest req;
+    req.messages = std::move(messages);
+    req.producer = ProducerStamp{producer, epoch, seq};
+    req.close = close;
+    return append(s, std::move(req));
+  }
+  static AppendResult append_seq(Stream& s, const std::string& stream_seq, Messages messages) {
+    AppendRequest req;
+    req.messages = std::move(messages);
+    req.stream_seq = stream_seq;
+    return append(s, std::move(req));
+  }
+  static AppendResult close(Stream& s, Messages messages = {}) {
+    AppendRequest req;
+    req.messages = std::move(messages);
+    req.close = true;
+    return append(s, std::move(req));
+  }
+  static Messages read_all(Stream& s, uint64_t from = 0) {
+    ReadResult r;
+    Status st = s.read(from, SIZE_MAX, &r);
+    EXPECT_TRUE(st) << st.message();
+    return r.messages;
+  }
+
+  test::TempDir tmp_;
+  test::FaultFs fs_;
+  StreamLog::Options log_options_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<GroupCommit> commit_;
+  std::unique_ptr<StreamStore> store_;
+};
+
+// ---- Producer state machine ----
+
+TEST_F(StreamTest, NewProducerStartingAtSeqZeroIsAccepted) {
+  auto s = create("s");
+  AppendResult r = append_as(*s, "p", 0, 0, {"a", "b"});
+  EXPECT_EQ(r.outcome, Outcome::kAppended);
+  EXPECT_EQ(r.first_position, 0u);
+  EXPECT_EQ(r.next_position, 2u);
+  EXPECT_EQ(r.producer_epoch, 0u);
+  EXPECT_EQ(r.producer_seq, 0u);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
+}
+
+TEST_F(StreamTest, NewProducerMayStartAtAnyEpoch) {
+  auto s = create("s");
+  AppendResult r = append_as(*s, "p", 7, 0);
+  EXPECT_EQ(r.outcome, Outcome::kAppended);
+  EXPECT_EQ(r.producer_epoch, 7u);
+}
+
+TEST_F(StreamTest, NewProducerWithNonZeroSeqIsEpochSeqInvalid) {
+  auto s = create("s");
+  AppendResult r = append_as(*s, "p", 0, 3);
+  EXPECT_EQ(r.outcome, Outcome::kEpochSeqInvalid);
+  EXPECT_EQ(r.expected_seq, 0u);
+  EXPECT_EQ(r.received_seq, 3u);
+  EXPECT_EQ(s->tail(), 0u);
+}
+
+TEST_F(StreamTest, SameEpochNextSeqIsAccepted) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 1, 0, {"a"}).outcome, Outcome::kAppended);
+  AppendResult r = append_as(*s, "p", 1, 1, {"b"});
+  EXPECT_EQ(r.outcome, Outcome::kAppended);
+  EXPECT_EQ(r.producer_epoch, 1u);
+  EXPECT_EQ(r.producer_seq, 1u);
+  EXPECT_EQ(r.first_position, 1u);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
+}
+
+TEST_F(StreamTest, DuplicateSeqIsDuplicateWithHighestAcceptedSeq) {
+  auto s = create("s");
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    ASSERT_EQ(append_as(*s, "p", 0, seq, {"m" + std::to_string(seq)}).outcome,
+              Outcome::kAppended);
+  }
+  AppendResult r = append_as(*s, "p", 0, 1, {"m1"});
+  EXPECT_EQ(r.outcome, Outcome::kDuplicate);
+  EXPECT_EQ(r.producer_epoch, 0u);
+  EXPECT_EQ(r.producer_seq, 2u);
+  EXPECT_EQ(read_all(*s), (Messages{"m0", "m1", "m2"}));
+}
+
+TEST_F(StreamTest, SeqGapReportsExpectedAndReceived) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 0, 0).outcome, Outcome::kAppended);
+  AppendResult r = append_as(*s, "p", 0, 5);
+  EXPECT_EQ(r.outcome, Outcome::kSeqGap);
+  EXPECT_EQ(r.expected_seq, 1u);
+  EXPECT_EQ(r.received_seq, 5u);
+  EXPECT_EQ(s->tail(), 1u);
+}
+
+TEST_F(StreamTest, StaleEpochIsFencedWithCurrentEpoch) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 2, 0).outcome, Outcome::kAppended);
+  AppendResult r = append_as(*s, "p", 1, 0);
+  EXPECT_EQ(r.outcome, Outcome::kStaleEpoch);
+  EXPECT_EQ(r.producer_epoch, 2u);
+  EXPECT_EQ(s->tail(), 1u);
+}
+
+TEST_F(StreamTest, NewEpochWithNonZeroSeqIsEpochSeqInvalid) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 0, 0).outcome, Outcome::kAppended);
+  AppendResult r = append_as(*s, "p", 1, 4);
+  EXPECT_EQ(r.outcome, Outcome::kEpochSeqInvalid);
+  EXPECT_EQ(r.expected_seq, 0u);
+  EXPECT_EQ(r.received_seq, 4u);
+  EXPECT_EQ(s->tail(), 1u);
+}
+
+TEST_F(StreamTest, NewEpochAtSeqZeroIsAcceptedAndFencesOldEpoch) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 0, 0).outcome, Outcome::kAppended);
+  ASSERT_EQ(append_as(*s, "p", 0, 1).outcome, Outcome::kAppended);
+  AppendResult r = append_as(*s, "p", 1, 0);
+  EXPECT_EQ(r.outcome, Outcome::kAppended);
+  EXPECT_EQ(r.producer_epoch, 1u);
+  EXPECT_EQ(r.producer_seq, 0u);
+  EXPECT_EQ(append_as(*s, "p", 0, 2).outcome, Outcome::kStaleEpoch);
+}
+
+TEST_F(StreamTest, ProducersAreTrackedIndependently) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "a", 0, 0).outcome, Outcome::kAppended);
+  ASSERT_EQ(append_as(*s, "a", 0, 1).outcome, Outcome::kAppended);
+  EXPECT_EQ(append_as(*s, "b", 0, 0).outcome, Outcome::kAppended);
+  EXPECT_EQ(append_as(*s, "b", 0, 1).outcome, Outcome::kAppended);
+  EXPECT_EQ(append_as(*s, "a", 0, 2).outcome, Outcome::kAppended);
+}
+
+// ---- Stream-Seq ----
+
+TEST_F(StreamTest, LowerStreamSeqIsRegression) {
+  auto s = create("s");
+  ASSERT_EQ(append_seq(*s, "002", {"a"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(append_seq(*s, "001", {"b"}).outcome, Outcome::kStreamSeqRegression);
+  EXPECT_EQ(read_all(*s), (Messages{"a"}));
+}
+
+TEST_F(StreamTest, EqualStreamSeqIsRegression) {
+  auto s = create("s");
+  ASSERT_EQ(append_seq(*s, "002", {"a"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(append_seq(*s, "002", {"b"}).outcome, Outcome::kStreamSeqRegression);
+  EXPECT_EQ(s->tail(), 1u);
+}
+
+TEST_F(StreamTest, HigherStreamSeqIsAccepted) {
+  auto s = create("s");
+  ASSERT_EQ(append_seq(*s, "002", {"a"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(append(*s, Messages{"no seq"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(append_seq(*s, "010", {"b"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "no seq", "b"}));
+}
+
+// ---- Closure ----
+
+TEST_F(StreamTest, ClosedStreamRejectsAppends) {
+  auto s = create("s", {"a"});
+  AppendResult c = close(*s, {"last"});
+  ASSERT_EQ(c.outcome, Outcome::kAppended);
+  EXPECT_TRUE(c.closed);
+
+  AppendResult r = append(*s, Messages{"x"});
+  EXPECT_EQ(r.outcome, Outcome::kClosed);
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.next_position, 2u);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "last"}));
+  EXPECT_TRUE(s->closed());
+}
+
+TEST_F(StreamTest, ReadAtTailOfClosedStreamReportsClosed) {
+  auto s = create("s", {"a"});
+  ASSERT_EQ(close(*s).outcome, Outcome::kAppended);
+  ReadResult r;
+  ASSERT_TRUE(s->read(0, SIZE_MAX, &r));
+  EXPECT_EQ(r.next_position, 1u);
+  EXPECT_TRUE(r.up_to_date);
+  EXPECT_TRUE(r.closed);
+}
+
+TEST_F(StreamTest, CloseOnlyOnClosedStreamIsAlreadyClosed) {
+  auto s = create("s", {"a"});
+  ASSERT_EQ(close(*s).outcome, Outcome::kAppended);
+  AppendResult r = close(*s);
+  EXPECT_EQ(r.outcome, Outcome::kAlreadyClosed);
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.next_position, 1u);
+}
+
+TEST_F(StreamTest, CloseWithDataOnClosedStreamIsClosed) {
+  auto s = create("s");
+  ASSERT_EQ(close(*s).outcome, Outcome::kAppended);
+  EXPECT_EQ(close(*s, {"more"}).outcome, Outcome::kClosed);
+  EXPECT_EQ(s->tail(), 0u);
+}
+
+TEST_F(StreamTest, RetryOfClosingProducerRequestIsDuplicate) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 0, 0, {"a"}).outcome, Outcome::kAppended);
+  ASSERT_EQ(append_as(*s, "p", 0, 1, {"b"}, /*close=*/true).outcome, Outcome::kAppended);
+
+  AppendResult r = append_as(*s, "p", 0, 1, {"b"}, /*close=*/true);
+  EXPECT_EQ(r.outcome, Outcome::kDuplicate);
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.producer_epoch, 0u);
+  EXPECT_EQ(r.producer_seq, 1u);
+  EXPECT_EQ(append_as(*s, "p", 0, 2, {"c"}).outcome, Outcome::kClosed);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
+}
+
+// ---- Durability and recovery ----
+
+TEST_F(StreamTest, ReadersDoNotSeeDataBeforeItIsDurable) {
+  auto s = create("s", {"durable"});
+  // Park the commit thread in a callback so the next append is written but not yet synced.
+  auto parked = std::make_shared<std::promise<void>>();
+  auto release = std::make_shared<std::promise<void>>();
+  std::unique_ptr<File> other;
+  ASSERT_TRUE(fs_.open(tmp_ / "other", &other));
+  commit_->submit(std::shared_ptr<File>(std::move(other)), [parked, release](const Status&) {
+    parked->set_value();
+    release->get_future().wait();
+  });
+  parked->get_future().wait();
+
+  auto done = std::make_shared<std::promise<AppendResult>>();
+  auto result = done->get_future();
+  AppendRequest req;
+  req.messages = {"pending"};
+  s->append(std::move(req), [done](AppendResult r) { done->set_value(std::move(r)); });
+
+  EXPECT_EQ(s->tail(), 1u);
+  EXPECT_EQ(read_all(*s), (Messages{"durable"}));
+  release->set_value();
+  EXPECT_EQ(result.get().outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*s), (Messages{"durable", "pending"}));
+}
+
+TEST_F(StreamTest, RestartRecoversData) {
+  auto s = create("s", {"a", "b"});
+  ASSERT_EQ(append(*s, Messages{"c"}).outcome, Outcome::kAppended);
+  s.reset();
+  restart();
+  s = must_find("s");
+  EXPECT_EQ(read_all(*s), (Messages{"a", "b", "c"}));
+  EXPECT_EQ(s->tail(), 3u);
+}
+
+TEST_F(StreamTest, RestartRecoversProducerState) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 3, 0).outcome, Outcome::kAppended);
+  ASSERT_EQ(append_as(*s, "p", 3, 1).outcome, Outcome::kAppended);
+  s.reset();
+  restart();
+  s = must_find("s");
+
+  AppendResult dup = append_as(*s, "p", 3, 1);
+  EXPECT_EQ(dup.outcome, Outcome::kDuplicate);
+  EXPECT_EQ(dup.producer_seq, 1u);
+  AppendResult gap = append_as(*s, "p", 3, 5);
+  EXPECT_EQ(gap.outcome, Outcome::kSeqGap);
+  EXPECT_EQ(gap.expected_seq, 2u);
+  AppendResult stale = append_as(*s, "p", 2, 0);
+  EXPECT_EQ(stale.outcome, Outcome::kStaleEpoch);
+  EXPECT_EQ(stale.producer_epoch, 3u);
+  EXPECT_EQ(append_as(*s, "p", 3, 2).outcome, Outcome::kAppended);
+}
+
+TEST_F(StreamTest, RestartRecoversStreamSeq) {
+  auto s = create("s");
+  ASSERT_EQ(append_seq(*s, "005", {"a"}).outcome, Outcome::kAppended);
+  s.reset();
+  restart();
+  s = must_find("s");
+  EXPECT_EQ(append_seq(*s, "004", {"b"}).outcome, Outcome::kStreamSeqRegression);
+  EXPECT_EQ(append_seq(*s, "006", {"b"}).outcome, Outcome::kAppended);
+}
+
+TEST_F(StreamTest, RestartRecoversClosureAndClosingProducer) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 0, 0, {"a"}, /*close=*/true).outcome, Outcome::kAppended);
+  s.reset();
+  restart();
+  s = must_find("s");
+
+  EXPECT_TRUE(s->closed());
+  EXPECT_EQ(read_all(*s), (Messages{"a"}));
+  EXPECT_EQ(append(*s, Messages{"x"}).outcome, Outcome::kClosed);
+  EXPECT_EQ(close(*s).outcome, Outcome::kAlreadyClosed);
+  EXPECT_EQ(append_as(*s, "p", 0, 0, {"a"}, /*close=*/true).outcome, Outcome::kDuplicate);
+}
+
+TEST_F(StreamTest, FailedDatasyncFailsAppendAndHidesItsData) {
+  auto s = create("s", {"acked"});
+  fs_.fail_datasync(test::FaultFs::eio());
+  AppendResult r = append(*s, Messages{"lost"});
+  EXPECT_EQ(r.outcome, Outcome::kError);
+  EXPECT_EQ(r.status.code(), Status::Code::kIoError);
+  EXPECT_EQ(s->tail(), 1u);
+  EXPECT_EQ(read_all(*s), (Messages{"acked"}));
+}
+
+TEST_F(StreamTest, AppendAfterDatasyncFaultClearsSucceedsWithOnlyAckedData) {
+  auto s = create("s", {"acked"});
+  fs_.fail_datasync(test::FaultFs::eio());
+  ASSERT_EQ(append(*s, Messages{"lost"}).outcome, Outcome::kError);
+  fs_.clear_faults();
+
+  AppendResult r = append(*s, Messages{"next"});
+  EXPECT_EQ(r.outcome, Outcome::kAppended);
+  EXPECT_EQ(r.first_position, 1u);
+  EXPECT_EQ(read_all(*s), (Messages{"acked", "next"}));
+
+  s.reset();
+  restart();
+  EXPECT_EQ(read_all(*must_find("s")), (Messages{"acked", "next"}));
+}
+
+TEST_F(StreamTest, FailedDatasyncDoesNotAdvanceProducerState) {
+  auto s = create("s");
+  ASSERT_EQ(append_as(*s, "p", 0, 0, {"a"}).outcome, Outcome::kAppended);
+  fs_.fail_datasync(test::FaultFs::eio());
+  ASSERT_EQ(append_as(*s, "p", 0, 1, {"b"}).outcome, Outcome::kError);
+  fs_.clear_faults();
+
+  // The retry is new data, not a duplicate of the failed request.
+  AppendResult retry = append_as(*s, "p", 0, 1, {"b"});
+  EXPECT_EQ(retry.outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
+}
+
+TEST_F(StreamTest, FailedDatasyncOfCloseLeavesStreamOpen) {
+  auto s = create("s", {"a"});
+  fs_.fail_datasync(test::FaultFs::eio());
+  ASSERT_EQ(close(*s).outcome, Outcome::kError);
+  fs_.clear_faults();
+
+  EXPECT_FALSE(s->closed());
+  EXPECT_EQ(append(*s, Messages{"b"}).outcome, Outcome::kAppended);
+  s.reset();
+  restart();
+  s = must_find("s");
+  EXPECT_FALSE(s->closed());
+  EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
+}
+
+TEST_F(StreamTest, WriteEnospcMapsToNoSpace) {
+  auto s = create("s", {"a"});
+  fs_.fail_next_write(test::FaultFs::enospc());
+  AppendResult r = append(*s, Messages{"b"});
+  EXPECT_EQ(r.outcome, Outcome::kError);
+  EXPECT_EQ(r.status.code(), Status::Code::kNoSpace);
+  EXPECT_EQ(read_all(*s), (Messages{"a"}));
+  EXPECT_EQ(append(*s, Messages{"c"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*s), (Messages{"a", "c"}));
+}
+
+TEST_F(StreamTest, ShortWriteFailsAppendAndLeavesNoTornFrame) {
+  auto s = create("s", {"a"});
+  fs_.short_write_next(9);
+  AppendResult r = append_as(*s, "p", 0, 0, {"torn"});
+  EXPECT_EQ(r.outcome, Outcome::kError);
+  EXPECT_EQ(r.status.code(), Status::Code::kIoError);
+
+  EXPECT_EQ(append_as(*s, "p", 0, 0, {"b"}).outcome, Outcome::kAppended);
+  s.reset();
+  restart();
+  EXPECT_EQ(read_all(*must_find("s")), (Messages{"a", "b"}));
+}
+
+TEST_F(StreamTest, AppendsSpanSegmentsAcrossRestart) {
+  stop();
+  log_options_.segment_bytes = 128;
+  start();
+  auto s = create("s");
+  Messages all;
+  for (int i = 0; i < 20; ++i) {
+    all.push_back("message " + std::to_string(i) + std::string(40, '.'));
+    ASSERT_EQ(append(*s, Messages{all.back()}).outcome, Outcome::kAppended);
+  }
+  EXPECT_EQ(read_all(*s), all);
+  s.reset();
+  restart();
+  EXPECT_EQ(read_all(*must_find("s")), all);
+}
+
+// ---- Forks ----
+
+TEST_F(StreamTest, ForkReadsSourceBeforeForkOffsetAndOwnDataAfter) {
+  auto src = create("src", {"a", "b", "c"});
+  auto f = fork("f", "src", 2);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->tail(), 2u);
+  ASSERT_EQ(append(*src, Messages{"d"}).outcome, Outcome::kAppended);
+  AppendResult r = append(*f, Messages{"x"});
+  ASSERT_EQ(r.outcome, Outcome::kAppended);
+  EXPECT_EQ(r.first_position, 2u);
+
+  EXPECT_EQ(read_all(*f), (Messages{"a", "b", "x"}));
+  EXPECT_EQ(read_all(*f, 1), (Messages{"b", "x"}));
+  EXPECT_EQ(read_all(*f, 2), (Messages{"x"}));
+  EXPECT_EQ(read_all(*src), (Messages{"a", "b", "c", "d"}));
+}
+
+TEST_F(StreamTest, ForkWithoutOffsetStartsAtSourceTail) {
+  auto src = create("src", {"a", "b"});
+  auto f = fork("f", "src", std::nullopt);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->tail(), 2u);
+  EXPECT_EQ(read_all(*f), (Messages{"a", "b"}));
+}
+
+TEST_F(StreamTest, ForkReadHonoursBudgetAcrossSourceBoundary) {
+  auto src = create("src", {"0123456789", "0123456789"});
+  auto f = fork("f", "src", 2);
+  ASSERT_EQ(append(*f, Messages{"0123456789"}).outcome, Outcome::kAppended);
+  ReadResult r;
+  ASSERT_TRUE(f->read(0, 15, &r));
+  EXPECT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.next_position, 1u);
+  EXPECT_FALSE(r.up_to_date);
+  ASSERT_TRUE(f->read(1, 20, &r));
+  EXPECT_EQ(r.messages.size(), 2u);
+  EXPECT_EQ(r.next_position, 3u);
+  EXPECT_TRUE(r.up_to_date);
+}
+
+TEST_F(StreamTest, ForkOfForkStitchesAllAncestors) {
+  auto a = create("a", {"a0", "a1"});
+  auto b = fork("b", "a", 1);
+  ASSERT_EQ(append(*b, Messages{"b1", "b2"}).outcome, Outcome::kAppended);
+  auto c = fork("c", "b", 2);
+  ASSERT_EQ(append(*c, Messages{"c2"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*c), (Messages{"a0", "b1", "c2"}));
+}
+
+TEST_F(StreamTest, ForkSurvivesRestart) {
+  auto src = create("src", {"a", "b", "c"});
+  auto f = fork("f", "src", 1);
+  ASSERT_EQ(append(*f, Messages{"x"}).outcome, Outcome::kAppended);
+  src.reset();
+  f.reset();
+  restart();
+  EXPECT_EQ(read_all(*must_find("f")), (Messages{"a", "x"}));
+}
+
+TEST_F(StreamTest, BinarySubOffsetForkMaterialisesPrefix) {
+  CreateSpec spec;
+  spec.path = "src";
+  spec.content_type = "application/octet-stream";
+  spec.messages = {"hello", "world"};
+  ASSERT_TRUE(create(std::move(spec)).status);
+
+  auto f = fork("f", "src", 1, 3);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->tail(), 2u);
+  EXPECT_EQ(read_all(*f), (Messages{"hello", "wor"}));
+  ASSERT_EQ(append(*f, Messages{"ld!"}).outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*f), (Messages{"hello", "wor", "ld!"}));
+  EXPECT_EQ(read_all(*must_find("src")), (Messages{"hello", "world"}));
+}
+
+TEST_F(StreamTest, DeletingSourceWithForksSoftDeletesIt) {
+  create("src", {"a", "b"});
+  auto f = fork("f", "src", 2);
+  ASSERT_TRUE(store_->remove(kTenant, "src"));
+
+  EXPECT_EQ(find("src").code(), Status::Code::kGone);
+  EXPECT_EQ(store_->remove(kTenant, "src").code(), Status::Code::kGone);
+  EXPECT_EQ(read_all(*f), (Messages{"a", "b"}));  // the fork still reads the source's data
+}
+
+TEST_F(StreamTest, SoftDeleteSurvivesRestart) {
+  create("src", {"a"});
+  fork("f", "src", 1);
+  ASSERT_TRUE(store_->remove(kTenant, "src"));
+  restart();
+  EXPECT_EQ(find("src").code(), Status::Code::kGone);
+  EXPECT_EQ(read_all(*must_find("f")), (Messages{"a"}));
+}
+
+TEST_F(StreamTest, DeletingLastForkCascadesToSoftDeletedSource) {
+  auto src = create("src", {"a"});
+  std::string src_dir = src->dir();
+  src.reset();
+  fork("f1", "src", 1);
+  fork("f2", "src", 0);
+  ASSERT_TRUE(store_->remove(kTenant, "src"));
+
+  ASSERT_TRUE(store_->remove(kTenant, "f1"));
+  EXPECT_EQ(find("src").code(), Status::Code::kGone);  // f2 still needs it
+  ASSERT_TRUE(store_->remove(kTenant, "f2"));
+  EXPECT_EQ(find("src").code(), Status::Code::kNotFound);
+  EXPECT_EQ(find("f2").code(), Status::Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(src_dir));
+  EXPECT_EQ(store_->size(), 0u);
+
+  restart();
+  EXPECT_EQ(find("src").code(), Status::Code::kNotFound);
+}
+
+TEST_F(StreamTest, DeletingStreamWithoutForksRemovesItAtOnce) {
+  auto s = create("s", {"a"});
+  std::string dir = s->dir();
+  s.reset();
+  ASSERT_TRUE(store_->remove(kTenant, "s"));
+  EXPECT_EQ(find("s").code(), Status::Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_EQ(store_->remove(kTenant, "s").code(), Status::Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace ds
