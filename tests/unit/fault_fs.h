@@ -5,9 +5,10 @@
 //   fs.fail_next_write(FaultFs::eio());          // next pwrite writes nothing, fails with EIO
 //   fs.fail_next_write(FaultFs::enospc());       // ... or with a full disk
 //   fs.fail_datasync(FaultFs::eio());            // every datasync fails until clear_faults()
+//   fs.fail_next_datasync(FaultFs::eio());       // only the next datasync fails
 //   fs.datasyncs();                              // how many datasync calls reached this Fs
 //
-// Write faults are one-shot; the datasync fault is sticky. Files opened through a FaultFs share
+// Write faults are one-shot; fail_datasync is sticky (and wins over fail_next_datasync). Files opened through a FaultFs share
 // its fault state, so faults can be armed after the files were opened. Thread-safe.
 #pragma once
 
@@ -47,10 +48,16 @@ class FaultFs final : public Fs {
     std::lock_guard lk(state_->mu);
     state_->sync_error = std::move(error);
   }
+  // Only the next datasync returns `error` (like Linux, which reports a writeback error once).
+  void fail_next_datasync(Status error) {
+    std::lock_guard lk(state_->mu);
+    state_->next_sync_error = std::move(error);
+  }
   void clear_faults() {
     std::lock_guard lk(state_->mu);
     state_->write_error.reset();
     state_->sync_error.reset();
+    state_->next_sync_error.reset();
   }
   int datasyncs() const { return state_->datasyncs.load(); }
 
@@ -77,6 +84,7 @@ class FaultFs final : public Fs {
     std::optional<Status> write_error;  // one-shot
     size_t write_keep = 0;
     std::optional<Status> sync_error;   // sticky
+    std::optional<Status> next_sync_error;  // one-shot
     std::atomic<int> datasyncs{0};
   };
 
@@ -105,6 +113,9 @@ class FaultFs final : public Fs {
       {
         std::lock_guard lk(state_->mu);
         if (state_->sync_error) return *state_->sync_error;
+        std::optional<Status> once;
+        once.swap(state_->next_sync_error);
+        if (once) return *once;
       }
       return base_->datasync();
     }
