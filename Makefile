@@ -7,7 +7,7 @@ APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config nodejs npm p
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: deps deps-apt deps-npm build run test test-unit test-compat test-system bench clean
+.PHONY: deps deps-apt deps-npm build run test test-unit test-compat test-sessions test-system bench clean
 
 deps: deps-apt deps-npm
 
@@ -30,14 +30,22 @@ build: deps-apt $(BUILD)/build.ninja
 run: build
 	$(BUILD)/durable-sessions serve $(ARGS)
 
+# Runs every suite even when one fails, then fails if any did.
 test: deps build
-	$(MAKE) test-unit test-compat test-system
+	@failed=""; \
+	for t in test-unit test-compat test-sessions test-system; do \
+	  echo "==== $$t"; $(MAKE) --no-print-directory $$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all test suites passed"
 
 test-unit:
 	cd $(BUILD) && ctest --output-on-failure -j2
 
 test-compat:
 	bash tests/compat/run-conformance.sh
+
+test-sessions:
+	@if [ -f tests/compat/sessions/run.sh ]; then bash tests/compat/sessions/run.sh; fi
 
 test-system:
 	bash tests/system/run.sh

@@ -57,7 +57,7 @@ def block_queue(dir_):
         base = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
         for q in (base + "/queue", base + "/../queue"):
             if os.path.isdir(q):
-                return {"device": os.path.basename(os.path.realpath(os.path.dirname(q + "/"))),
+                return {"device": os.path.basename(os.path.realpath(os.path.dirname(q))),
                         "write_cache": read(q + "/write_cache"), "rotational": read(q + "/rotational")}
     except OSError:
         pass
@@ -133,6 +133,16 @@ for w in workloads:
         meta = load(os.path.join(out_dir, f"{w}-{s}.meta.json")) or {}
         if r is not None:
             r.update(meta)
+            # CPU used by everything except this server and the load generator during the window:
+            # a compile or another benchmark running alongside makes the numbers meaningless.
+            busy, srv, lg, n = (r.get("machine_cpu_busy"), r.get("server_cpu_cores"),
+                                r.get("loadgen_cpu_cores"), r.get("ncpu"))
+            if None not in (busy, srv, lg, n):
+                other = round(max(busy * n - srv - lg, 0.0), 3)
+                r["other_cpu_cores"] = other
+                if other > 0.25:
+                    anomalies.append(f"[{w}] {s}: other processes used {other:.2f} cores during the "
+                                     f"measured window; this row is not trustworthy")
         entry["servers"][s] = r if r is not None else {"failed": True, **meta}
     rps = {s: (v or {}).get("requests_per_s") for s, v in entry["servers"].items()}
     eps = {s: (v or {}).get("events_per_s") for s, v in entry["servers"].items()}
@@ -188,17 +198,17 @@ for w, entry in result["workloads"].items():
     lines.append("")
     lines.append(f"## Workload `{w}`: {entry['description']}")
     lines.append("")
-    lines.append("| server | appends/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU (cores) | loadgen CPU (cores) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| server | appends/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU | loadgen CPU | other CPU |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s, r in entry["servers"].items():
         if r.get("failed"):
-            lines.append(f"| {NAMES[s]} | failed | | | | | | |")
+            lines.append(f"| {NAMES[s]} | failed | | | | | | | |")
             continue
         lat = r.get("latency_us", {})
         lines.append(
             f"| {NAMES[s]} | {fmt_int(r.get('events_per_s'))} | {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p99'))} | "
             f"{fmt_ms(lat.get('p999'))} | {r.get('errors')} | {fmt_f(r.get('server_cpu_cores'))} | "
-            f"{fmt_f(r.get('loadgen_cpu_cores'))} |"
+            f"{fmt_f(r.get('loadgen_cpu_cores'))} | {fmt_f(r.get('other_cpu_cores'))} |"
         )
     ra = entry["ratios"]
     lines.append("")
@@ -242,8 +252,9 @@ else:
 lines.append("")
 lines.append(
     "Latency is per request, from the first byte sent to the last byte of the response; percentiles are "
-    "nearest-rank over every 2xx request completed in the measured window. CPU columns are utime+stime over the "
-    f"window divided by its length (the machine has {result['machine']['ncpu']} cores in total). "
+    "nearest-rank over every 2xx request completed in the measured window. CPU columns are cores used during the "
+    f"window (utime+stime / wall time; the machine has {result['machine']['ncpu']} in total); \"other\" is whatever "
+    "else ran on the machine meanwhile and should be ~0. "
     "Reproduce with `bash bench/append.sh` (see bench/README.md)."
 )
 md = "\n".join(lines) + "\n"
