@@ -2,10 +2,14 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
+
+#include <spdlog/logger.h>
 
 #include "cli/serve_options.h"
 #include "core/session_store.h"
 #include "core/stream_store.h"
+#include "api/limits.h"
 #include "store/api_keys.h"
 #include "store/catalog.h"
 
@@ -16,6 +20,8 @@ struct ApiContext {
   SessionStore* sessions = nullptr;
   ApiKeys* keys = nullptr;
   Catalog* catalog = nullptr;
+  TenantLimits* limits = nullptr;
+  std::shared_ptr<spdlog::logger> access_log;  // null = no access log
   ServeOptions options;
   std::atomic<bool> ready{false};
   std::atomic<bool> shutting_down{false};

@@ -2,6 +2,11 @@
 
 #include <strings.h>
 
+#include <chrono>
+
+#include "core/clock.h"
+#include "core/metrics.h"
+
 #include "api/http_util.h"
 #include "api/sessions_api.h"
 #include "api/streams_api.h"
@@ -31,11 +36,66 @@ bool starts_with_segment(const std::string& p, std::string_view prefix) {
   return p.rfind(prefix, 0) == 0 && (p.size() == prefix.size() || p[prefix.size()] == '/');
 }
 
+// A low-cardinality label for metrics.
+std::string route_label(const std::string& p) {
+  if (p.rfind("/v1/stream/", 0) == 0) return "stream";
+  if (p == "/v1/sessions" || p == "/v1/sessions/") return "sessions";
+  if (p.rfind("/v1/sessions/", 0) == 0) {
+    if (p.ends_with("/events")) return "session_events";
+    if (p.ends_with("/stream")) return "session_stream";
+    size_t slash = p.find('/', 13);
+    return slash == std::string::npos ? "session" : "session_" + p.substr(p.rfind('/') + 1);
+  }
+  if (p == "/v1/search") return "search";
+  if (p == "/healthz" || p == "/readyz" || p == "/metrics") return "ops";
+  return "other";
+}
+
+bool is_live_read(const HttpRequest& req) {
+  if (req.method != "GET") return false;
+  return req.query.find("live=") != std::string::npos || req.path.ends_with("/stream");
+}
+
+asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res,
+                               std::string* tenant_out);
+
 }  // namespace
 
 asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
+  auto start = std::chrono::steady_clock::now();
+  std::string tenant;
+  co_await dispatch(ctx, req, res, &tenant);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string label = route_label(req.path);
+  Metrics::get().observe_request(label, req.method, res.status(), secs);
+  if (ctx.access_log) {
+    ctx.access_log->info(
+        "{{\"ts\":\"{}\",\"request_id\":\"{}\",\"method\":\"{}\",\"route\":\"{}\",\"path\":{},"
+        "\"status\":{},\"ms\":{:.3f},\"tenant\":{},\"bytes_in\":{}}}",
+        format_rfc3339_millis(now_unix_millis()), req.request_id, req.method, label,
+        json_quote(req.path.size() > 256 ? req.path.substr(0, 256) : req.path), res.status(),
+        secs * 1000, json_quote(tenant), req.body.size());
+  }
+}
+
+namespace {
+
+asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res,
+                               std::string* tenant_out) {
   if (req.method == "OPTIONS") co_return co_await res.send(preflight_response(req));
   const std::string& p = req.path;
+  if (req.target.size() > ctx.options.max_url) {
+    HttpResponse r = error_response(414, "invalid_request_error",
+                                    "request target longer than --max-url bytes", req.request_id);
+    add_common_headers(req, &r);
+    co_return co_await res.send(std::move(r));
+  }
+  if (p == "/metrics") {
+    HttpResponse r(200);
+    r.set("Content-Type", "text/plain; version=0.0.4");
+    r.body = Metrics::get().render();
+    co_return co_await res.send(std::move(r));
+  }
   if (p == "/healthz" || p == "/readyz") {
     bool ok = p == "/healthz" || ctx.ready.load();
     HttpResponse r(ok ? 200 : 503);
@@ -55,6 +115,34 @@ asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
     add_common_headers(req, &r);
     co_return co_await res.send(std::move(r));
   }
+  *tenant_out = *tenant;
+  if (ctx.limits) {
+    int retry_after = 1;
+    if (!ctx.limits->admit(*tenant, &retry_after)) {
+      Metrics::get().rate_limited++;
+      HttpResponse r = error_response(429, "rate_limit_error",
+                                      "request rate limit exceeded (--rate-limit)", req.request_id);
+      r.set("Retry-After", std::to_string(retry_after));
+      add_common_headers(req, &r);
+      co_return co_await res.send(std::move(r));
+    }
+  }
+  bool live = ctx.limits && is_live_read(req);
+  if (live && !ctx.limits->acquire_live(*tenant)) {
+    HttpResponse r = error_response(429, "rate_limit_error",
+                                    "too many open live reads for this tenant (--max-live-per-tenant)",
+                                    req.request_id);
+    r.set("Retry-After", "1");
+    add_common_headers(req, &r);
+    co_return co_await res.send(std::move(r));
+  }
+  struct LiveSlot {
+    TenantLimits* l;
+    const std::string* t;
+    ~LiveSlot() {
+      if (l) l->release_live(*t);
+    }
+  } slot{live ? ctx.limits : nullptr, tenant_out};
   constexpr std::string_view kStream = "/v1/stream/";
   if (p.rfind(kStream, 0) == 0) {
     co_return co_await handle_stream(ctx, *tenant, p.substr(kStream.size()), req, res);
@@ -71,5 +159,7 @@ asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
   add_common_headers(req, &r);
   co_await res.send(std::move(r));
 }
+
+}  // namespace
 
 }  // namespace ds

@@ -12,6 +12,7 @@
 #include "api/http_util.h"
 #include "api/live.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "core/ulid.h"
 #include "store/offset.h"
 
@@ -382,6 +383,9 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
     if (gs.code() != Status::Code::kNotFound) co_return co_await reply_status(req, res, gs);
     // Implicit creation on first append.
     if (!valid_session_id(id)) co_return co_await reply_error(req, res, 400, "session id must match [A-Za-z0-9._:~-]{1,128}");
+    if (ctx.sessions->count(tenant) >= ctx.options.max_sessions_per_tenant) {
+      co_return co_await reply_error(req, res, 429, "tenant holds the maximum number of sessions (--max-sessions-per-tenant)");
+    }
     json::object rec{{"agent", agent_snapshot(nullptr)}, {"metadata", json::object()}, {"title", nullptr}};
     Status cs = ctx.sessions->create(tenant, id, std::move(rec), &session);
     if (cs.code() == Status::Code::kConflict) cs = ctx.sessions->get(tenant, id, &session);
@@ -446,6 +450,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   head.set("Cache-Control", "no-cache");
   add_common_headers(req, &head);
   if (!co_await res.start_stream(std::move(head))) co_return;
+  GaugeGuard open_sse(Metrics::get().open_sse);
   auto recycle_at = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
   uint64_t pos = from;
@@ -543,6 +548,7 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
   if (live) {
     // Long-poll: wait for matching events at or after the resume position.
     auto deadline = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.long_poll_timeout * 1000));
+    GaugeGuard waiting(Metrics::get().waiting_long_polls);
     while (r.events.empty() && !r.closed) {
       if (r.more) {  // skipped past non-matching events; keep scanning
         if (Status s = query_asc(*stream, r.next, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
@@ -597,6 +603,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
   head.set("Cache-Control", "no-cache");
   add_common_headers(req, &head);
   if (!co_await res.start_stream(std::move(head))) co_return;
+  GaugeGuard open_sse(Metrics::get().open_sse);
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
   std::string out;
   for (;;) {
@@ -684,6 +691,10 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
   }
   std::string id = chosen_id ? *chosen_id : "sesn_" + new_ulid();
   std::shared_ptr<Session> session;
+  if (ctx.sessions->count(tenant) >= ctx.options.max_sessions_per_tenant &&
+      !(chosen_id && ctx.sessions->get(tenant, id, &session))) {
+    co_return co_await reply_error(req, res, 429, "tenant holds the maximum number of sessions (--max-sessions-per-tenant)");
+  }
   Status cs = ctx.sessions->create(tenant, id, rec, &session);
   if (cs.code() == Status::Code::kConflict && chosen_id) {
     // PUT: ensure. Identical title/metadata -> 200, otherwise 409.

@@ -13,6 +13,7 @@
 #include "api/sse_writer.h"
 #include "core/content_type.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "store/offset.h"
 
 namespace ds {
@@ -304,6 +305,7 @@ asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Respond
   if (enc == SseEncoding::kBase64) head.set("Stream-SSE-Data-Encoding", "base64");
   add_common_headers(req, &head);
   if (!co_await res.start_stream(std::move(head))) co_return;
+  GaugeGuard open_sse(Metrics::get().open_sse);
 
   auto started = steady_clock::now();
   auto recycle_at = started + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
@@ -393,6 +395,7 @@ asio::awaitable<void> handle_get(ApiContext& ctx, const std::string& tenant,
   // Long-poll.
   auto deadline = steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(ctx.options.long_poll_timeout * 1000));
+  GaugeGuard waiting(Metrics::get().waiting_long_polls);
   while (rr.messages.empty() && !rr.closed) {
     bool woke = co_await wait_for_data(stream, *from, deadline);
     if (res.shutting_down()) break;

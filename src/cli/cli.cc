@@ -47,6 +47,21 @@ int run_cli(int argc, char** argv) {
       ->envname(env("THREADS"))->capture_default_str();
   serve->add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
       ->envname(env("LOG_LEVEL"))->capture_default_str();
+  serve->add_option("--rate-limit", o.rate_limit,
+                    "Requests per second per tenant (token bucket; 0 = unlimited; 429 beyond)")
+      ->envname(env("RATE_LIMIT"))->capture_default_str();
+  serve->add_option("--rate-burst", o.rate_burst, "Token-bucket size for --rate-limit (0 = rate)")
+      ->envname(env("RATE_BURST"))->capture_default_str();
+  serve->add_option("--max-live-per-tenant", o.max_live_per_tenant,
+                    "Open SSE and long-poll reads per tenant (429 beyond)")
+      ->envname(env("MAX_LIVE_PER_TENANT"))->capture_default_str();
+  serve->add_option("--max-url", o.max_url, "Longest request target in bytes (414 beyond)")
+      ->envname(env("MAX_URL"))->capture_default_str();
+  serve->add_option("--max-sessions-per-tenant", o.max_sessions_per_tenant,
+                    "Most sessions one tenant may hold (429 beyond)")
+      ->envname(env("MAX_SESSIONS_PER_TENANT"))->capture_default_str();
+  serve->add_option("--access-log", o.access_log, "Log one JSON line per request (true/false)")
+      ->envname(env("ACCESS_LOG"))->capture_default_str();
   serve->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));

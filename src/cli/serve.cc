@@ -7,7 +7,11 @@
 #include <chrono>
 #include <thread>
 
+#include <spdlog/async.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "core/metrics.h"
 
 #include "api/context.h"
 #include "api/router.h"
@@ -82,7 +86,26 @@ int run_serve(const ServeOptions& o) {
   }
   ApiKeys keys(catalog.get());
 
+  TenantLimits limits(o.rate_limit, o.rate_burst, o.max_live_per_tenant);
+  Metrics::get().add_collector([&commit](std::string* out) {
+    auto st = commit.stats();
+    *out += "# HELP ds_fsync_total fdatasync calls made by the group commit.\n"
+            "# TYPE ds_fsync_total counter\nds_fsync_total " + std::to_string(st.syncs) + "\n";
+    *out += "# HELP ds_group_commit_batches_total Group-commit batches.\n"
+            "# TYPE ds_group_commit_batches_total counter\nds_group_commit_batches_total " +
+            std::to_string(st.batches) + "\n";
+    *out += "# HELP ds_group_commit_requests_total Appends made durable by the group commit.\n"
+            "# TYPE ds_group_commit_requests_total counter\nds_group_commit_requests_total " +
+            std::to_string(st.requests) + "\n";
+  });
+
   ApiContext ctx;
+  ctx.limits = &limits;
+  if (o.access_log && spdlog::get_level() <= spdlog::level::info) {
+    spdlog::init_thread_pool(16384, 1);
+    ctx.access_log = spdlog::create_async_nb<spdlog::sinks::stdout_sink_mt>("access");
+    ctx.access_log->set_pattern("%v");
+  }
   ctx.streams = &streams;
   ctx.sessions = &sessions;
   ctx.keys = &keys;
@@ -111,6 +134,8 @@ int run_serve(const ServeOptions& o) {
     return 1;
   }
   ctx.ready = true;
+  Metrics::get().recovery_millis = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started).count();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                   started).count();
   spdlog::info("durable-sessions listening on {}:{} (data dir {}, {} streams, ready in {} ms)",

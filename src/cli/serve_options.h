@@ -21,6 +21,12 @@ struct ServeOptions {
   int threads = 0;                   // 0 = one per core
   std::string log_level = "info";
   bool allow_unauthenticated = false;
+  double rate_limit = 0;             // requests/s per tenant (0 = unlimited)
+  double rate_burst = 0;             // token-bucket size (0 = same as rate)
+  int64_t max_live_per_tenant = 10000;  // open SSE + long-poll reads per tenant
+  uint64_t max_url = 8192;           // bytes of request target (414 beyond)
+  uint64_t max_sessions_per_tenant = 1000000;
+  bool access_log = true;            // one JSON line per request on stdout
 };
 
 }  // namespace ds

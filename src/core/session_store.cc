@@ -138,6 +138,7 @@ Status SessionStore::open() {
     json::value v = json::parse(r.record, ec);
     if (!ec && v.is_object()) rec = std::move(v.as_object());
     sessions_[key(r.tenant, r.sid)] = make_session(r.tenant, r.sid, r.id, std::move(rec), stream);
+    per_tenant_[r.tenant]++;
   }
   return Status::ok();
 }
@@ -173,6 +174,7 @@ Status SessionStore::create(const std::string& tenant, const std::string& id,
   }
   auto session = make_session(tenant, id, rowid, std::move(record), stream);
   sessions_[key(tenant, id)] = session;
+  per_tenant_[tenant]++;
   *out = session;
   return Status::ok();
 }
@@ -215,10 +217,17 @@ Status SessionStore::remove(const std::shared_ptr<Session>& s) {
       return st;
     }
     sessions_.erase(it);
+    per_tenant_[s->tenant()]--;
   }
   Status st = streams_->remove(s->tenant(), stream_path(s->id()));
   if (st.code() == Status::Code::kNotFound) return Status::ok();
   return st;
+}
+
+size_t SessionStore::count(const std::string& tenant) {
+  std::lock_guard lk(mu_);
+  auto it = per_tenant_.find(tenant);
+  return it == per_tenant_.end() ? 0 : it->second;
 }
 
 std::vector<std::shared_ptr<Session>> SessionStore::list(const std::string& tenant) {

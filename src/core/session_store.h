@@ -87,6 +87,8 @@ class SessionStore {
   Status remove(const std::shared_ptr<Session>& s);
   // Every session of `tenant` (unordered).
   std::vector<std::shared_ptr<Session>> list(const std::string& tenant);
+  // Number of sessions `tenant` holds.
+  size_t count(const std::string& tenant);
 
   // Stream path that holds a session's events (not reachable through /v1/stream).
   static std::string stream_path(const std::string& id) { return "\x01sessions/" + id; }
@@ -105,6 +107,7 @@ class SessionStore {
   StreamStore* streams_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  std::unordered_map<std::string, size_t> per_tenant_;
 };
 
 }  // namespace ds

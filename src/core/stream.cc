@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "store/offset.h"
 
 namespace ds {
@@ -154,6 +155,14 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
           return;
         }
         apply_meta_locked(meta);
+        if (!req.messages.empty()) {
+          Metrics& mx = Metrics::get();
+          mx.appends++;
+          mx.appended_events += req.messages.size();
+          size_t bytes = 0;
+          for (const auto& m : req.messages) bytes += m.size();
+          mx.appended_bytes += bytes;
+        }
         r.outcome = AppendResult::Outcome::kAppended;
         r.first_position = written_next_;
         written_next_ = log_->next_position();

@@ -25,6 +25,8 @@ class Responder {
   virtual boost::asio::awaitable<void> finish() = 0;
   // True once the server began a graceful shutdown; live handlers should wind down.
   virtual bool shutting_down() const = 0;
+  // The status sent (0 before anything was sent).
+  virtual int status() const = 0;
 };
 
 using Handler = std::function<boost::asio::awaitable<void>(HttpRequest&, Responder&)>;

@@ -72,6 +72,7 @@ class BeastResponder final : public Responder {
   bool streamed() const { return streamed_; }
 
   asio::awaitable<void> send(HttpResponse r) override {
+    status_ = r.status;
     http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
     fill(res, r);
     res.body() = std::move(r.body);
@@ -94,6 +95,7 @@ class BeastResponder final : public Responder {
   }
 
   asio::awaitable<bool> start_stream(HttpResponse head) override {
+    status_ = head.status;
     http::response<http::empty_body> res{static_cast<http::status>(head.status), 11};
     fill(res, head);
     res.chunked(true);
@@ -125,6 +127,7 @@ class BeastResponder final : public Responder {
   }
 
   bool shutting_down() const override { return server_->stopping.load(); }
+  int status() const override { return status_; }
 
  private:
   template <typename Message>
@@ -140,6 +143,7 @@ class BeastResponder final : public Responder {
   bool done_ = false;
   bool failed_ = false;
   bool streamed_ = false;
+  int status_ = 0;
 };
 
 // Writes a minimal error for requests that never reach the handler.
