@@ -1,5 +1,6 @@
 #include "api/http_util.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace ds {
@@ -160,10 +161,37 @@ HttpResponse error_response(const Status& s, const std::string& request_id) {
   return r;
 }
 
+namespace {
+std::vector<std::string>& cors_origins() {
+  static std::vector<std::string> origins;  // empty = any origin
+  return origins;
+}
+}  // namespace
+
+void set_cors_origins(const std::string& origins) {
+  cors_origins().clear();
+  if (origins == "*" || origins.empty()) return;
+  size_t start = 0;
+  while (start <= origins.size()) {
+    size_t comma = origins.find(',', start);
+    std::string o = origins.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!o.empty() && o.front() == ' ') o.erase(o.begin());
+    while (!o.empty() && o.back() == ' ') o.pop_back();
+    if (!o.empty()) cors_origins().push_back(o);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+}
+
 void add_common_headers(const HttpRequest& req, HttpResponse* res) {
   const std::string* origin = req.header("origin");
-  res->set("Access-Control-Allow-Origin", origin ? *origin : "*");
-  if (origin) res->set("Vary", "Origin");
+  const auto& allowed = cors_origins();
+  if (allowed.empty()) {
+    res->set("Access-Control-Allow-Origin", "*");
+  } else if (origin && std::find(allowed.begin(), allowed.end(), *origin) != allowed.end()) {
+    res->set("Access-Control-Allow-Origin", *origin);
+    res->set("Vary", "Origin");
+  }
   res->set("Access-Control-Expose-Headers", kExposedHeaders);
   res->set("X-Content-Type-Options", "nosniff");
   res->set("Cross-Origin-Resource-Policy", "cross-origin");

@@ -39,6 +39,10 @@ std::pair<int, const char*> http_status_for(const Status& s);
 HttpResponse error_response(const Status& s, const std::string& request_id);
 const char* error_type_for_status(int status);
 
+// Sets the CORS allow-list once at start-up: "*" (default: any origin), or a comma-separated
+// list of origins that are echoed back when they match.
+void set_cors_origins(const std::string& origins);
+
 // Adds CORS and browser security headers (X-Content-Type-Options, Cross-Origin-Resource-Policy).
 void add_common_headers(const HttpRequest& req, HttpResponse* res);
 // The answer to a CORS preflight (OPTIONS).
