@@ -24,6 +24,9 @@
 #                      is measured on this filesystem
 #   RESULTS_DIR        output directory (bench/results)
 #   KEEP_DATA=1        keep the temp dir (data dirs + server logs)
+#   IDLE_WAIT          max seconds to wait before each run for the machine to be idle (180)
+#   RETRIES            repeats of a run during which other processes used > OTHER_CPU_LIMIT
+#                      cores (default 2, limit 0.25); the last attempt is kept and flagged
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,6 +53,10 @@ DS_BIN="${DS_BIN:-$BUILD/durable-sessions}"
 RESULTS_DIR="${RESULTS_DIR:-bench/results}"
 STOP_TIMEOUT=15
 READY_TIMEOUT=30
+IDLE_THRESHOLD="${IDLE_THRESHOLD:-0.15}"   # machine busy fraction counted as "not idle"
+IDLE_WAIT="${IDLE_WAIT:-180}"              # max seconds to wait for idle before each run
+OTHER_CPU_LIMIT="${OTHER_CPU_LIMIT:-0.25}" # cores used by others in a window that void it
+RETRIES="${RETRIES:-2}"                    # repeats of a run voided by other load
 
 # --- prerequisites ----------------------------------------------------------------------------
 [[ -f "$BUILD/build.ninja" || -f "$BUILD/Makefile" ]] || die "no CMake build dir at $BUILD; run \`make build\` first"
@@ -160,7 +167,7 @@ start_server() {
   die "$name failed to start (log: $SERVER_LOG)"
 }
 
-machine_busy() { # fraction of CPU busy over ~1 s (other load on the box skews everything)
+machine_busy() { # fraction of all CPUs busy over ~1 s
   python3 - <<'EOF'
 import time
 def snap():
@@ -172,57 +179,100 @@ print(f"{(b1 - b0) / max(t1 - t0, 1):.3f}")
 EOF
 }
 
+is_busy() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$1" "$2"; }
+
+# Only 2 cores: a compile or anything else running alongside wrecks the numbers. Wait (bounded)
+# until the machine is quiet before each run.
+wait_idle() {
+  local busy deadline=$((SECONDS + IDLE_WAIT)) warned=0
+  while :; do
+    busy="$(machine_busy)"
+    is_busy "$busy" "$IDLE_THRESHOLD" || return 0
+    if ((SECONDS >= deadline)); then
+      anomaly "machine still ${busy} busy after waiting ${IDLE_WAIT}s for it to go idle; ran anyway"
+      return 0
+    fi
+    ((warned)) || log "machine is ${busy} busy (other processes); waiting up to ${IDLE_WAIT}s for it to go idle"
+    warned=1
+  done
+}
+
+other_cpu() { # loadgen JSON -> cores used by other processes during the window
+  python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+vals = [r.get(k) for k in ("machine_cpu_busy", "ncpu", "server_cpu_cores", "loadgen_cpu_cores")]
+print("0" if None in vals else f"{max(vals[0] * vals[1] - vals[2] - vals[3], 0):.3f}")' "$1" 2>/dev/null || echo 0
+}
+
 # --- preflight ----------------------------------------------------------------------------------
 BUSY="$(machine_busy)"
 echo "$BUSY" >"$OUT/preflight_busy.txt"
-if python3 -c "import sys; sys.exit(0 if float('$BUSY') > 0.15 else 1)"; then
-  anomaly "machine was ${BUSY} busy before the run (other processes compete for the $(nproc) cores; numbers will be low)"
+if is_busy "$BUSY" "$IDLE_THRESHOLD"; then
+  log "machine was ${BUSY} busy at start (other processes compete for the $(nproc) cores)"
 fi
 
 log "config: ${CONNECTIONS} connections, ${EVENT_BYTES}-byte events, ${EVENTS} event(s)/request, ${WARMUP}s warm-up + ${DURATION}s measured, workloads: ${WORKLOADS}, servers: ${SERVERS}"
 
 # --- durability ceiling -------------------------------------------------------------------------
+wait_idle
 log "measuring the fdatasync rate in $WORK (${FSYNC_DURATION}s per mode)"
 "$FSYNC_RATE" --dir "$WORK" --duration "$FSYNC_DURATION" --bytes "$EVENT_BYTES" --mode both >"$OUT/fsync.json" ||
   anomaly "ds_fsync_rate failed"
 
 # --- load runs ----------------------------------------------------------------------------------
+run_one() { # WORKLOAD SERVER PATH_PATTERN -> $OUT/WORKLOAD-SERVER.json (+ .meta.json); 1 = retry
+  local workload="$1" server="$2" pattern="$3" data res lg_rc=0 alive=1 du_bytes stop_rc other
+  data="$WORK/data-$server-$workload"
+  rm -rf "$data"
+  start_server "$server" "$data"
+  log "[$workload] $server: pid $SERVER_PID on 127.0.0.1:$PORT"
+  res="$OUT/$workload-$server.json"
+  rm -f "$res"
+  "$LOADGEN" --port "$PORT" "${READY_ARGS[@]}" --ready-timeout "$READY_TIMEOUT" \
+    --connections "$CONNECTIONS" --threads "$LOADGEN_THREADS" \
+    --duration "$DURATION" --warmup "$WARMUP" --path "$pattern" \
+    --event-bytes "$EVENT_BYTES" --events "$EVENTS" \
+    --server-pid "$SERVER_PID" --label "$server" --out "$res" || lg_rc=$?
+  kill -0 "$SERVER_PID" 2>/dev/null || alive=0
+  du_bytes="$(du -sb "$data" 2>/dev/null | cut -f1)" || du_bytes=0
+  stop_server
+  stop_rc=$STOP_RC
+  if [[ $lg_rc -ne 0 ]]; then
+    anomaly "[$workload] $server: load generator failed (exit $lg_rc)"
+    rm -f "$res"
+  fi
+  if [[ $alive == 0 ]]; then
+    anomaly "[$workload] $server: server died during the run (exit $stop_rc)"
+  elif [[ "$stop_rc" != 0 ]]; then
+    anomaly "[$workload] $server: server exited with status $stop_rc after SIGTERM (expected 0)"
+  fi
+  if grep -qiE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG"; then
+    anomaly "[$workload] $server: server log mentions errors: $(grep -iE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG" | head -n 3 | tr '\n' ' ' | cut -c1-400)"
+  fi
+  printf '{"server_exit_status": %s, "server_alive_at_end": %s, "data_dir_bytes": %s}\n' \
+    "$stop_rc" "$([[ $alive == 1 ]] && echo true || echo false)" "${du_bytes:-0}" >"$OUT/$workload-$server.meta.json"
+  rm -rf "$data"
+  if [[ -f "$res" ]]; then
+    other="$(other_cpu "$res")"
+    if is_busy "$other" "$OTHER_CPU_LIMIT"; then
+      log "[$workload] $server: other processes used $other cores during the window"
+      return 1
+    fi
+  fi
+  return 0
+}
+
 for workload in $WORKLOADS; do
   case "$workload" in
     per-stream) PATH_PATTERN='/v1/stream/bench-{run}-{conn}' ;;
     hot) PATH_PATTERN='/v1/stream/bench-{run}-hot' ;;
   esac
   for server in $SERVERS; do
-    data="$WORK/data-$server-$workload"
-    start_server "$server" "$data"
-    log "[$workload] $server: pid $SERVER_PID on 127.0.0.1:$PORT"
-    res="$OUT/$workload-$server.json"
-    lg_rc=0
-    "$LOADGEN" --port "$PORT" "${READY_ARGS[@]}" --ready-timeout "$READY_TIMEOUT" \
-      --connections "$CONNECTIONS" --threads "$LOADGEN_THREADS" \
-      --duration "$DURATION" --warmup "$WARMUP" --path "$PATH_PATTERN" \
-      --event-bytes "$EVENT_BYTES" --events "$EVENTS" \
-      --server-pid "$SERVER_PID" --label "$server" --out "$res" || lg_rc=$?
-    alive=1
-    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
-    du_bytes="$(du -sb "$data" 2>/dev/null | cut -f1 || echo 0)"
-    stop_server
-    stop_rc=$STOP_RC
-    if [[ $lg_rc -ne 0 ]]; then
-      anomaly "[$workload] $server: load generator failed (exit $lg_rc)"
-      rm -f "$res"
-    fi
-    if [[ $alive == 0 ]]; then
-      anomaly "[$workload] $server: server died during the run (exit $stop_rc)"
-    elif [[ "$stop_rc" != 0 ]]; then
-      anomaly "[$workload] $server: server exited with status $stop_rc after SIGTERM (expected 0)"
-    fi
-    if grep -qiE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG"; then
-      anomaly "[$workload] $server: server log mentions errors: $(grep -iE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG" | head -n 3 | tr '\n' ' ' | cut -c1-400)"
-    fi
-    printf '{"server_exit_status": %s, "server_alive_at_end": %s, "data_dir_bytes": %s}\n' \
-      "$stop_rc" "$([[ $alive == 1 ]] && echo true || echo false)" "${du_bytes:-0}" >"$OUT/$workload-$server.meta.json"
-    rm -rf "$data"
+    for ((attempt = 0; attempt <= RETRIES; attempt++)); do
+      wait_idle
+      if run_one "$workload" "$server" "$PATH_PATTERN"; then break; fi
+      if ((attempt < RETRIES)); then log "[$workload] $server: disturbed by other load; repeating the run"; fi
+    done
   done
 done
 

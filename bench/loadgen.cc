@@ -449,7 +449,7 @@ struct Stats {
   uint64_t bytes_received = 0;
   std::map<int, uint64_t> status_counts;
   std::vector<uint32_t> lat_us;        // latencies of 2xx requests completed in the window
-  std::vector<std::string> error_samples;
+  std::vector<std::string> error_samples;  // distinct messages, at most 10
 };
 
 struct Shared {
@@ -508,7 +508,9 @@ class Worker {
 
  private:
   void note_error(const std::string& what) {
-    if (st_.error_samples.size() < 10) st_.error_samples.push_back(what);
+    if (st_.error_samples.size() < 10 &&
+        std::find(st_.error_samples.begin(), st_.error_samples.end(), what) == st_.error_samples.end())
+      st_.error_samples.push_back(what);
   }
 
   void register_conn(Conn& c) {
@@ -854,7 +856,9 @@ int main(int argc, char** argv) {
     for (auto& [k, v] : s.status_counts) tot.status_counts[k] += v;
     tot.lat_us.insert(tot.lat_us.end(), s.lat_us.begin(), s.lat_us.end());
     for (auto& e : s.error_samples)
-      if (tot.error_samples.size() < 10) tot.error_samples.push_back(e);
+      if (tot.error_samples.size() < 10 &&
+          std::find(tot.error_samples.begin(), tot.error_samples.end(), e) == tot.error_samples.end())
+        tot.error_samples.push_back(e);
   }
   std::sort(tot.lat_us.begin(), tot.lat_us.end());
   double mean = 0;

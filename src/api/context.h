@@ -15,6 +15,10 @@
 
 namespace ds {
 
+class SearchIndex;  // search/index.h
+class Indexer;      // search/indexer.h
+class Tier;         // store/tier.h
+
 struct ApiContext {
   StreamStore* streams = nullptr;
   SessionStore* sessions = nullptr;
@@ -22,6 +26,9 @@ struct ApiContext {
   Catalog* catalog = nullptr;
   TenantLimits* limits = nullptr;
   std::shared_ptr<spdlog::logger> access_log;  // null = no access log
+  SearchIndex* search_index = nullptr;  // null = search disabled
+  Indexer* indexer = nullptr;
+  Tier* tier = nullptr;  // set only with --durability s3: appends wait for their upload
   ServeOptions options;
   std::atomic<bool> ready{false};
   std::atomic<bool> shutting_down{false};

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <spdlog/spdlog.h>
+
 namespace ds {
 
 namespace {
@@ -87,9 +89,34 @@ std::vector<std::string> QueryParams::all(std::string_view key) const {
   return out;
 }
 
+namespace {
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one.
+size_t utf8_sequence(std::string_view s, size_t i) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+  }
+  return n;
+}
+}  // namespace
+
 std::string json_quote(std::string_view s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // Keep valid UTF-8; replace anything else with U+FFFD so the output is always valid JSON.
+      size_t n = utf8_sequence(s, i);
+      if (n == 0) {
+        out += "\\ufffd";
+      } else {
+        out.append(s.substr(i, n));
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -149,14 +176,23 @@ std::pair<int, const char*> http_status_for(const Status& s) {
     case C::kTooLarge: return {413, "request_too_large"};
     case C::kForbidden: return {403, "permission_error"};
     case C::kIoError:
-    case C::kCorruption: return {503, "api_error"};
+    case C::kCorruption: return {503, "overloaded_error"};
   }
   return {500, "api_error"};
 }
 
 HttpResponse error_response(const Status& s, const std::string& request_id) {
   auto [status, type] = http_status_for(s);
-  HttpResponse r = error_response(status, type, s.message(), request_id);
+  // Storage failures: the detail (file names, errno text) goes to the server log only.
+  std::string message = s.message();
+  using C = Status::Code;
+  if (s.code() == C::kNoSpace || s.code() == C::kIoError || s.code() == C::kCorruption) {
+    spdlog::error("request {}: storage failure: {}", request_id, s.message());
+    message = s.code() == C::kNoSpace
+                  ? "the server's disk is full: nothing was stored; retry later"
+                  : "storage error: nothing was stored; retry later";
+  }
+  HttpResponse r = error_response(status, type, message, request_id);
   if (status == 503 || status == 507) r.set("Retry-After", "1");
   return r;
 }

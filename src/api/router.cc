@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 
 #include "api/http_util.h"
+#include "api/search_api.h"
 #include "api/sessions_api.h"
 #include "api/streams_api.h"
 
@@ -150,6 +151,7 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
   if (starts_with_segment(p, "/v1/sessions")) {
     co_return co_await handle_sessions(ctx, *tenant, p.substr(12), req, res);
   }
+  if (p == "/v1/search") co_return co_await handle_search(ctx, *tenant, req, res);
   std::string message = "no such endpoint: " + req.method + " " + p;
   if (starts_with_segment(p, "/v1/agents") || starts_with_segment(p, "/v1/environments")) {
     message = "durable-sessions is a session store: it does not manage agents or environments "

@@ -11,10 +11,13 @@
 #include "api/event_body.h"
 #include "api/http_util.h"
 #include "api/live.h"
+#include "api/search_api.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "core/ulid.h"
+#include "search/indexer.h"
 #include "store/offset.h"
+#include "store/tier.h"
 
 namespace ds {
 
@@ -27,6 +30,8 @@ namespace {
 constexpr size_t kReadChunk = 1u << 20;
 constexpr size_t kMaxScanBytes = 8u << 20;  // per request, before answering with next_page
 constexpr size_t kDefaultLimit = 1000;
+constexpr std::string_view kInvalidSessionId =
+    "invalid session id: ids match [A-Za-z0-9._:~-]{1,128} and are not '.' or '..'";
 constexpr size_t kMaxLimit = 10000;
 
 // ---- responses ----------------------------------------------------------------------------
@@ -342,9 +347,11 @@ std::string page_body(const std::vector<std::string>& events, const std::optiona
   return body;
 }
 
-std::string deleted_event(const std::string& session_id) {
-  (void)session_id;
+// The session.deleted event live readers get when the session is deleted under them; it takes the
+// position after the last event.
+std::string deleted_event(uint64_t position) {
   std::string e = make_stored_event("session.deleted", "", now_unix_millis());
+  e.replace(kOffsetDigitsAt, kOffsetWidth, format_offset(position));
   return e;
 }
 
@@ -382,7 +389,7 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
   if (!gs) {
     if (gs.code() != Status::Code::kNotFound) co_return co_await reply_status(req, res, gs);
     // Implicit creation on first append.
-    if (!valid_session_id(id)) co_return co_await reply_error(req, res, 400, "session id must match [A-Za-z0-9._:~-]{1,128}");
+    if (!valid_session_id(id)) co_return co_await reply_error(req, res, 400, kInvalidSessionId);
     if (ctx.sessions->count(tenant) >= ctx.options.max_sessions_per_tenant) {
       co_return co_await reply_error(req, res, 429, "tenant holds the maximum number of sessions (--max-sessions-per-tenant)");
     }
@@ -421,6 +428,20 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
       co_return co_await reply_error(req, res, 409, "Stream-Seq must be greater than the last one");
     case O::kError:
       co_return co_await reply_status(req, res, r.status);
+  }
+  if (ctx.tier && resp.status == 204 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate)) {
+    // --durability s3: acknowledge only once the events are in the bucket (uploads are grouped).
+    Status up = co_await await_callback<Status>([&](auto done) {
+      ctx.tier->when_uploaded(session->stream(), r.next_position, std::move(done));
+    });
+    if (!up) {
+      HttpResponse u = error_response(503, "overloaded_error",
+                                      "events are stored locally but not yet in the S3 bucket (" +
+                                          up.message() + "); retry later",
+                                      req.request_id);
+      u.set("Retry-After", "1");
+      co_return co_await reply(req, res, std::move(u));
+    }
   }
   if (resp.status == 204 && wants_json(req)) {
     resp.status = 200;
@@ -462,7 +483,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
     out.clear();
     if (!s) {
       // Deleted: tell the reader, then end.
-      out = "event: data\ndata:[" + deleted_event("") + "]\n\n";
+      out = "event: data\ndata:[" + deleted_event(pos) + "]\n\n";
       co_await res.write(out);
       break;
     }
@@ -496,7 +517,7 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
                                  HttpRequest& req, Responder& res) {
   auto q = QueryParams::parse(req.query);
   if (!q) co_return co_await reply_error(req, res, 400, "malformed query string");
-  if (q->get("q")) co_return co_await reply_error(req, res, 501, "search (q=) is not available yet in this build");
+  if (q->get("q")) co_return co_await handle_session_search(ctx, tenant, id, req, res);
   std::shared_ptr<Session> session;
   if (Status s = ctx.sessions->get(tenant, id, &session); !s) co_return co_await reply_status(req, res, s);
   auto stream = session->stream();
@@ -609,7 +630,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
   for (;;) {
     QueryResult r;
     if (Status s = query_asc(*stream, pos, kMaxLimit, filter, &r); !s) {
-      std::string e = deleted_event(id);
+      std::string e = deleted_event(pos);
       co_await res.write("event: session.deleted\ndata: " + e + "\n\n");
       break;
     }
@@ -873,7 +894,7 @@ asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, 
 }  // namespace
 
 bool valid_session_id(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
+  if (id.empty() || id.size() > 128 || id == "." || id == "..") return false;
   for (char c : id) {
     bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == ':' || c == '~' || c == '-';
@@ -898,8 +919,8 @@ asio::awaitable<void> handle_sessions(ApiContext& ctx, const std::string& tenant
   std::string id = *decoded;
   std::string sub = slash == std::string::npos ? "" : path.substr(slash);
   if (!valid_session_id(id)) {
-    co_return co_await reply_error(req, res, id.size() > 128 ? 400 : 404,
-                                   id.size() > 128 ? "session id is longer than 128 characters" : "session " + id + " not found");
+    // (Message built first: GCC 12 mishandles temporaries of a conditional inside co_await.)
+    co_return co_await reply_error(req, res, 400, kInvalidSessionId);
   }
   if (sub.empty() && m == "PUT") co_return co_await create_session(ctx, tenant, id, req, res);
   if (sub == "/events" && m == "POST") co_return co_await post_events(ctx, tenant, id, req, res);
@@ -924,6 +945,7 @@ asio::awaitable<void> handle_sessions(ApiContext& ctx, const std::string& tenant
   if (sub.empty() && m == "POST") co_return co_await update_session(ctx, session, req, res);
   if (sub.empty() && m == "DELETE") {
     if (Status s = ctx.sessions->remove(session); !s) co_return co_await reply_status(req, res, s);
+    if (ctx.indexer) ctx.indexer->session_removed(tenant, id, session->catalog_id());
     co_return co_await reply_json(req, res, 200, "{\"id\":" + json_quote(id) + ",\"type\":\"session_deleted\"}");
   }
   if (sub == "/archive" && m == "POST") {

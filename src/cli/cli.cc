@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "cli/export.h"
 #include "cli/serve.h"
 #include "cli/serve_options.h"
 #include "store/api_keys.h"
@@ -60,8 +61,38 @@ int run_cli(int argc, char** argv) {
   serve->add_option("--max-sessions-per-tenant", o.max_sessions_per_tenant,
                     "Most sessions one tenant may hold (429 beyond)")
       ->envname(env("MAX_SESSIONS_PER_TENANT"))->capture_default_str();
+  serve->add_option("--cors-origin", o.cors_origin,
+                    "Browser origins allowed by CORS: * or a comma-separated list")
+      ->envname(env("CORS_ORIGIN"))->capture_default_str();
   serve->add_option("--access-log", o.access_log, "Log one JSON line per request (true/false)")
       ->envname(env("ACCESS_LOG"))->capture_default_str();
+  serve->add_option("--index-dir", o.index_dir, "Search index directory (default <data-dir>/index)")
+      ->envname(env("INDEX_DIR"));
+  serve->add_option("--bm25-k1", o.bm25_k1, "BM25 k1 (term-frequency saturation)")
+      ->envname(env("BM25_K1"))->capture_default_str();
+  serve->add_option("--bm25-b", o.bm25_b, "BM25 b (document-length normalisation, 0..1)")
+      ->envname(env("BM25_B"))->capture_default_str();
+  serve->add_option("--search-wait", o.search_wait,
+                    "Seconds a search waits for the index to reach the sessions' tails")
+      ->envname(env("SEARCH_WAIT"))->capture_default_str();
+  serve->add_option("--index-fsync", o.index_fsync, "fsync search index commits (true/false)")
+      ->envname(env("INDEX_FSYNC"))->capture_default_str();
+  serve->add_option("--s3-endpoint", o.s3_endpoint, "S3-compatible endpoint URL")
+      ->envname(env("S3_ENDPOINT"))->capture_default_str();
+  serve->add_option("--s3-bucket", o.s3_bucket, "Bucket to tier sessions and streams to (enables S3)")
+      ->envname(env("S3_BUCKET"));
+  serve->add_option("--s3-region", o.s3_region, "Bucket region (SigV4 scope)")
+      ->envname(env("S3_REGION"))->capture_default_str();
+  serve->add_option("--s3-prefix", o.s3_prefix, "Key prefix inside the bucket")
+      ->envname(env("S3_PREFIX"));
+  serve->add_flag("--s3-virtual-host", o.s3_virtual_host,
+                  "Virtual-host addressing (bucket.host) instead of path-style")
+      ->envname(env("S3_VIRTUAL_HOST"));
+  serve->add_option("--s3-flush-interval", o.s3_flush_interval, "Seconds between upload passes")
+      ->envname(env("S3_FLUSH_INTERVAL"))->capture_default_str();
+  serve->add_option("--durability", o.durability,
+                    "local: acknowledge appends on local fsync; s3: once they are in the bucket")
+      ->envname(env("DURABILITY"))->check(CLI::IsMember({"local", "s3"}))->capture_default_str();
   serve->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));
@@ -78,8 +109,16 @@ int run_cli(int argc, char** argv) {
   krevoke->add_option("--data-dir", keys_dir, "Data directory")->envname(env("DATA_DIR"))->capture_default_str();
   krevoke->add_option("key", revoke_key, "The key or its prefix")->required();
 
+  ExportOptions xo;
+  auto* xport = app.add_subcommand("export", "Download a session as NDJSON (one event per line)");
+  xport->add_option("--url", xo.url, "Server base URL")->envname(env("URL"))->capture_default_str();
+  xport->add_option("--key", xo.key, "API key")->envname(env("KEY"));
+  xport->add_option("-o,--output", xo.output, "Output file (default stdout)");
+  xport->add_option("session_id", xo.session_id, "Session id")->required();
+
   CLI11_PARSE(app, argc, argv);
   if (serve->parsed()) return run_serve(o);
+  if (xport->parsed()) return run_export(xo);
   if (keys->parsed()) {
     if (Status s = Fs::posix()->create_dirs(keys_dir); !s) {
       std::fprintf(stderr, "error: %s\n", s.message().c_str());

@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include <spdlog/async.h>
@@ -14,14 +15,19 @@
 #include "core/metrics.h"
 
 #include "api/context.h"
+#include "api/http_util.h"
 #include "api/router.h"
 #include "core/session_store.h"
 #include "core/stream_store.h"
 #include "store/api_keys.h"
 #include "http/server.h"
+#include "search/index.h"
+#include "search/indexer.h"
 #include "store/catalog.h"
 #include "store/fs.h"
 #include "store/group_commit.h"
+#include "store/s3/s3_client.h"
+#include "store/tier.h"
 
 namespace ds {
 
@@ -64,12 +70,14 @@ int run_serve(const ServeOptions& o) {
     spdlog::error("cannot create data dir: {}", s.message());
     return 1;
   }
+  bool fresh_data_dir = !fs->exists(o.data_dir + "/catalog.db");
   std::unique_ptr<Catalog> catalog;
   if (Status s = Catalog::open(o.data_dir + "/catalog.db", &catalog); !s) {
     spdlog::error("cannot open catalog: {}", s.message());
     return 1;
   }
-  GroupCommit commit;
+  auto commit_owner = std::make_unique<GroupCommit>();
+  GroupCommit& commit = *commit_owner;
   StreamStore::Options sto;
   sto.data_dir = o.data_dir;
   sto.fs = fs;
@@ -80,13 +88,104 @@ int run_serve(const ServeOptions& o) {
   }
 
   SessionStore sessions(catalog.get(), &streams);
+
+  // S3 tier: restores an empty data dir from the bucket, then uploads in the background.
+  std::unique_ptr<s3::S3Client> s3_client;
+  std::unique_ptr<Tier> tier;
+  Tier::RestorePlan restore_plan;
+  if (!o.s3_bucket.empty()) {
+    s3::S3Options s3o;
+    s3o.endpoint = o.s3_endpoint;
+    s3o.bucket = o.s3_bucket;
+    s3o.region = o.s3_region;
+    s3o.virtual_host = o.s3_virtual_host;
+    const char* ak = std::getenv("AWS_ACCESS_KEY_ID");
+    const char* sk = std::getenv("AWS_SECRET_ACCESS_KEY");
+    const char* tok = std::getenv("AWS_SESSION_TOKEN");
+    s3o.credentials.access_key_id = ak ? ak : "";
+    s3o.credentials.secret_access_key = sk ? sk : "";
+    s3o.credentials.session_token = tok ? tok : "";
+    if (o.durability == "s3") s3o.request_timeout_ms = 10000;
+    s3_client = std::make_unique<s3::S3Client>(s3o);
+    TierOptions to;
+    to.prefix = o.s3_prefix;
+    while (!to.prefix.empty() && to.prefix.back() == '/') to.prefix.pop_back();
+    to.flush_interval = std::chrono::milliseconds(static_cast<int64_t>(o.s3_flush_interval * 1000));
+    tier = std::make_unique<Tier>(to, s3_client.get(), catalog.get(), &streams, &sessions);
+    if (Status s = tier->open(); !s) {
+      spdlog::error("cannot open the S3 tier: {}", s.message());
+      return 1;
+    }
+    if (fresh_data_dir) {
+      if (Status s = tier->restore_catalog(&restore_plan); !s) {
+        spdlog::error("restore from s3://{}/{} failed: {}", o.s3_bucket, o.s3_prefix, s.message());
+        return 1;
+      }
+    }
+  } else if (o.durability == "s3") {
+    spdlog::error("--durability s3 needs --s3-bucket");
+    return 2;
+  }
+
   if (Status s = sessions.open(); !s) {
     spdlog::error("cannot open session store: {}", s.message());
     return 1;
   }
+  if (tier) {
+    if (!restore_plan.items.empty()) {
+      if (Status s = tier->restore_logs(restore_plan); !s) {
+        spdlog::error("restore from s3://{}/{} failed: {}", o.s3_bucket, o.s3_prefix, s.message());
+        return 1;
+      }
+      spdlog::info("restored {} sessions and streams from s3://{}/{}", restore_plan.items.size(),
+                   o.s3_bucket, o.s3_prefix);
+    }
+    tier->start();
+    Metrics::get().add_collector([t = tier.get(), c = s3_client.get()](std::string* out) {
+      TierStats st = t->stats();
+      auto line = [out](const char* name, const char* type, const char* help, std::string v) {
+        *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type +
+                "\n" + name + " " + v + "\n";
+      };
+      line("ds_s3_upload_lag_seconds", "gauge", "Age of the oldest durable event not yet in the bucket.",
+           std::to_string(st.lag_seconds));
+      line("ds_s3_backlog_events", "gauge", "Durable events not yet in the bucket.",
+           std::to_string(st.backlog_events));
+      line("ds_s3_backlog_bytes", "gauge", "Bytes of durable events not yet in the bucket.",
+           std::to_string(st.backlog_bytes));
+      line("ds_s3_objects_uploaded_total", "counter", "Event objects written to the bucket.",
+           std::to_string(st.objects_uploaded));
+      line("ds_s3_uploaded_bytes_total", "counter", "Compressed bytes written to the bucket.",
+           std::to_string(st.bytes_uploaded));
+      line("ds_s3_errors_total", "counter", "S3 uploads or deletions that failed after retries.",
+           std::to_string(st.errors));
+      line("ds_s3_requests_total", "counter", "S3 requests sent (attempts).",
+           std::to_string(c->requests()));
+      line("ds_s3_retries_total", "counter", "S3 requests retried.", std::to_string(c->retries()));
+    });
+  }
   ApiKeys keys(catalog.get());
 
+  // Search: derived from the logs; the indexer opens (or rebuilds) it in the background.
+  IndexOptions index_options;
+  index_options.root = o.index_dir.empty() ? o.data_dir + "/index" : o.index_dir;
+  index_options.bm25_k1 = o.bm25_k1;
+  index_options.bm25_b = o.bm25_b;
+  index_options.fsync = o.index_fsync;
+  SearchIndex search_index(index_options);
+  Indexer indexer(&sessions, &search_index);
+  indexer.start();
+  Metrics::get().add_collector([&indexer](std::string* out) {
+    auto st = indexer.stats();
+    *out += "# HELP ds_index_lag_events Session events not yet searchable.\n"
+            "# TYPE ds_index_lag_events gauge\nds_index_lag_events " + std::to_string(st.lag_events) + "\n";
+    *out += "# HELP ds_indexed_events_total Events added to the search index since start.\n"
+            "# TYPE ds_indexed_events_total counter\nds_indexed_events_total " +
+            std::to_string(st.indexed_events) + "\n";
+  });
+
   TenantLimits limits(o.rate_limit, o.rate_burst, o.max_live_per_tenant);
+  set_cors_origins(o.cors_origin);
   Metrics::get().add_collector([&commit](std::string* out) {
     auto st = commit.stats();
     *out += "# HELP ds_fsync_total fdatasync calls made by the group commit.\n"
@@ -111,6 +210,9 @@ int run_serve(const ServeOptions& o) {
   ctx.keys = &keys;
   ctx.catalog = catalog.get();
   ctx.options = o;
+  ctx.search_index = &search_index;
+  ctx.indexer = &indexer;
+  ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
   if (!keys.any_active()) {
     if (!is_loopback(so.host) && !o.allow_unauthenticated) {
       spdlog::error("no API keys exist: refusing to run open on non-loopback address {}. Create a "
@@ -148,6 +250,11 @@ int run_serve(const ServeOptions& o) {
     server.stop();
   });
   server.run();
+  // Tear down in dependency order while the (stopped) io_context still exists: background
+  // threads first, then drain the group commit, whose callbacks post to connection strands.
+  indexer.stop();
+  if (tier) tier->stop();
+  commit_owner.reset();
   spdlog::info("stopped");
   return 0;
 }

@@ -26,7 +26,22 @@ struct ServeOptions {
   int64_t max_live_per_tenant = 10000;  // open SSE + long-poll reads per tenant
   uint64_t max_url = 8192;           // bytes of request target (414 beyond)
   uint64_t max_sessions_per_tenant = 1000000;
-  bool access_log = true;            // one JSON line per request on stdout
+  bool access_log = true;
+  std::string cors_origin = "*";     // allowed browser origins: * or a comma-separated list            // one JSON line per request on stdout
+  std::string index_dir;             // search index root ("" = <data-dir>/index)
+  double bm25_k1 = 1.2;              // BM25 term-frequency saturation
+  double bm25_b = 0.75;              // BM25 length normalisation
+  double search_wait = 2;            // seconds a search waits for the indexer (read-your-writes)
+  bool index_fsync = true;           // fsync index commits (the index is rebuildable either way)
+  // S3 tier (docs/s3.md). Off unless --s3-bucket is set; credentials from AWS_ACCESS_KEY_ID /
+  // AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
+  std::string s3_endpoint = "https://s3.amazonaws.com";
+  std::string s3_bucket;
+  std::string s3_region = "us-east-1";
+  std::string s3_prefix;
+  bool s3_virtual_host = false;      // bucket.host addressing instead of host/bucket
+  double s3_flush_interval = 1;      // seconds between upload passes
+  std::string durability = "local";  // local: ack on fsync; s3: ack once in the bucket
 };
 
 }  // namespace ds

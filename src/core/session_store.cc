@@ -230,6 +230,14 @@ size_t SessionStore::count(const std::string& tenant) {
   return it == per_tenant_.end() ? 0 : it->second;
 }
 
+std::vector<std::shared_ptr<Session>> SessionStore::list_all() {
+  std::vector<std::shared_ptr<Session>> out;
+  std::lock_guard lk(mu_);
+  out.reserve(sessions_.size());
+  for (auto& [k, s] : sessions_) out.push_back(s);
+  return out;
+}
+
 std::vector<std::shared_ptr<Session>> SessionStore::list(const std::string& tenant) {
   std::vector<std::shared_ptr<Session>> out;
   std::lock_guard lk(mu_);

@@ -87,6 +87,8 @@ class SessionStore {
   Status remove(const std::shared_ptr<Session>& s);
   // Every session of `tenant` (unordered).
   std::vector<std::shared_ptr<Session>> list(const std::string& tenant);
+  // Every session of every tenant (unordered; used by the search indexer).
+  std::vector<std::shared_ptr<Session>> list_all();
   // Number of sessions `tenant` holds.
   size_t count(const std::string& tenant);
 

@@ -84,6 +84,12 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
       return;
     }
     r.next_position = written_next_;
+    if ((req.stream_seq && req.stream_seq->size() > kMaxTokenBytes) ||
+        (req.producer && req.producer->id.size() > kMaxTokenBytes)) {
+      r.status = Status::invalid("Stream-Seq and Producer-Id must be at most 1024 bytes");
+      done(r);
+      return;
+    }
     if (closed_written_) {
       r.closed = true;
       if (req.producer && closed_by_ && closed_by_->id == req.producer->id &&
@@ -150,6 +156,9 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
         }
         std::vector<std::string_view> views(req.messages.begin(), req.messages.end());
         if (Status s = log_->append(meta, views); !s) {
+          // A failed segment roll means an fdatasync failed: appends already in flight can no
+          // longer be trusted either, so they fail too and the log is cut back (on_synced).
+          if (inflight_ > 0) broken_ = true;
           r.status = s;
           done(r);
           return;
@@ -212,11 +221,13 @@ void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Ma
       result.status = s ? Status::io_error("an earlier write to this stream failed; retry") : s;
     }
     if (broken_ && inflight_ == 0 && log_) {
-      // Cut the log back to what was acknowledged, then rebuild writer state from the log.
-      log_->rollback(durable_mark_);
-      log_.reset();
-      broken_ = false;
-      load_locked();
+      // Cut the log back to what was acknowledged, then rebuild writer state from the log. If the
+      // cut itself fails the stream stays broken (appends answer 503; reads keep working).
+      if (log_->rollback(durable_mark_)) {
+        log_.reset();
+        broken_ = false;
+        load_locked();
+      }
     }
   }
   for (auto& w : wake) w();

@@ -31,6 +31,9 @@
 
 namespace ds {
 
+// Longest Stream-Seq or Producer-Id a stream accepts (they are stored in every frame).
+inline constexpr size_t kMaxTokenBytes = 1024;
+
 struct AppendRequest {
   std::vector<std::string> messages;  // empty = close-only (requires close)
   // When set, each message holds a 16-digit placeholder at this byte index that the stream

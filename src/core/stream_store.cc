@@ -275,7 +275,10 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
       return;
     }
     stream = make_stream(rec, source);
-    if (Status st = stream->ensure_loaded(); !st) {
+    Status st = stream->ensure_loaded();
+    // The new stream's directory entry must survive a crash too.
+    if (st) st = options_.fs->sync_dir(options_.data_dir + "/streams");
+    if (!st) {
       catalog_->delete_stream(rec.id);
       out.status = st;
       done(out);

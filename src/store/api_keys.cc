@@ -130,15 +130,16 @@ Status ApiKeys::reload_locked() {
 bool ApiKeys::any_active() {
   std::lock_guard lk(mu_);
   auto now = std::chrono::steady_clock::now();
-  if (!loaded_ || (active_.empty() && now - last_reload_ > std::chrono::seconds(1))) {
-    reload_locked();
-  }
+  if (!loaded_ || now - last_reload_ >= std::chrono::seconds(1)) reload_locked();
   return !active_.empty();
 }
 
 std::optional<std::string> ApiKeys::tenant_for(const std::string& key) {
   std::string h = sha256(key);
   std::lock_guard lk(mu_);
+  // Re-read at most once a second so that keys created or revoked by `durable-sessions keys`
+  // while the server runs take effect within a second.
+  if (std::chrono::steady_clock::now() - last_reload_ >= std::chrono::seconds(1)) loaded_ = false;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!loaded_) reload_locked();
     std::optional<std::string> found;

@@ -1,9 +1,9 @@
 // ApiKeys: tenants' API keys, stored hashed (SHA-256) in the catalog's `api_keys` table.
 //
 // A key is shown once, when created; only its hash and a short display prefix are kept. Lookups
-// compare hashes in constant time. The server caches the table and re-reads it (at most once a
-// second) when it meets an unknown key, so keys created by `durable-sessions keys create` while
-// the server runs work without a restart. Thread-safe.
+// compare hashes in constant time. The server caches the table and re-reads it at most once a
+// second, so keys created or revoked by `durable-sessions keys` while the server runs take effect
+// within a second, without a restart. Thread-safe.
 #pragma once
 
 #include <chrono>

@@ -53,7 +53,7 @@ class StreamTest : public ::testing::Test {
     ASSERT_TRUE(fs_.create_dirs(tmp_ / "streams"));
     Status s = Catalog::open(tmp_ / "catalog.db", &catalog_);
     ASSERT_TRUE(s) << s.message();
-    commit_ = std::make_unique<GroupCommit>();
+    commit_ = std::make_unique<GroupCommit>(GroupCommit::Options{1, 1});  // deterministic batches
     StreamStore::Options o;
     o.data_dir = tmp_.path();
     o.fs = &fs_;
@@ -496,14 +496,10 @@ TEST_F(StreamTest, FailedDatasyncFailsEveryUnacknowledgedAppend) {
   EXPECT_EQ(read_all(*s), (Messages{"acked", "three"}));
 }
 
-// BUG (src/store/stream_log.cc StreamLog::append + src/core/stream.cc Stream::append): when an
-// append rolls the segment, the datasync of the full segment fails, and that failure is returned
-// only to the rolling append. Appends already written to the full segment and waiting for the
-// group commit are not failed and the stream is not marked broken; their own later datasync then
-// succeeds (Linux reports a writeback error once), so they are acknowledged although the sync
-// covering their bytes failed. stream.h: "If a sync fails, every append not yet acknowledged
-// fails".
-TEST_F(StreamTest, DISABLED_FailedSegmentRollSyncFailsInFlightAppends) {
+// When an append rolls the segment and the fdatasync of the full segment fails, appends already
+// written to it and waiting for the group commit must fail too: a later sync's success cannot vouch
+// for pages an earlier sync failed to write (Linux reports a writeback error once).
+TEST_F(StreamTest, FailedSegmentRollSyncFailsInFlightAppends) {
   stop();
   log_options_.segment_bytes = 64;
   start();
@@ -543,13 +539,9 @@ TEST_F(StreamTest, ShortWriteFailsAppendAndLeavesNoTornFrame) {
   EXPECT_EQ(read_all(*must_find("s")), (Messages{"a", "b"}));
 }
 
-// BUG (src/store/frame.cc encode_frame): the Stream-Seq and Producer-Id lengths are stored as u16
-// and silently truncated past 65535 bytes. Nothing in core rejects such values (only the HTTP
-// header limit, 16 KiB by default but configurable with --max-header, stands in the way), so the
-// append is acknowledged and readable, but after a restart its frame no longer decodes and
-// recovery truncates it and every later frame: acknowledged data is lost. Expected: reject the
-// append (or encode the length losslessly).
-TEST_F(StreamTest, DISABLED_AcknowledgedAppendWithHugeStreamSeqSurvivesRestart) {
+// Frame fields have 16-bit lengths: an over-long Stream-Seq must be rejected rather than
+// acknowledged and then lost on recovery.
+TEST_F(StreamTest, AcknowledgedAppendWithHugeStreamSeqSurvivesRestart) {
   auto s = create("s", {"a"});
   AppendResult r = append_seq(*s, std::string(70000, '1'), {"b"});
   if (r.outcome != Outcome::kAppended) return;  // rejecting it is fine too

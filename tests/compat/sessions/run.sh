@@ -46,7 +46,7 @@ FAILED=0
 print_server_log() {
   [[ -n "$SERVER_LOG" && -f "$SERVER_LOG" ]] || return 0
   log "---- server log (last 60 lines of $SERVER_LOG) ----"
-  tail -n 60 "$SERVER_LOG" >&2
+  grep -v '^{"ts"' "$SERVER_LOG" | tail -n 60 >&2   # skip the per-request access log
   log "---- end of server log ----"
 }
 

@@ -17,6 +17,7 @@ import Anthropic, {
   NotFoundError,
   AuthenticationError,
   BadRequestError,
+  ConflictError,
   APIError,
 } from '@anthropic-ai/sdk'
 
@@ -458,7 +459,9 @@ describe('session flow with the TypeScript SDK (tenant A)', () => {
       environment_id: 'env_del',
       metadata: { run: RUN, role: 'victim' },
     })
-    await a.beta.sessions.events.send(victim.id, { events: [userMessage('doomed')] })
+    const doomed = await a.beta.sessions.events.send(victim.id, {
+      events: [userMessage('doomed 1'), userMessage('doomed 2')],
+    })
     const stream = await a.beta.sessions.events.stream(victim.id)
     const reading = readStream(stream, () => false, 10_000)
     await new Promise((r) => setTimeout(r, 100))
@@ -469,6 +472,11 @@ describe('session flow with the TypeScript SDK (tenant A)', () => {
     const { events, timedOut, endedByServer } = await reading
     expect(events.map((e) => e.type)).toContain('session.deleted')
     expect(events[events.length - 1].type).toBe('session.deleted')
+    // The session.deleted event is a stored-event-shaped message positioned after the log
+    // (offsets are strictly increasing; it must not reuse an existing offset).
+    const deleted = events[events.length - 1]
+    expectStoredEvent(deleted)
+    expect(deleted.offset > doomed.data[1].offset, `session.deleted offset ${deleted.offset}`).toBe(true)
     expect(timedOut, 'stream did not end after session.deleted').toBe(false)
     expect(endedByServer).toBe(true)
 
@@ -550,6 +558,57 @@ describe('error classes', () => {
   })
 })
 
+describe('concurrency and retries', () => {
+  test('concurrent events.send calls get unique, ordered offsets', async () => {
+    const s = await a.beta.sessions.create({ agent: 'agent_conc', environment_id: 'env', metadata: { run: RUN, role: 'conc' } })
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        a.beta.sessions.events.send(s.id, { events: [userMessage(`c${i}-a`), userMessage(`c${i}-b`)] }),
+      ),
+    )
+    const stored = results.flatMap((r) => r.data)
+    expect(new Set(stored.map((e) => e.offset)).size).toBe(40)
+    for (const r of results) {
+      // each batch is contiguous
+      expect(Number(r.data[1].offset) - Number(r.data[0].offset)).toBe(1)
+    }
+    const listed = await collect(a.beta.sessions.events.list(s.id, { limit: 7 }))
+    expect(listed.map((e) => e.offset)).toEqual(stored.map((e) => e.offset).sort())
+    await a.beta.sessions.delete(s.id)
+  })
+
+  test('a 409 on a closed session is not retried by the SDK (x-should-retry: false)', async () => {
+    const s = await a.beta.sessions.create({ agent: 'agent_409', environment_id: 'env', metadata: { run: RUN, role: '409' } })
+    // Close the session with the Durable Streams header (no SDK method for it).
+    const close = await fetch(`${BASE_URL}/v1/sessions/${s.id}/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY_A}`, 'stream-closed': 'true' },
+    })
+    expect([200, 204]).toContain(close.status)
+    // Count attempts with a wrapping fetch; otherwise the client is as a user builds it
+    // (default maxRetries 2, so without x-should-retry: false the SDK would try 3 times).
+    let attempts = 0
+    const counting = new Anthropic({
+      baseURL: BASE_URL,
+      apiKey: KEY_A,
+      fetch: (url, init) => {
+        attempts++
+        return fetch(url, init)
+      },
+    })
+    const err = await expectApiError(
+      counting.beta.sessions.events.send(s.id, { events: [userMessage('too late')] }),
+      ConflictError,
+      409,
+      'conflict_error',
+    )
+    expect(err.headers.get('x-should-retry')).toBe('false')
+    expect(attempts).toBe(1)
+    expect((await a.beta.sessions.retrieve(s.id)).closed).toBe(true)
+    await a.beta.sessions.delete(s.id)
+  })
+})
+
 describe('tenant isolation', () => {
   let mine // tenant A's session
   let before
@@ -576,14 +635,22 @@ describe('tenant isolation', () => {
       404,
       'not_found_error',
     )
-    await expectApiError(
-      b.beta.sessions.events.send(id, { events: [userMessage('from B')] }, NO_RETRY),
-      NotFoundError,
-      404,
-      'not_found_error',
-    )
     await expectApiError(b.beta.sessions.events.stream(id, {}, NO_RETRY), NotFoundError, 404, 'not_found_error')
     await expectApiError(b.beta.sessions.delete(id, NO_RETRY), NotFoundError, 404, 'not_found_error')
+
+    // events.send with B's key on A's id: the id is unknown in B's namespace, so the server may
+    // answer 404 or implicitly create a separate session of B's (SPEC 3.3). Never A's session.
+    let res
+    try {
+      res = await b.beta.sessions.events.send(id, { events: [userMessage('from B')] }, NO_RETRY)
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e
+    }
+    if (res) {
+      const bEvents = await collect(b.beta.sessions.events.list(id))
+      expect(bEvents.map((e) => e.content?.[0]?.text)).toEqual(['from B'])
+      await b.beta.sessions.delete(id)
+    }
 
     // Tenant A's session is untouched.
     const s = await a.beta.sessions.retrieve(id)

@@ -256,3 +256,43 @@ def test_tenant_isolation(client: Anthropic, client_b: Anthropic):
     assert r.title == "A only"
     assert len(list(client.beta.sessions.events.list(s.id))) == 1
     client.beta.sessions.delete(s.id)
+
+
+def test_stream_ends_with_session_deleted(client: Anthropic):
+    s = new_session(client, metadata={"role": "stream-delete"})
+    stream = client.beta.sessions.events.stream(s.id, timeout=10)
+
+    def delete_later():
+        time.sleep(0.2)
+        client.beta.sessions.delete(s.id)
+
+    t = threading.Thread(target=delete_later)
+    t.start()
+    got = []
+    try:
+        for ev in stream:  # must end by itself after session.deleted
+            got.append(ev.type)
+    finally:
+        stream.close()
+        t.join()
+    assert got and got[-1] == "session.deleted", got
+
+
+def test_create_with_initial_events_and_list_filters(client: Anthropic):
+    s = client.beta.sessions.create(
+        agent={"type": "agent", "id": "agent_typed", "version": 2},
+        environment_id="env_py",
+        metadata={"run": RUN, "role": "initial"},
+        initial_events=[user_message("first")],
+    )
+    assert s.agent.id == "agent_typed" and s.agent.version == 2
+    evs = list(client.beta.sessions.events.list(s.id))
+    assert [e.type for e in evs] == ["user.message"]
+    client.beta.sessions.events.send(s.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])
+    assert as_dict(client.beta.sessions.retrieve(s.id))["event_count"] == 2
+    idle = list(client.beta.sessions.list(statuses=["idle"], agent_id="agent_typed",
+                                          extra_query={"metadata[run]": RUN}))
+    assert [x.id for x in idle] == [s.id]
+    running = list(client.beta.sessions.list(statuses=["running"], extra_query={"metadata[run]": RUN}))
+    assert running == []
+    client.beta.sessions.delete(s.id)

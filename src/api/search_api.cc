@@ -1,0 +1,281 @@
+#include "api/search_api.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "api/http_util.h"
+#include "api/live.h"
+#include "search/event_text.h"
+#include "search/indexer.h"
+#include "search/query.h"
+
+namespace ds {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kDefaultLimit = 20;
+constexpr size_t kMaxLimit = 1000;
+constexpr size_t kMaxPageOffset = 100000;
+constexpr auto kPollInterval = std::chrono::milliseconds(2);
+
+asio::awaitable<void> reply(const HttpRequest& req, Responder& res, HttpResponse r) {
+  add_common_headers(req, &r);
+  co_await res.send(std::move(r));
+}
+
+asio::awaitable<void> reply_error(const HttpRequest& req, Responder& res, int status,
+                                  std::string_view message) {
+  co_await reply(req, res,
+                 error_response(status, error_type_for_status(status), message, req.request_id));
+}
+
+// Common query parameters of both endpoints.
+struct SearchParams {
+  ParsedQuery query;
+  std::vector<std::string> types;
+  size_t limit = kDefaultLimit;
+  size_t offset = 0;
+};
+
+// Empty string, or the message of a 400.
+std::string parse_common(const QueryParams& q, SearchParams* p) {
+  const std::string* text = q.get("q");
+  if (!text) return "q is required";
+  if (q.count("q") > 1) return "q given more than once";
+  if (Status s = parse_search_query(*text, &p->query); !s) return "invalid q: " + s.message();
+  for (const char* key : {"type", "types", "types[]"}) {
+    for (const auto& v : q.all(key)) {
+      size_t start = 0;
+      for (;;) {
+        size_t comma = v.find(',', start);
+        std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!t.empty()) p->types.push_back(t);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
+  }
+  if (const std::string* l = q.get("limit"); l && !l->empty()) {
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(l->c_str(), &end, 10);
+    if (*end != '\0' || (*l)[0] < '0' || (*l)[0] > '9' || v == 0) {
+      return "limit must be a positive integer";
+    }
+    p->limit = std::min<unsigned long long>(v, kMaxLimit);
+  }
+  if (const std::string* pg = q.get("page"); pg && !pg->empty()) {
+    char* end = nullptr;
+    unsigned long long v = (*pg)[0] == 'r' ? std::strtoull(pg->c_str() + 1, &end, 10) : 0;
+    if (end == nullptr || end == pg->c_str() + 1 || *end != '\0' || v > kMaxPageOffset) {
+      return "invalid page cursor";
+    }
+    p->offset = v;
+  }
+  return "";
+}
+
+std::optional<std::string> next_page(const SearchParams& p, const SearchResults& r) {
+  size_t end = p.offset + r.hits.size();
+  if (r.hits.size() < p.limit || end >= r.total_hits || end > kMaxPageOffset) return std::nullopt;
+  return "r" + std::to_string(end);
+}
+
+// Waits until the indexer has every target up to its tail, at most --search-wait. Returns the
+// time waited.
+asio::awaitable<double> wait_for_index(ApiContext& ctx, const std::string& tenant,
+                                       const std::vector<Indexer::Target>& targets) {
+  auto start = Clock::now();
+  auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(ctx.options.search_wait));
+  while (!ctx.indexer->reached(tenant, targets)) {
+    auto now = Clock::now();
+    if (now >= deadline || ctx.shutting_down) break;
+    co_await sleep_until(std::min(deadline, now + kPollInterval));
+  }
+  co_return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::string format_score(double score) { return fmt::format("{:.6g}", score); }
+
+// The stored event at `position` of the session, or "" when it cannot be read.
+std::string read_event(Session& s, uint64_t position) {
+  std::vector<std::string> out;
+  if (!s.stream()->read_range(position, position + 1, SIZE_MAX, &out) || out.size() != 1) return "";
+  return std::move(out[0]);
+}
+
+void set_search_headers(HttpResponse& r, double waited_ms, bool fresh) {
+  r.set("Content-Type", "application/json");
+  r.set("Cache-Control", "no-store");
+  r.set("X-Index-Wait-Ms", fmt::format("{:.1f}", waited_ms));
+  if (!fresh) r.set("X-Index-Stale", "true");
+}
+
+bool targets_reached(ApiContext& ctx, const std::string& tenant,
+                     const std::vector<Indexer::Target>& targets) {
+  return ctx.indexer->reached(tenant, targets);
+}
+
+}  // namespace
+
+asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& tenant,
+                                            const std::string& session_id, HttpRequest& req,
+                                            Responder& res) {
+  if (!ctx.indexer || !ctx.search_index) {
+    co_return co_await reply_error(req, res, 503, "search is not enabled on this server");
+  }
+  auto q = QueryParams::parse(req.query);
+  if (!q) co_return co_await reply_error(req, res, 400, "malformed query string");
+  for (const char* k : {"live", "offset", "order", "created_at[gt]", "created_at[gte]",
+                        "created_at[lt]", "created_at[lte]"}) {
+    if (q->get(k)) {
+      co_return co_await reply_error(
+          req, res, 400,
+          fmt::format("{} cannot be combined with q (search results are ordered by score)", k));
+    }
+  }
+  SearchParams p;
+  if (std::string err = parse_common(*q, &p); !err.empty()) {
+    co_return co_await reply_error(req, res, 400, err);
+  }
+  std::shared_ptr<Session> session;
+  if (Status s = ctx.sessions->get(tenant, session_id, &session); !s) {
+    co_return co_await reply(req, res, error_response(s, req.request_id));
+  }
+  std::vector<Indexer::Target> targets{{session, session->stream()->tail()}};
+  double waited = co_await wait_for_index(ctx, tenant, targets);
+  bool fresh = targets_reached(ctx, tenant, targets);
+
+  SearchRequest sr;
+  sr.query = p.query.query;
+  sr.session_ids = {session_id};
+  sr.types = p.types;
+  sr.offset = p.offset;
+  sr.limit = p.limit;
+  SearchResults r;
+  if (Status s = ctx.search_index->search(tenant, sr, &r); !s) {
+    co_return co_await reply_error(req, res, 500, "search failed: " + s.message());
+  }
+  std::string body = "{\"data\":[";
+  bool first = true;
+  for (const auto& h : r.hits) {
+    std::string ev = read_event(*session, h.position);
+    if (ev.size() < 2 || ev.back() != '}') continue;
+    std::string snippet = r.snippet(extract_event_text(ev));
+    ev.pop_back();
+    if (!first) body += ',';
+    first = false;
+    body += ev;
+    body += ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
+  }
+  auto np = next_page(p, r);
+  body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
+  body += ",\"total_hits\":" + std::to_string(r.total_hits);
+  body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+  HttpResponse resp(200);
+  set_search_headers(resp, waited, fresh);
+  resp.body = std::move(body);
+  co_await reply(req, res, std::move(resp));
+}
+
+asio::awaitable<void> handle_search(ApiContext& ctx, const std::string& tenant, HttpRequest& req,
+                                    Responder& res) {
+  if (req.method != "GET" && req.method != "HEAD") {
+    co_return co_await reply_error(req, res, 405, "method not allowed on /v1/search (use GET)");
+  }
+  if (!ctx.indexer || !ctx.search_index) {
+    co_return co_await reply_error(req, res, 503, "search is not enabled on this server");
+  }
+  auto q = QueryParams::parse(req.query);
+  if (!q) co_return co_await reply_error(req, res, 400, "malformed query string");
+  SearchParams p;
+  if (std::string err = parse_common(*q, &p); !err.empty()) {
+    co_return co_await reply_error(req, res, 400, err);
+  }
+  std::set<std::string> wanted_ids;
+  for (const char* k : {"session_id", "session_id[]", "session_ids[]"}) {
+    for (const auto& v : q->all(k)) {
+      if (!v.empty()) wanted_ids.insert(v);
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> meta;  // metadata[KEY]=VALUE
+  for (const auto& [k, v] : q->items()) {
+    if (k.rfind("metadata[", 0) == 0) {
+      if (k.size() < 11 || k.back() != ']') {
+        co_return co_await reply_error(req, res, 400, "metadata filters look like metadata[KEY]=VALUE");
+      }
+      meta.emplace_back(k.substr(9, k.size() - 10), v);
+    }
+  }
+  bool restrict = !wanted_ids.empty() || !meta.empty();
+  std::map<std::string, std::shared_ptr<Session>> by_id;
+  std::vector<Indexer::Target> targets;
+  for (auto& s : ctx.sessions->list(tenant)) {
+    if (!wanted_ids.empty() && !wanted_ids.count(s->id())) continue;
+    if (!meta.empty()) {
+      json::object rec = s->record();
+      const json::value* md = rec.if_contains("metadata");
+      bool ok = md && md->is_object();
+      for (const auto& [k, v] : meta) {
+        if (!ok) break;
+        const json::value* mv = md->as_object().if_contains(k);
+        ok = mv && mv->is_string() && mv->as_string() == v;
+      }
+      if (!ok) continue;
+    }
+    targets.push_back({s, s->stream()->tail()});
+    by_id.emplace(s->id(), s);
+  }
+  double waited = co_await wait_for_index(ctx, tenant, targets);
+  bool fresh = targets_reached(ctx, tenant, targets);
+
+  SearchRequest sr;
+  sr.query = p.query.query;
+  if (restrict) {
+    sr.restrict_sessions = true;
+    for (const auto& [id, s] : by_id) sr.session_ids.push_back(id);
+  }
+  sr.types = p.types;
+  sr.offset = p.offset;
+  sr.limit = p.limit;
+  SearchResults r;
+  if (Status s = ctx.search_index->search(tenant, sr, &r); !s) {
+    co_return co_await reply_error(req, res, 500, "search failed: " + s.message());
+  }
+  std::string body = "{\"data\":[";
+  bool first = true;
+  for (const auto& h : r.hits) {
+    auto it = by_id.find(h.session_id);
+    std::shared_ptr<Session> s;
+    if (it != by_id.end()) {
+      s = it->second;
+    } else if (restrict || !ctx.sessions->get(tenant, h.session_id, &s)) {
+      continue;  // deleted since it was indexed
+    }
+    std::string ev = read_event(*s, h.position);
+    if (ev.empty()) continue;
+    std::string snippet = r.snippet(extract_event_text(ev));
+    if (!first) body += ',';
+    first = false;
+    body += "{\"session_id\":" + json_quote(h.session_id) + ",\"event\":" + ev +
+            ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
+  }
+  auto np = next_page(p, r);
+  body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
+  body += ",\"total_hits\":" + std::to_string(r.total_hits);
+  body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+  HttpResponse resp(200);
+  set_search_headers(resp, waited, fresh);
+  if (req.method == "GET") resp.body = std::move(body);
+  co_await reply(req, res, std::move(resp));
+}
+
+}  // namespace ds

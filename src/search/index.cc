@@ -1,0 +1,348 @@
+#include "search/index.h"
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+namespace ds {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormatKey = "ds:format";
+constexpr const char* kFormat = "1";
+constexpr const char* kMarkPrefix = "p:";
+constexpr Xapian::doccount kCheckAtLeast = 1000;
+
+std::string mark_key(const std::string& session_id) { return kMarkPrefix + session_id; }
+
+bool parse_mark(const std::string& v, SessionMark* m) {
+  size_t sp = v.find(' ');
+  if (sp == std::string::npos) return false;
+  try {
+    m->catalog_id = std::stoll(v.substr(0, sp));
+    m->next = std::stoull(v.substr(sp + 1));
+  } catch (...) {
+    return false;
+  }
+  return true;
+}
+
+std::string unescape_tenant(const std::string& name) {
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '%' && i + 2 < name.size()) {
+      out.push_back(static_cast<char>(std::stoi(name.substr(i + 1, 2), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(name[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct SearchIndex::Tenant {
+  std::string name;
+  std::string path;
+  std::unique_ptr<Xapian::WritableDatabase> writer;
+  bool in_txn = false;
+  std::mutex readers_mu;
+  std::vector<std::unique_ptr<Xapian::Database>> readers;  // idle readers
+};
+
+SearchIndex::SearchIndex(IndexOptions options) : options_(std::move(options)) {}
+
+SearchIndex::~SearchIndex() {
+  std::lock_guard lk(mu_);
+  for (auto& [name, t] : tenants_) {
+    try {
+      if (t->writer && t->in_txn) t->writer->cancel_transaction();
+      if (t->writer) t->writer->close();
+    } catch (const Xapian::Error& e) {
+      spdlog::warn("search index {}: close: {}", name, e.get_msg());
+    }
+  }
+}
+
+std::string SearchIndex::tenant_dir_name(const std::string& tenant) {
+  std::string out;
+  static const char* kHex = "0123456789ABCDEF";
+  for (unsigned char c : tenant) {
+    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-' || (c == '.' && !out.empty());
+    if (plain) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (out.empty()) out = "%";
+  return out;
+}
+
+Status SearchIndex::open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out) {
+  auto t = std::make_shared<Tenant>();
+  t->name = tenant;
+  t->path = options_.root + "/" + tenant_dir_name(tenant);
+  int flags = Xapian::DB_CREATE_OR_OPEN | Xapian::DB_BACKEND_GLASS;
+  if (!options_.fsync) flags |= Xapian::DB_NO_SYNC;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      std::error_code ec;
+      fs::create_directories(options_.root, ec);
+      t->writer = std::make_unique<Xapian::WritableDatabase>(t->path, flags);
+      std::string format = t->writer->get_metadata(kFormatKey);
+      if (format.empty() && t->writer->get_doccount() == 0) {
+        t->writer->set_metadata(kFormatKey, kFormat);
+        t->writer->commit();
+        format = kFormat;
+      }
+      if (format != kFormat) throw Xapian::DatabaseVersionError("index format " + format);
+      *out = std::move(t);
+      return Status::ok();
+    } catch (const Xapian::DatabaseLockError& e) {
+      return Status::unavailable("search index " + t->path + " is locked: " + e.get_msg());
+    } catch (const Xapian::Error& e) {
+      if (attempt == 1) return Status::io_error("search index " + t->path + ": " + e.get_msg());
+      spdlog::warn("search index {} unusable ({}: {}); rebuilding it from the logs", t->path,
+                   e.get_type(), e.get_msg());
+      t->writer.reset();
+      std::error_code ec;
+      fs::remove_all(t->path, ec);
+    }
+  }
+  return Status::io_error("unreachable");
+}
+
+Status SearchIndex::open(std::map<std::string, std::map<std::string, SessionMark>>* marks) {
+  std::error_code ec;
+  fs::create_directories(options_.root, ec);
+  if (ec) return Status::io_error("cannot create " + options_.root + ": " + ec.message());
+  for (const auto& entry : fs::directory_iterator(options_.root, ec)) {
+    if (!entry.is_directory()) continue;
+    std::string tenant = unescape_tenant(entry.path().filename().string());
+    std::shared_ptr<Tenant> t;
+    if (Status s = open_writer(tenant, &t); !s) return s;
+    auto& m = (*marks)[tenant];
+    try {
+      for (auto it = t->writer->metadata_keys_begin(kMarkPrefix);
+           it != t->writer->metadata_keys_end(kMarkPrefix); ++it) {
+        SessionMark mark;
+        if (parse_mark(t->writer->get_metadata(*it), &mark)) {
+          m[(*it).substr(std::string_view(kMarkPrefix).size())] = mark;
+        }
+      }
+    } catch (const Xapian::Error& e) {
+      return Status::io_error("search index " + t->path + ": " + e.get_msg());
+    }
+    std::lock_guard lk(mu_);
+    tenants_[tenant] = std::move(t);
+  }
+  if (ec) return Status::io_error("cannot list " + options_.root + ": " + ec.message());
+  return Status::ok();
+}
+
+Status SearchIndex::tenant_for_write(const std::string& tenant, Tenant** out) {
+  std::shared_ptr<Tenant> t;
+  {
+    std::lock_guard lk(mu_);
+    auto it = tenants_.find(tenant);
+    if (it != tenants_.end()) t = it->second;
+  }
+  if (!t) {
+    if (Status s = open_writer(tenant, &t); !s) return s;
+    std::lock_guard lk(mu_);
+    tenants_[tenant] = t;
+  }
+  try {
+    if (!t->in_txn) {
+      t->writer->begin_transaction(true);
+      t->in_txn = true;
+    }
+  } catch (const Xapian::Error& e) {
+    return Status::io_error("search index " + t->path + ": " + e.get_msg());
+  }
+  *out = t.get();
+  return Status::ok();
+}
+
+Status SearchIndex::add(const std::string& tenant, const std::string& session_id,
+                        uint64_t position, std::string_view type, const std::string& text) {
+  Tenant* t = nullptr;
+  if (Status s = tenant_for_write(tenant, &t); !s) return s;
+  try {
+    thread_local Xapian::TermGenerator tg = [] {
+      Xapian::TermGenerator g;
+      g.set_stemmer(search_stemmer());
+      g.set_stemming_strategy(Xapian::TermGenerator::STEM_SOME);
+      return g;
+    }();
+    Xapian::Document doc;
+    tg.set_document(doc);
+    tg.index_text(text);
+    doc.add_boolean_term(std::string(kPrefixSession) + session_id);
+    doc.add_boolean_term(std::string(kPrefixType) + std::string(type));
+    doc.add_boolean_term(std::string(kPrefixTenant) + tenant);
+    doc.set_data(session_id + "\n" + std::to_string(position));
+    t->writer->add_document(doc);
+  } catch (const Xapian::Error& e) {
+    return Status::io_error("search index " + t->path + ": " + e.get_msg());
+  }
+  return Status::ok();
+}
+
+Status SearchIndex::remove_session(const std::string& tenant, const std::string& session_id) {
+  Tenant* t = nullptr;
+  if (Status s = tenant_for_write(tenant, &t); !s) return s;
+  try {
+    t->writer->delete_document(std::string(kPrefixSession) + session_id);
+    t->writer->set_metadata(mark_key(session_id), "");
+  } catch (const Xapian::Error& e) {
+    return Status::io_error("search index " + t->path + ": " + e.get_msg());
+  }
+  return Status::ok();
+}
+
+Status SearchIndex::set_mark(const std::string& tenant, const std::string& session_id,
+                             SessionMark mark) {
+  Tenant* t = nullptr;
+  if (Status s = tenant_for_write(tenant, &t); !s) return s;
+  try {
+    t->writer->set_metadata(mark_key(session_id),
+                            std::to_string(mark.catalog_id) + " " + std::to_string(mark.next));
+  } catch (const Xapian::Error& e) {
+    return Status::io_error("search index " + t->path + ": " + e.get_msg());
+  }
+  return Status::ok();
+}
+
+Status SearchIndex::commit() {
+  std::vector<std::shared_ptr<Tenant>> all;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [n, t] : tenants_) all.push_back(t);
+  }
+  Status result;
+  for (auto& t : all) {
+    if (!t->in_txn) continue;
+    try {
+      t->writer->commit_transaction();
+    } catch (const Xapian::Error& e) {
+      result = Status::io_error("search index " + t->path + ": commit: " + e.get_msg());
+    }
+    t->in_txn = false;
+  }
+  return result;
+}
+
+std::shared_ptr<SearchIndex::Tenant> SearchIndex::tenant_for_read(const std::string& tenant) {
+  std::lock_guard lk(mu_);
+  auto it = tenants_.find(tenant);
+  return it == tenants_.end() ? nullptr : it->second;
+}
+
+uint64_t SearchIndex::doc_count(const std::string& tenant) {
+  SearchRequest none;
+  none.restrict_sessions = true;
+  SearchResults r;
+  if (!search(tenant, none, &r)) return 0;
+  return r.indexed_events;
+}
+
+Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
+                           SearchResults* out) {
+  out->mset_ = Xapian::MSet();
+  out->lease_.reset();
+  out->hits.clear();
+  out->total_hits = 0;
+  out->indexed_events = 0;
+  std::shared_ptr<Tenant> t = tenant_for_read(tenant);
+  if (!t) return Status::ok();
+  std::unique_ptr<Xapian::Database> idle;
+  {
+    std::lock_guard lk(t->readers_mu);
+    if (!t->readers.empty()) {
+      idle = std::move(t->readers.back());
+      t->readers.pop_back();
+    }
+  }
+  try {
+    if (!idle) idle = std::make_unique<Xapian::Database>(t->path);
+  } catch (const Xapian::Error& e) {
+    return Status::io_error("search index " + t->path + ": " + e.get_msg());
+  }
+  // The reader goes back to the pool when the results (and their MSet) are gone; a reader that
+  // failed is dropped instead.
+  auto failed = std::make_shared<bool>(false);
+  std::weak_ptr<Tenant> weak = t;
+  std::shared_ptr<Xapian::Database> db(idle.release(), [weak, failed](Xapian::Database* d) {
+    std::unique_ptr<Xapian::Database> own(d);
+    auto tenant = weak.lock();
+    if (!tenant || *failed) return;
+    std::lock_guard lk(tenant->readers_mu);
+    if (tenant->readers.size() < 16) tenant->readers.push_back(std::move(own));
+  });
+  try {
+    for (int attempt = 0;; ++attempt) {
+      try {
+        db->reopen();
+        out->indexed_events = db->get_doccount();
+        if (req.restrict_sessions && req.session_ids.empty()) break;
+        Xapian::Query q = req.query;
+        if (!req.session_ids.empty()) {
+          std::vector<Xapian::Query> s;
+          for (const auto& id : req.session_ids) s.emplace_back(std::string(kPrefixSession) + id);
+          q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                            Xapian::Query(Xapian::Query::OP_OR, s.begin(), s.end()));
+        }
+        if (!req.types.empty()) {
+          std::vector<Xapian::Query> s;
+          for (const auto& ty : req.types) s.emplace_back(std::string(kPrefixType) + ty);
+          q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                            Xapian::Query(Xapian::Query::OP_OR, s.begin(), s.end()));
+        }
+        Xapian::Enquire enquire(*db);
+        enquire.set_weighting_scheme(
+            Xapian::BM25Weight(options_.bm25_k1, 0, 1, options_.bm25_b, 0));
+        enquire.set_query(q);
+        out->mset_ = enquire.get_mset(static_cast<Xapian::doccount>(req.offset),
+                                      static_cast<Xapian::doccount>(req.limit), kCheckAtLeast);
+        out->total_hits = out->mset_.get_matches_estimated();
+        out->hits.clear();
+        for (auto it = out->mset_.begin(); it != out->mset_.end(); ++it) {
+          std::string data = it.get_document().get_data();
+          size_t nl = data.rfind('\n');
+          if (nl == std::string::npos) continue;
+          SearchHit h;
+          h.session_id = data.substr(0, nl);
+          h.position = std::strtoull(data.c_str() + nl + 1, nullptr, 10);
+          h.score = it.get_weight();
+          out->hits.push_back(std::move(h));
+        }
+        break;
+      } catch (const Xapian::DatabaseModifiedError&) {
+        if (attempt >= 3) throw;
+      }
+    }
+  } catch (const Xapian::Error& e) {
+    *failed = true;
+    out->mset_ = Xapian::MSet();
+    out->hits.clear();
+    return Status::io_error("search index " + t->path + ": " + e.get_msg());
+  }
+  out->lease_ = std::move(db);
+  return Status::ok();
+}
+
+std::string SearchResults::snippet(const std::string& text) const {
+  return mset_.snippet(text, 240, search_stemmer(),
+                       Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
+                       "<mark>", "</mark>", "…");
+}
+
+}  // namespace ds

@@ -1,0 +1,115 @@
+// SearchIndex: the full-text index of session events — one Xapian (glass) database per tenant
+// under <root>/<tenant>/, ranked with BM25.
+//
+// Each indexed event is one document: its extracted text (see event_text.h) indexed with English
+// stems (Z-prefixed) and exact forms with positions; boolean terms XS<session id>, XT<event
+// type> and XK<tenant>; document data "<session id>\n<position>". For every session the
+// database's metadata key "p:<session id>" holds "<catalog id> <next position>": all events of
+// that session below that position are in the index. Documents and positions change together in
+// one Xapian transaction, so after a crash they still agree.
+//
+// The index is derived data. A tenant database that cannot be opened (damaged, wrong format) is
+// removed and recreated empty, and the indexer rebuilds it from the logs.
+//
+// Threads: the writer side (add, remove_session, set_position, commit) is for one thread at a
+// time (the indexer). search() and doc_count() may be called from any number of threads
+// concurrently with the writer; they see the last commit.
+#pragma once
+
+#include <xapian.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "search/query.h"
+#include "store/status.h"
+
+namespace ds {
+
+struct IndexOptions {
+  std::string root;      // <data-dir>/index
+  double bm25_k1 = 1.2;  // term frequency saturation
+  double bm25_b = 0.75;  // document length normalisation (0 = none, 1 = full)
+  bool fsync = true;     // Xapian commits fsync (off: faster, may need a rebuild after power loss)
+};
+
+struct SessionMark {
+  int64_t catalog_id = 0;  // which incarnation of the session id was indexed
+  uint64_t next = 0;       // positions below this are indexed
+};
+
+struct SearchRequest {
+  Xapian::Query query;                      // from parse_search_query
+  std::vector<std::string> session_ids;     // empty: all sessions
+  bool restrict_sessions = false;           // true with empty session_ids: match nothing
+  std::vector<std::string> types;           // empty: all types
+  size_t offset = 0;
+  size_t limit = 20;
+};
+
+struct SearchHit {
+  std::string session_id;
+  uint64_t position = 0;
+  double score = 0;
+};
+
+// The result of one search; keeps what snippet() needs.
+class SearchResults {
+ public:
+  std::vector<SearchHit> hits;
+  uint64_t total_hits = 0;       // estimate; exact below 1000 matches
+  uint64_t indexed_events = 0;   // documents in the tenant's index
+  // `text` (an event's extracted text) shortened around the matches, matches wrapped in
+  // <mark>…</mark>, everything else HTML-escaped.
+  std::string snippet(const std::string& text) const;
+
+ private:
+  friend class SearchIndex;
+  std::shared_ptr<Xapian::Database> lease_;  // the reader the mset uses; back to the pool after
+  Xapian::MSet mset_;                        // destroyed before lease_
+};
+
+class SearchIndex {
+ public:
+  explicit SearchIndex(IndexOptions options);
+  ~SearchIndex();
+  const IndexOptions& options() const { return options_; }
+
+  // Opens every tenant database found under root (recreating damaged ones) and returns the
+  // indexed positions of each tenant's sessions.
+  Status open(std::map<std::string, std::map<std::string, SessionMark>>* marks);
+
+  // ---- writer side (one thread) ----
+  // Adds one event. Not visible to searches before commit().
+  Status add(const std::string& tenant, const std::string& session_id, uint64_t position,
+             std::string_view type, const std::string& text);
+  // Removes every document of the session and its mark.
+  Status remove_session(const std::string& tenant, const std::string& session_id);
+  Status set_mark(const std::string& tenant, const std::string& session_id, SessionMark mark);
+  // Makes every change since the last commit durable and visible, atomically per tenant.
+  Status commit();
+
+  // ---- readers (any thread) ----
+  // Runs `req` against the tenant's last commit. A tenant without an index has no hits.
+  Status search(const std::string& tenant, const SearchRequest& req, SearchResults* out);
+  uint64_t doc_count(const std::string& tenant);
+
+  // Directory name of a tenant's database (tenant names are escaped).
+  static std::string tenant_dir_name(const std::string& tenant);
+
+ private:
+  struct Tenant;
+  Status tenant_for_write(const std::string& tenant, Tenant** out);
+  std::shared_ptr<Tenant> tenant_for_read(const std::string& tenant);
+  Status open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out);
+
+  IndexOptions options_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Tenant>> tenants_;
+};
+
+}  // namespace ds

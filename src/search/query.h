@@ -1,0 +1,47 @@
+// Search query syntax → Xapian query.
+//
+//   words            every word is required; ranked by BM25 on English stems, with a small bonus
+//                    when the exact (unstemmed) form occurs
+//   "a phrase"       the words in this order, adjacent (exact forms, no stemming)
+//   a OR b           either; OR binds tighter than the implicit AND ("a OR b c" = (a|b) & c)
+//   -word, -"phrase" excluded; also NOT word
+//   type:T           only events of type T (several type: terms are alternatives); -type:T
+//                    excludes. Filters do not change scores.
+// Words are split and lower-cased exactly as the indexer does (Xapian's TermGenerator), so
+// "foo-bar" or "agent.tool_use" in a query is matched as a phrase of its parts.
+//
+// Rejected with kInvalid and a message meant for the API user: an empty query, an unterminated
+// quote, an empty phrase, OR/NOT without a term on each side, a lone '-', an empty or malformed
+// type:, -term inside an OR group, a query with no positive search word, more than kMaxQueryTerms
+// terms or more than kMaxQueryBytes bytes.
+#pragma once
+
+#include <xapian.h>
+
+#include <string>
+#include <string_view>
+
+#include "store/status.h"
+
+namespace ds {
+
+inline constexpr size_t kMaxQueryBytes = 1000;
+inline constexpr size_t kMaxQueryTerms = 32;
+inline constexpr double kExactFormBonus = 0.5;  // weight of the unstemmed-term bonus
+
+// Term prefixes in the index.
+inline constexpr std::string_view kPrefixSession = "XS";  // boolean: session id
+inline constexpr std::string_view kPrefixType = "XT";     // boolean: event type
+inline constexpr std::string_view kPrefixTenant = "XK";   // boolean: tenant
+inline constexpr std::string_view kPrefixStem = "Z";      // stemmed words (TermGenerator's)
+
+struct ParsedQuery {
+  Xapian::Query query;  // ranked part, type filters applied
+};
+
+Status parse_search_query(std::string_view text, ParsedQuery* out);
+
+// The stemmer used at index and query time (this thread's instance; do not share across threads).
+const Xapian::Stem& search_stemmer();
+
+}  // namespace ds

@@ -1,0 +1,738 @@
+#include "store/tier.h"
+
+#include <sqlite3.h>
+#include <zstd.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <future>
+#include <spdlog/spdlog.h>
+
+#include "core/clock.h"
+#include "store/s3/sigv4.h"
+
+namespace ds {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kSessionsPath = "\x01sessions/";
+
+std::string offset16(uint64_t v) {
+  std::string s = std::to_string(v);
+  return std::string(s.size() < 16 ? 16 - s.size() : 0, '0') + s;
+}
+
+std::string fingerprint(std::string_view text) { return s3::sha256_hex(text); }
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = s[i];
+    size_t n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : 99;
+    if (n == 99 || i + n >= s.size() + (n == 0 ? 1 : 0)) {
+      if (n == 0) {
+        ++i;
+        continue;
+      }
+      return false;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+std::string base64(std::string_view in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += t[(v >> 6) & 63];
+    out += t[v & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    if (i + 1 < in.size()) v |= uint8_t(in[i + 1]) << 8;
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += i + 1 < in.size() ? t[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool unbase64(std::string_view in, std::string* out) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    int v = val(c);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return true;
+}
+
+Status zstd_compress(std::string_view in, int level, std::string* out) {
+  out->resize(ZSTD_compressBound(in.size()));
+  size_t n = ZSTD_compress(out->data(), out->size(), in.data(), in.size(), level);
+  if (ZSTD_isError(n)) return Status::io_error(std::string("zstd: ") + ZSTD_getErrorName(n));
+  out->resize(n);
+  return Status::ok();
+}
+
+Status zstd_decompress(std::string_view in, std::string* out) {
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  std::string buf(ZSTD_DStreamOutSize(), '\0');
+  size_t ret = 1;  // 0 once a frame is complete
+  for (;;) {
+    ZSTD_outBuffer ob{buf.data(), buf.size(), 0};
+    ret = ZSTD_decompressStream(ctx.get(), &ob, &ib);
+    if (ZSTD_isError(ret)) return Status::corruption(std::string("zstd: ") + ZSTD_getErrorName(ret));
+    out->append(buf.data(), ob.pos);
+    // Done when the input is consumed and the decoder has nothing more to flush.
+    if (ib.pos == ib.size && ob.pos < ob.size) break;
+  }
+  if (ret != 0) return Status::corruption("zstd: truncated frame");
+  return Status::ok();
+}
+
+// One line of a generic stream's events object.
+std::string stream_line(uint64_t position, std::string_view msg, bool json_mode) {
+  std::string line = "{\"offset\":\"" + offset16(position) + "\",";
+  if (json_mode && msg.find('\n') == std::string_view::npos && msg.find('\r') == std::string_view::npos) {
+    line += "\"data\":";
+    line += msg;
+  } else if (valid_utf8(msg)) {
+    line += "\"text\":" + json::serialize(json::value(json::string(msg)));
+  } else {
+    line += "\"base64\":\"" + base64(msg) + "\"";
+  }
+  line += '}';
+  return line;
+}
+
+// Inverse of stream_line: the message bytes and the offset.
+Status parse_stream_line(std::string_view line, uint64_t* position, std::string* msg) {
+  constexpr std::string_view kHead = "{\"offset\":\"";
+  if (!line.starts_with(kHead) || line.size() < kHead.size() + 18 || line.back() != '}') {
+    return Status::corruption("malformed stream line");
+  }
+  *position = std::stoull(std::string(line.substr(kHead.size(), 16)));
+  std::string_view rest = line.substr(kHead.size() + 18);  // after `",`
+  rest.remove_suffix(1);
+  constexpr std::string_view kData = "\"data\":";
+  if (rest.starts_with(kData)) {
+    *msg = std::string(rest.substr(kData.size()));
+    return Status::ok();
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(line, ec);
+  if (ec || !v.is_object()) return Status::corruption("malformed stream line");
+  auto& o = v.as_object();
+  if (auto* t = o.if_contains("text"); t && t->is_string()) {
+    *msg = std::string(t->as_string());
+    return Status::ok();
+  }
+  if (auto* b = o.if_contains("base64"); b && b->is_string()) {
+    msg->clear();
+    if (unbase64(std::string(b->as_string()), msg)) return Status::ok();
+  }
+  return Status::corruption("malformed stream line");
+}
+
+// The offset of a stored session event (first "offset" field of the stored layout).
+bool session_line_offset(std::string_view line, uint64_t* position) {
+  constexpr std::string_view kKey = "\"offset\":\"";
+  size_t at = line.find(kKey);
+  if (at == std::string_view::npos || at + kKey.size() + 16 > line.size()) return false;
+  try {
+    *position = std::stoull(std::string(line.substr(at + kKey.size(), 16)));
+  } catch (...) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Tier::Tier(TierOptions options, s3::S3Client* s3, Catalog* catalog, StreamStore* streams,
+           SessionStore* sessions)
+    : options_(std::move(options)),
+      s3_(s3),
+      catalog_(catalog),
+      streams_(streams),
+      sessions_(sessions) {}
+
+Tier::~Tier() { stop(); }
+
+std::string Tier::events_name(uint64_t first, uint64_t last) {
+  return offset16(first) + "-" + offset16(last) + ".jsonl.zst";
+}
+
+std::string Tier::session_prefix(const std::string& tenant, const std::string& id) const {
+  std::string p = options_.prefix.empty() ? "" : options_.prefix + "/";
+  return p + "tenants/" + s3::uri_encode(tenant, true) + "/sessions/" + s3::uri_encode(id, true) +
+         "/";
+}
+
+std::string Tier::stream_prefix(const std::string& tenant, const std::string& path) const {
+  std::string p = options_.prefix.empty() ? "" : options_.prefix + "/";
+  return p + "tenants/" + s3::uri_encode(tenant, true) + "/streams/" +
+         s3::uri_encode(path, true) + "/";
+}
+
+std::string Tier::prefix_for(const StreamRecord& r) const {
+  if (r.kind == 1 && r.path.starts_with(kSessionsPath)) {
+    return session_prefix(r.tenant, r.path.substr(kSessionsPath.size()));
+  }
+  return stream_prefix(r.tenant, r.path);
+}
+
+Status Tier::open() {
+  if (Status s = catalog_->exec(
+          "CREATE TABLE IF NOT EXISTS tier_uploads ("
+          "  stream_id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, path TEXT NOT NULL,"
+          "  created_ms INTEGER NOT NULL, uploaded_next INTEGER NOT NULL, meta_hash TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS tier_deletions ("
+          "  id INTEGER PRIMARY KEY AUTOINCREMENT, prefix TEXT NOT NULL UNIQUE);");
+      !s) {
+    return s;
+  }
+  std::lock_guard clk(catalog_->mutex());
+  std::lock_guard lk(mu_);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(catalog_->db(),
+                     "SELECT stream_id, tenant, path, created_ms, uploaded_next, meta_hash "
+                     "FROM tier_uploads",
+                     -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    State s;
+    s.tenant = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+    s.path.assign(reinterpret_cast<const char*>(sqlite3_column_blob(st, 2)),
+                  sqlite3_column_bytes(st, 2));
+    s.created_ms = sqlite3_column_int64(st, 3);
+    s.uploaded_next = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
+    s.meta_hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 5));
+    state_[sqlite3_column_int64(st, 0)] = std::move(s);
+  }
+  sqlite3_finalize(st);
+  sqlite3_prepare_v2(catalog_->db(), "SELECT prefix FROM tier_deletions", -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    deleting_.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  }
+  sqlite3_finalize(st);
+  return Status::ok();
+}
+
+Status Tier::save_state(int64_t id, const State& s) {
+  std::lock_guard clk(catalog_->mutex());
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(catalog_->db(),
+                     "INSERT OR REPLACE INTO tier_uploads (stream_id, tenant, path, created_ms,"
+                     " uploaded_next, meta_hash) VALUES (?,?,?,?,?,?)",
+                     -1, &st, nullptr);
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_text(st, 2, s.tenant.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 3, s.path.data(), static_cast<int>(s.path.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 4, s.created_ms);
+  sqlite3_bind_int64(st, 5, static_cast<int64_t>(s.uploaded_next));
+  sqlite3_bind_text(st, 6, s.meta_hash.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+  return Status::ok();
+}
+
+void Tier::start() {
+  std::lock_guard lk(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Tier::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::map<int64_t, std::vector<Waiter>> left;
+  {
+    std::lock_guard lk(mu_);
+    left.swap(waiters_);
+  }
+  for (auto& [id, ws] : left) {
+    for (auto& w : ws) w.done(Status::unavailable("server is shutting down"));
+  }
+}
+
+void Tier::when_uploaded(const std::shared_ptr<Stream>& stream, uint64_t next,
+                         std::function<void(Status)> done) {
+  int64_t id = stream->record().id;
+  {
+    std::lock_guard lk(mu_);
+    auto it = state_.find(id);
+    bool have = it != state_.end() && it->second.created_ms == stream->record().created_ms &&
+                it->second.uploaded_next >= next;
+    if (!have && !stop_) {
+      waiters_[id].push_back(Waiter{next, std::move(done)});
+      urgent_[id] = Urgent{stream};
+    }
+    if (!have && stop_) {
+      done(Status::unavailable("server is shutting down"));
+      return;
+    }
+    if (!have) {
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(Status::ok());
+}
+
+void Tier::resolve_waiters(int64_t id, const Status& failure) {
+  // Waiters whose position is uploaded succeed; after a failure, every other waiter fails.
+  std::vector<std::pair<Waiter, Status>> ready;
+  {
+    std::lock_guard lk(mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;
+    uint64_t up = state_.count(id) ? state_[id].uploaded_next : 0;
+    auto& ws = it->second;
+    for (size_t i = 0; i < ws.size();) {
+      if (ws[i].next <= up) {
+        ready.emplace_back(std::move(ws[i]), Status::ok());
+      } else if (!failure.is_ok()) {
+        ready.emplace_back(std::move(ws[i]), failure);
+      } else {
+        ++i;
+        continue;
+      }
+      ws.erase(ws.begin() + static_cast<long>(i));
+    }
+    if (ws.empty()) waiters_.erase(it);
+  }
+  for (auto& [w, s] : ready) w.done(s);
+}
+
+TierStats Tier::stats() {
+  std::lock_guard lk(mu_);
+  TierStats s = stats_;
+  int64_t oldest = INT64_MAX;
+  for (auto& [id, since] : pending_since_ms_) oldest = std::min(oldest, since);
+  s.lag_seconds = oldest == INT64_MAX ? 0 : (now_unix_millis() - oldest) / 1000.0;
+  s.pending_deletions = deleting_.size();
+  return s;
+}
+
+void Tier::run() {
+  auto next_full = std::chrono::steady_clock::now();
+  for (;;) {
+    std::map<int64_t, std::shared_ptr<Stream>> urgent;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait_until(lk, next_full, [&] { return stop_ || !urgent_.empty(); });
+      if (stop_) return;
+      for (auto& [id, u] : urgent_) urgent[id] = u.stream;
+      urgent_.clear();
+    }
+    bool full = std::chrono::steady_clock::now() >= next_full;
+    pass(full, urgent);
+    if (full) next_full = std::chrono::steady_clock::now() + options_.flush_interval;
+  }
+}
+
+void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urgent) {
+  // Waiters first (durability s3): their streams only, one PUT each for everything durable.
+  for (auto& [id, stream] : urgent) {
+    uint64_t b = 0, bb = 0;
+    Status s = upload_stream(stream, false, &b, &bb);
+    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()));
+  }
+  if (!full) return;
+
+  // Streams gone from the catalog: queue the deletion of their objects.
+  std::vector<StreamRecord> records;
+  catalog_->for_each_stream([&](const StreamRecord& r) { records.push_back(r); });
+  std::map<int64_t, const StreamRecord*> by_id;
+  for (auto& r : records) by_id[r.id] = &r;
+  std::vector<std::pair<int64_t, std::string>> vanished;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [id, st] : state_) {
+      auto it = by_id.find(id);
+      if (it == by_id.end() || it->second->created_ms != st.created_ms || it->second->soft_deleted) {
+        StreamRecord r;
+        r.tenant = st.tenant;
+        r.path = st.path;
+        r.kind = st.path.starts_with(kSessionsPath) ? 1 : 0;
+        vanished.emplace_back(id, prefix_for(r));
+      }
+    }
+  }
+  for (auto& [id, prefix] : vanished) {
+    {
+      std::lock_guard clk(catalog_->mutex());
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(catalog_->db(),
+                         "INSERT OR IGNORE INTO tier_deletions (prefix) VALUES (?);", -1, &st,
+                         nullptr);
+      sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
+      int rc = sqlite3_step(st);
+      sqlite3_finalize(st);
+      if (rc != SQLITE_DONE) continue;
+    }
+    catalog_->exec("DELETE FROM tier_uploads WHERE stream_id=" + std::to_string(id));
+    std::lock_guard lk(mu_);
+    deleting_.insert(prefix);
+    state_.erase(id);
+    pending_since_ms_.erase(id);
+  }
+  process_deletions();
+
+  uint64_t backlog = 0, backlog_bytes = 0;
+  for (auto& r : records) {
+    if (r.soft_deleted) continue;
+    {
+      std::lock_guard lk(mu_);
+      if (stop_) return;
+      if (deleting_.count(prefix_for(r))) continue;  // old objects must go first
+    }
+    std::shared_ptr<Stream> stream;
+    if (!streams_->find(r.tenant, r.path, &stream)) continue;
+    Status s = upload_stream(stream, true, &backlog, &backlog_bytes);
+    if (!s) spdlog::warn("s3 upload of {} failed (will retry): {}", prefix_for(r), s.message());
+    resolve_waiters(r.id, s ? Status::ok() : Status::unavailable(s.message()));
+  }
+  std::lock_guard lk(mu_);
+  stats_.backlog_events = backlog;
+  stats_.backlog_bytes = backlog_bytes;
+}
+
+Status Tier::process_deletions() {
+  std::vector<std::string> todo;
+  {
+    std::lock_guard lk(mu_);
+    todo.assign(deleting_.begin(), deleting_.end());
+  }
+  Status result;
+  for (const auto& prefix : todo) {
+    std::vector<s3::ObjectInfo> objects;
+    Status s = s3_->list_objects(prefix, &objects);
+    for (size_t i = 0; s && i < objects.size(); ++i) s = s3_->delete_object(objects[i].key);
+    if (!s) {
+      std::lock_guard lk(mu_);
+      stats_.errors++;
+      result = s;
+      spdlog::warn("s3 deletion of {} failed (will retry): {}", prefix, s.message());
+      continue;
+    }
+    {
+      std::lock_guard clk(catalog_->mutex());
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(catalog_->db(), "DELETE FROM tier_deletions WHERE prefix=?;", -1, &st,
+                         nullptr);
+      sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_step(st);
+      sqlite3_finalize(st);
+    }
+    std::lock_guard lk(mu_);
+    deleting_.erase(prefix);
+  }
+  return result;
+}
+
+Status Tier::meta_for(const std::shared_ptr<Stream>& stream, std::string* out) {
+  const StreamRecord& r = stream->record();
+  json::object o;
+  if (r.kind == 1 && r.path.starts_with(kSessionsPath)) {
+    std::string id = r.path.substr(kSessionsPath.size());
+    std::shared_ptr<Session> session;
+    if (Status s = sessions_->get(r.tenant, id, &session); !s) return s;
+    o["id"] = id;
+    o["type"] = "session";
+    o["tenant"] = r.tenant;
+    o["closed"] = stream->closed();
+    o["record"] = session->record();
+  } else {
+    o["path"] = r.path;
+    o["type"] = "stream";
+    o["tenant"] = r.tenant;
+    o["content_type"] = r.content_type;
+    if (r.ttl_seconds) o["ttl_seconds"] = *r.ttl_seconds;
+    if (r.expires_at) o["expires_at"] = *r.expires_at;
+    o["created_ms"] = r.created_ms;
+    o["closed"] = stream->closed();
+  }
+  *out = json::serialize(o);
+  return Status::ok();
+}
+
+Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta,
+                           uint64_t* backlog, uint64_t* backlog_bytes) {
+  const StreamRecord& r = stream->record();
+  std::string prefix = prefix_for(r);
+  bool session = r.kind == 1 && r.path.starts_with(kSessionsPath);
+  bool json_mode = session || r.content_type.find("json") != std::string::npos;
+  State st;
+  {
+    std::lock_guard lk(mu_);
+    auto it = state_.find(r.id);
+    if (it != state_.end() && it->second.created_ms == r.created_ms) st = it->second;
+    st.tenant = r.tenant;
+    st.path = r.path;
+    st.created_ms = r.created_ms;
+  }
+  auto fail = [&](const Status& s) {
+    std::lock_guard lk(mu_);
+    stats_.errors++;
+    return s;
+  };
+
+  // The record first, so that a listing finds the session even before its first event object.
+  uint64_t tail = stream->tail();
+  if (with_meta || st.meta_hash.empty()) {
+    std::string meta;
+    if (meta_for(stream, &meta)) {
+      std::string hash = fingerprint(meta);
+      if (hash != st.meta_hash) {
+        s3::PutOptions po;
+        po.content_type = "application/json";
+        Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
+        if (!s) return fail(s);
+        st.meta_hash = hash;
+        if (Status ss = save_state(r.id, st); !ss) return fail(ss);
+        std::lock_guard lk(mu_);
+        state_[r.id] = st;
+      }
+    }
+  }
+
+  while (st.uploaded_next < tail) {
+    std::vector<std::string> msgs;
+    if (Status s = stream->read_range(st.uploaded_next, tail, options_.max_object_bytes, &msgs);
+        !s || msgs.empty()) {
+      return fail(s ? Status::io_error("read_range returned nothing") : s);
+    }
+    uint64_t first = st.uploaded_next;
+    uint64_t last = first + msgs.size() - 1;
+    std::string body;
+    for (size_t i = 0; i < msgs.size(); ++i) {
+      if (session) {
+        body += msgs[i];
+      } else {
+        body += stream_line(first + i, msgs[i], json_mode);
+      }
+      body += '\n';
+    }
+    std::string z;
+    if (Status s = zstd_compress(body, options_.zstd_level, &z); !s) return fail(s);
+    s3::PutOptions po;
+    po.content_type = "application/zstd";
+    std::string key = prefix + "events/" + events_name(first, last);
+    if (Status s = s3_->put_object(key, z, po); !s) {
+      std::lock_guard lk(mu_);
+      if (!pending_since_ms_.count(r.id)) pending_since_ms_[r.id] = now_unix_millis();
+      *backlog += tail - st.uploaded_next;
+      for (auto& m : msgs) *backlog_bytes += m.size();
+      stats_.errors++;
+      return s;
+    }
+    st.uploaded_next = last + 1;
+    if (Status s = save_state(r.id, st); !s) return fail(s);
+    std::lock_guard lk(mu_);
+    state_[r.id] = st;
+    stats_.objects_uploaded++;
+    stats_.bytes_uploaded += z.size();
+    stats_.events_uploaded += msgs.size();
+  }
+  std::lock_guard lk(mu_);
+  pending_since_ms_.erase(r.id);
+  return Status::ok();
+}
+
+// ---- restore ----------------------------------------------------------------------------------
+
+Status Tier::restore_catalog(RestorePlan* plan) {
+  std::string root = (options_.prefix.empty() ? "" : options_.prefix + "/") + "tenants/";
+  std::vector<s3::ObjectInfo> objects;
+  if (Status s = s3_->list_objects(root, &objects); !s) return s;
+  // Group by "{tenant}/{sessions|streams}/{name}/".
+  std::map<std::string, RestoreItem> items;
+  for (const auto& o : objects) {
+    std::string_view rest = std::string_view(o.key).substr(root.size());
+    size_t a = rest.find('/');
+    if (a == std::string_view::npos) continue;
+    size_t b = rest.find('/', a + 1);
+    if (b == std::string_view::npos) continue;
+    size_t c = rest.find('/', b + 1);
+    if (c == std::string_view::npos) continue;
+    std::string group(rest.substr(0, c + 1));
+    std::string_view kind = rest.substr(a + 1, b - a - 1);
+    std::string_view leaf = rest.substr(c + 1);
+    RestoreItem& item = items[group];
+    item.session = kind == "sessions";
+    if (kind != "sessions" && kind != "streams") continue;
+    if (leaf == "session.json" || leaf == "stream.json") {
+      if (Status s = s3_->get_object(o.key, &item.meta); !s) return s;
+    } else if (leaf.starts_with("events/") && leaf.ends_with(".jsonl.zst")) {
+      item.event_keys.push_back(o.key);
+    }
+  }
+  if (Status s = catalog_->exec(
+          "CREATE TABLE IF NOT EXISTS sessions ("
+          "  id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, session_id TEXT NOT NULL,"
+          "  record TEXT NOT NULL, UNIQUE(tenant, session_id));");
+      !s) {
+    return s;
+  }
+  for (auto& [group, item] : items) {
+    if (item.meta.empty()) {
+      spdlog::warn("restore: {}{} has events but no metadata object; skipped", root, group);
+      continue;
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(item.meta, ec);
+    if (ec || !v.is_object()) return Status::corruption("restore: bad metadata in " + group);
+    auto& o = v.as_object();
+    item.tenant = o.contains("tenant") ? std::string(o["tenant"].as_string()) : "";
+    if (item.session) {
+      item.name = std::string(o["id"].as_string());
+      std::string record = json::serialize(o["record"]);
+      std::lock_guard clk(catalog_->mutex());
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(catalog_->db(),
+                         "INSERT INTO sessions (tenant, session_id, record) VALUES (?,?,?)", -1,
+                         &st, nullptr);
+      sqlite3_bind_text(st, 1, item.tenant.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 2, item.name.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 3, record.c_str(), -1, SQLITE_TRANSIENT);
+      int rc = sqlite3_step(st);
+      sqlite3_finalize(st);
+      if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+    } else {
+      item.name = std::string(o["path"].as_string());
+    }
+    plan->items.push_back(std::move(item));
+  }
+  return Status::ok();
+}
+
+Status Tier::append_sync(const std::shared_ptr<Stream>& s, std::vector<std::string> msgs,
+                         bool close) {
+  AppendRequest ar;
+  ar.messages = std::move(msgs);
+  ar.close = close;
+  std::promise<AppendResult> p;
+  auto f = p.get_future();
+  s->append(std::move(ar), [&p](AppendResult r) { p.set_value(std::move(r)); });
+  AppendResult r = f.get();
+  if (r.outcome == AppendResult::Outcome::kAppended ||
+      r.outcome == AppendResult::Outcome::kAlreadyClosed) {
+    return Status::ok();
+  }
+  return r.status ? Status::io_error("restore: append refused") : r.status;
+}
+
+Status Tier::restore_logs(const RestorePlan& plan) {
+  for (const auto& item : plan.items) {
+    boost::system::error_code ec;
+    json::object meta = json::parse(item.meta, ec).as_object();
+    std::shared_ptr<Stream> stream;
+    if (item.session) {
+      std::shared_ptr<Session> session;
+      if (Status s = sessions_->get(item.tenant, item.name, &session); !s) return s;
+      stream = session->stream();
+    } else {
+      CreateSpec spec;
+      spec.tenant = item.tenant;
+      spec.path = item.name;
+      spec.content_type = std::string(meta["content_type"].as_string());
+      spec.json_mode = spec.content_type.find("json") != std::string::npos;
+      if (auto* t = meta.if_contains("ttl_seconds")) spec.ttl_seconds = t->to_number<uint64_t>();
+      if (auto* e = meta.if_contains("expires_at")) spec.expires_at = std::string(e->as_string());
+      std::promise<CreateOutcome> p;
+      auto f = p.get_future();
+      streams_->create(std::move(spec), [&p](CreateOutcome o) { p.set_value(std::move(o)); });
+      CreateOutcome o = f.get();
+      if (!o.status) return o.status;
+      stream = o.stream;
+    }
+    uint64_t next = stream->tail();
+    for (const auto& key : item.event_keys) {
+      std::string z, body;
+      if (Status s = s3_->get_object(key, &z); !s) return s;
+      if (Status s = zstd_decompress(z, &body); !s) {
+        return Status::corruption("restore: " + key + ": " + s.message());
+      }
+      std::vector<std::string> batch;
+      size_t start = 0;
+      while (start < body.size()) {
+        size_t nl = body.find('\n', start);
+        if (nl == std::string::npos) return Status::corruption("restore: " + key + ": torn line");
+        std::string_view line(body.data() + start, nl - start);
+        start = nl + 1;
+        uint64_t pos = 0;
+        std::string msg;
+        if (item.session) {
+          if (!session_line_offset(line, &pos)) {
+            return Status::corruption("restore: " + key + ": event without offset");
+          }
+          msg = std::string(line);
+        } else if (Status s = parse_stream_line(line, &pos, &msg); !s) {
+          return Status::corruption("restore: " + key + ": " + s.message());
+        }
+        uint64_t expect = next + batch.size();
+        if (pos < expect) continue;  // overlap with an earlier object (re-upload after a crash)
+        if (pos > expect) {
+          return Status::corruption("restore: " + key + ": gap before offset " + offset16(pos));
+        }
+        batch.push_back(std::move(msg));
+      }
+      if (!batch.empty()) {
+        size_t n = batch.size();
+        if (Status s = append_sync(stream, std::move(batch), false); !s) return s;
+        next += n;
+      }
+    }
+    if (auto* c = meta.if_contains("closed"); c && c->is_bool() && c->as_bool()) {
+      if (Status s = append_sync(stream, {}, true); !s) return s;
+    }
+    // Everything restored is, by construction, in the bucket.
+    State st;
+    st.tenant = stream->record().tenant;
+    st.path = stream->record().path;
+    st.created_ms = stream->record().created_ms;
+    st.uploaded_next = stream->tail();
+    st.meta_hash = "";  // re-upload the metadata once (its form may have changed)
+    if (Status s = save_state(stream->record().id, st); !s) return s;
+    std::lock_guard lk(mu_);
+    state_[stream->record().id] = st;
+  }
+  return Status::ok();
+}
+
+}  // namespace ds

@@ -1,0 +1,151 @@
+// Tier: copies every session's and stream's durable events to the operator's S3 bucket, in a
+// documented layout that ordinary tools read (docs/s3.md), and rebuilds a data dir from it.
+//
+// Bucket layout ({p} = --s3-prefix followed by '/', or nothing):
+//   {p}tenants/{tenant}/sessions/{id}/session.json
+//   {p}tenants/{tenant}/sessions/{id}/events/{first}-{last}.jsonl.zst   (offsets: 16 digits)
+//   {p}tenants/{tenant}/streams/{url-encoded path}/stream.json
+//   {p}tenants/{tenant}/streams/{url-encoded path}/events/{first}-{last}.jsonl.zst
+// Session event objects hold the stored events as JSON Lines, byte for byte; stream event objects
+// hold one {"offset","data"|"text"|"base64"} line per message. Objects are zstd frames.
+//
+// Guarantees:
+// - Only durable events are uploaded, in offset order, each position in exactly one object's
+//   range; an object is written whole (one PUT) before the uploaded position moves past it, and
+//   the uploaded position is committed to the catalog (table tier_uploads) after the PUT, so a
+//   crash between the two re-uploads the same range, never skips one. Objects of one stream never
+//   disagree on an event's bytes (restore checks).
+// - S3 failures never affect appends: the backlog is retried every flush interval until it drains.
+// - when_uploaded() calls back once the given position is in the bucket, or with kUnavailable when
+//   the upload failed; concurrent waiters of one stream share one PUT.
+// - Streams that disappear from the catalog (deleted, expired) have their objects deleted; a
+//   deletion that fails is retried (table tier_deletions) before anything new is written under
+//   the same prefix.
+// Thread-safe. One uploader thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/session_store.h"
+#include "core/stream_store.h"
+#include "store/catalog.h"
+#include "store/s3/s3_client.h"
+#include "store/status.h"
+
+namespace ds {
+
+struct TierOptions {
+  std::string prefix;                                // --s3-prefix (no trailing '/')
+  std::chrono::milliseconds flush_interval{1000};    // --s3-flush-interval
+  size_t max_object_bytes = 8u << 20;                // uncompressed bytes per events object
+  int zstd_level = 3;
+};
+
+struct TierStats {
+  uint64_t objects_uploaded = 0;
+  uint64_t bytes_uploaded = 0;       // compressed bytes PUT
+  uint64_t events_uploaded = 0;
+  uint64_t errors = 0;               // failed uploads/deletions (after the client's retries)
+  uint64_t backlog_events = 0;       // durable events not yet in the bucket (as of the last pass)
+  uint64_t backlog_bytes = 0;        // their size (uncompressed)
+  double lag_seconds = 0;            // age of the oldest event not yet in the bucket
+  uint64_t pending_deletions = 0;
+};
+
+class Tier {
+ public:
+  Tier(TierOptions options, s3::S3Client* s3, Catalog* catalog, StreamStore* streams,
+       SessionStore* sessions);
+  ~Tier();
+
+  // Creates the tier tables; call before start().
+  Status open();
+  void start();
+  // Stops the uploader after its current object; pending waiters get kUnavailable.
+  void stop();
+
+  // `done` runs (on the uploader thread, or inline) once positions < `next` of `stream` are in the
+  // bucket, or with kUnavailable if uploading them failed.
+  void when_uploaded(const std::shared_ptr<Stream>& stream, uint64_t next,
+                     std::function<void(Status)> done);
+
+  TierStats stats();
+
+  // Key prefixes (with trailing '/').
+  std::string session_prefix(const std::string& tenant, const std::string& id) const;
+  std::string stream_prefix(const std::string& tenant, const std::string& path) const;
+  static std::string events_name(uint64_t first, uint64_t last);  // "{first}-{last}.jsonl.zst"
+
+  // ---- restore (a fresh data dir from the bucket) ----
+  struct RestoreItem {
+    std::string tenant;
+    bool session = false;
+    std::string name;  // session id or stream path
+    std::string meta;  // session.json / stream.json text
+    std::vector<std::string> event_keys;  // in key (= offset) order
+  };
+  struct RestorePlan {
+    std::vector<RestoreItem> items;
+  };
+  // Phase 1, before the stores open: reads the bucket's listing and metadata and writes the
+  // session records into the catalog.
+  Status restore_catalog(RestorePlan* plan);
+  // Phase 2, after the stores opened: re-creates streams and appends every event from the bucket,
+  // byte for byte at its original offset; marks them as uploaded.
+  Status restore_logs(const RestorePlan& plan);
+
+ private:
+  struct Waiter {
+    uint64_t next;
+    std::function<void(Status)> done;
+  };
+  struct Urgent {
+    std::shared_ptr<Stream> stream;
+  };
+  struct State {
+    std::string tenant, path;
+    int64_t created_ms = 0;
+    uint64_t uploaded_next = 0;
+    std::string meta_hash;
+  };
+
+  void run();
+  void pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urgent);
+  Status upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta, uint64_t* backlog,
+                       uint64_t* backlog_bytes);
+  Status process_deletions();
+  std::string prefix_for(const StreamRecord& r) const;
+  Status meta_for(const std::shared_ptr<Stream>& stream, std::string* out);
+  Status save_state(int64_t id, const State& st);
+  void resolve_waiters(int64_t id, const Status& failure);
+  Status append_sync(const std::shared_ptr<Stream>& s, std::vector<std::string> msgs, bool close);
+
+  TierOptions options_;
+  s3::S3Client* s3_;
+  Catalog* catalog_;
+  StreamStore* streams_;
+  SessionStore* sessions_;
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::map<int64_t, State> state_;  // by catalog stream id
+  std::map<int64_t, std::vector<Waiter>> waiters_;
+  std::map<int64_t, Urgent> urgent_;
+  std::map<int64_t, int64_t> pending_since_ms_;  // stream id -> when a backlog was first seen
+  std::set<std::string> deleting_;               // prefixes with a deletion not yet done
+  TierStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace ds

@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""System tests of search (SPEC section 3.7) -- Python 3 stdlib only.
+
+Starts its own `$DS_BIN serve --listen 127.0.0.1:PORT --data-dir DIR` after creating API keys
+for two tenants with `keys create` (the key is the last stdout line), then checks over plain
+HTTP: ranked results with score and snippet (per session and across sessions), snippet HTML
+escaping, query syntax and 400s for malformed queries, session_id / type / metadata filters,
+paging, cross-tenant isolation, read-your-writes freshness right after an acknowledged append,
+deletion, index persistence across a restart, rebuild after deleting DIR/index, and concurrent
+appends + searches.
+
+Prints one line per test and a final `N passed, M failed`; exit 1 on any failure, 2 on a setup
+error.
+
+Environment:
+  DS_BIN          server binary (default build/durable-sessions, relative to the repo root)
+  DS_KEEP_DATA    1 = keep the temp dir (always kept on failure)
+  DS_TEST_FILTER  only run tests whose name contains this substring
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+def log(msg: str) -> None:
+    print(f"[search] {msg}", flush=True)
+
+
+def resolve_bin() -> Path:
+    p = Path(os.environ.get("DS_BIN", "build/durable-sessions"))
+    if not p.is_absolute():
+        p = (Path.cwd() / p) if (Path.cwd() / p).exists() else (REPO_ROOT / p)
+    return p
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Server:
+    def __init__(self, binary: Path, data_dir: Path):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / "server.log"
+
+    def start(self) -> None:
+        self.port = free_port()
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(self.binary), "serve", "--listen", f"{HOST}:{self.port}", "--data-dir",
+             str(self.data_dir), "--access-log", "false"],
+            stdout=logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                c = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    c.close()
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Client:
+    def __init__(self, server: Server, key: str):
+        self.server = server
+        self.key = key
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body=None, headers=None):
+        hdrs = {"Authorization": f"Bearer {self.key}"}
+        if headers:
+            hdrs.update(headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(HOST, self.server.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                r = self.conn.getresponse()
+                raw = r.read()
+                return r.status, dict((k.lower(), v) for k, v in r.getheaders()), raw
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, body=None, expect=200, headers=None):
+        st, h, raw = self.request(method, path, body, headers)
+        assert st == expect, f"{method} {path}: expected {expect}, got {st}: {raw[:300]!r}"
+        return json.loads(raw) if raw else None
+
+    def append(self, sid: str, events: list[dict]):
+        st, h, raw = self.request("POST", f"/v1/sessions/{urllib.parse.quote(sid)}/events",
+                                  {"events": events})
+        assert st in (200, 204), f"append: {st} {raw[:200]!r}"
+        return h
+
+    def search(self, params: dict | list, expect=200):
+        return self.json("GET", "/v1/search?" + urllib.parse.urlencode(params, doseq=True),
+                         expect=expect)
+
+    def session_search(self, sid: str, params: dict | list, expect=200):
+        return self.json("GET", f"/v1/sessions/{urllib.parse.quote(sid)}/events?" +
+                         urllib.parse.urlencode(params, doseq=True), expect=expect)
+
+
+def msg(text: str, type_: str = "user.message") -> dict:
+    return {"type": type_, "content": [{"type": "text", "text": text}]}
+
+
+def tool_use(name: str, inp: dict) -> dict:
+    return {"type": "agent.tool_use", "name": name, "input": inp}
+
+
+# --------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------
+
+def t_ranked_per_session_with_score_and_snippet(env):
+    a = env.a
+    sid = uid("rank")
+    a.append(sid, [
+        msg("we talked about many things today: lunch, the weather, a webhook, and some "
+            "other topics that have nothing to do with payments at all really"),
+        msg("The Stripe webhook signature check fails: stripe webhook secret mismatch"),
+        tool_use("bash", {"command": "grep -rn webhook src/payments"}),
+        msg("unrelated chatter"),
+    ])
+    r = a.session_search(sid, {"q": "webhook"})
+    data = r["data"]
+    assert len(data) == 3, data
+    assert data[0]["offset"] == "0000000000000001", [d["offset"] for d in data]
+    scores = [d["score"] for d in data]
+    assert all(s > 0 for s in scores) and scores == sorted(scores, reverse=True), scores
+    assert "<mark>webhook</mark>" in data[0]["snippet"], data[0]["snippet"]
+    assert data[0]["type"] == "user.message" and data[0]["id"].startswith("evt_")
+    assert r["total_hits"] == 3 and r["next_page"] is None
+    # type filter and limit/page
+    r = a.session_search(sid, {"q": "webhook", "type": "agent.tool_use"})
+    assert [d["type"] for d in r["data"]] == ["agent.tool_use"], r
+    r1 = a.session_search(sid, {"q": "webhook", "limit": 2})
+    assert len(r1["data"]) == 2 and r1["next_page"], r1
+    r2 = a.session_search(sid, {"q": "webhook", "limit": 2, "page": r1["next_page"]})
+    assert len(r2["data"]) == 1 and r2["next_page"] is None, r2
+    seen = {d["offset"] for d in r1["data"] + r2["data"]}
+    assert len(seen) == 3
+
+
+def t_snippet_escapes_html(env):
+    sid = uid("xss")
+    env.a.append(sid, [msg("please review <script>alert('pwned')</script> in the template")])
+    r = env.a.session_search(sid, {"q": "script"})
+    snip = r["data"][0]["snippet"]
+    assert "<script>" not in snip, snip
+    assert "&lt;<mark>script</mark>&gt;" in snip, snip
+
+
+def t_query_syntax(env):
+    a = env.a
+    sid = uid("syntax")
+    a.append(sid, [
+        msg("the stripe webhook failed"),            # 0
+        msg("webhook from stripe failed"),           # 1
+        tool_use("grep", {"pattern": "webhook"}),    # 2
+        msg("refund issued via chargeback"),         # 3
+    ])
+    offs = lambda r: sorted(int(d["offset"]) for d in r["data"])
+    assert offs(a.session_search(sid, {"q": '"stripe webhook"'})) == [0]
+    assert offs(a.session_search(sid, {"q": "webhook -stripe"})) == [2]
+    assert offs(a.session_search(sid, {"q": "grep OR refund"})) == [2, 3]
+    assert offs(a.session_search(sid, {"q": "webhook type:agent.tool_use"})) == [2]
+    assert offs(a.session_search(sid, {"q": "fail"})) == [0, 1], "stemming: fail ~ failed"
+
+
+def t_malformed_queries_are_400(env):
+    sid = uid("bad")
+    env.a.append(sid, [msg("x")])
+    for q in ['"unterminated', "OR", "a OR", "-", "-only", "type:", "x type:<b>", ""]:
+        for path in (f"/v1/search?q={urllib.parse.quote(q)}",
+                     f"/v1/sessions/{sid}/events?q={urllib.parse.quote(q)}"):
+            st, h, raw = env.a.request("GET", path)
+            assert st == 400, f"{q!r} on {path}: {st} {raw[:200]!r}"
+            body = json.loads(raw)
+            assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+            assert body["error"]["message"], body
+    st, _, _ = env.a.request("GET", "/v1/search")
+    assert st == 400
+    st, _, raw = env.a.request("GET", f"/v1/sessions/{sid}/events?q=x&live=sse")
+    assert st == 400, raw
+
+
+def t_cross_session_filters(env):
+    a = env.a
+    s1, s2, s3 = uid("f1"), uid("f2"), uid("f3")
+    word = "zebra" + uuid.uuid4().hex[:6]
+    a.json("POST", "/v1/sessions", {"id": s1, "metadata": {"team": "payments"}}, expect=200) \
+        if False else None
+    for s, team in ((s1, "payments"), (s2, "search"), (s3, "payments")):
+        st, _, raw = a.request("PUT", f"/v1/sessions/{s}", {"metadata": {"team": team}})
+        assert st in (200, 201), (st, raw[:200])
+        a.append(s, [msg(f"{word} appears here"), tool_use("bash", {"command": f"echo {word}"})])
+    r = a.search({"q": word})
+    assert r["total_hits"] == 6 and len(r["data"]) == 6, r
+    assert r["indexed_events"] >= 6
+    hit = r["data"][0]
+    assert set(hit) == {"session_id", "event", "score", "snippet"}, hit.keys()
+    assert hit["score"] > 0 and "<mark>" in hit["snippet"]
+    r = a.search({"q": word, "session_id": s2})
+    assert {h["session_id"] for h in r["data"]} == {s2}, r
+    r = a.search([("q", word), ("session_id", s1), ("session_id", s2)])
+    assert {h["session_id"] for h in r["data"]} == {s1, s2}, r
+    r = a.search({"q": word, "type": "agent.tool_use"})
+    assert len(r["data"]) == 3 and all(h["event"]["type"] == "agent.tool_use" for h in r["data"])
+    r = a.search({"q": word, "metadata[team]": "payments"})
+    assert {h["session_id"] for h in r["data"]} == {s1, s3}, r
+    r = a.search({"q": word, "metadata[team]": "nobody"})
+    assert r["data"] == [] and r["total_hits"] == 0, r
+    r1 = a.search({"q": word, "limit": 4})
+    assert len(r1["data"]) == 4 and r1["next_page"]
+    r2 = a.search({"q": word, "limit": 4, "page": r1["next_page"]})
+    assert len(r2["data"]) == 2 and r2["next_page"] is None
+
+
+def t_cross_tenant_isolation(env):
+    word = "secret" + uuid.uuid4().hex[:6]
+    sid = uid("iso")
+    env.a.append(sid, [msg(f"{word} of tenant a")])
+    assert len(env.a.search({"q": word})["data"]) == 1
+    r = env.b.search({"q": word})
+    assert r["data"] == [] and r["total_hits"] == 0, r
+    env.b.json("GET", f"/v1/sessions/{sid}/events?q={word}", expect=404)
+    # Same session id in tenant b holds b's own events only.
+    env.b.append(sid, [msg("tenant b text")])
+    assert env.b.session_search(sid, {"q": word})["data"] == []
+    assert len(env.b.session_search(sid, {"q": "tenant"})["data"]) == 1
+
+
+def t_freshness_after_acknowledged_append(env):
+    sid = uid("fresh")
+    waits = []
+    for i in range(30):
+        word = f"fresh{uuid.uuid4().hex[:8]}"
+        env.a.append(sid, [msg(f"{word} event {i}")])
+        t0 = time.perf_counter()
+        r = env.a.session_search(sid, {"q": word})
+        waits.append((time.perf_counter() - t0) * 1000)
+        assert len(r["data"]) == 1, f"append {i} not searchable: {r}"
+        r = env.a.search({"q": word})
+        assert len(r["data"]) == 1, f"append {i} not searchable across sessions: {r}"
+    waits.sort()
+    log(f"  freshness: search right after append, p50 {waits[len(waits)//2]:.1f} ms, "
+        f"max {waits[-1]:.1f} ms")
+
+
+def t_delete_session_removes_documents(env):
+    word = "doomed" + uuid.uuid4().hex[:6]
+    sid = uid("del")
+    env.a.append(sid, [msg(f"{word} one"), msg(f"{word} two")])
+    assert len(env.a.search({"q": word})["data"]) == 2
+    env.a.json("DELETE", f"/v1/sessions/{sid}")
+    r = env.a.search({"q": word})
+    assert r["data"] == [], r
+    deadline = time.time() + 5
+    while time.time() < deadline and env.a.search({"q": word})["total_hits"] != 0:
+        time.sleep(0.05)
+    assert env.a.search({"q": word})["total_hits"] == 0
+    # A new session with the same id starts clean.
+    env.a.append(sid, [msg(f"{word} reborn")])
+    r = env.a.search({"q": word})
+    assert len(r["data"]) == 1 and "reborn" in r["snippet"] if False else len(r["data"]) == 1, r
+
+
+def t_concurrent_append_and_search(env):
+    sid = uid("conc")
+    stop = time.time() + 4
+    errors: list[str] = []
+    appended: list[str] = []
+    lock = threading.Lock()
+
+    def writer():
+        c = Client(env.server, env.key_a)
+        i = 0
+        while time.time() < stop:
+            w = f"conc{uuid.uuid4().hex[:8]}"
+            c.append(sid, [msg(f"{w} number {i}"), tool_use("bash", {"command": f"echo {w}"})])
+            with lock:
+                appended.append(w)
+            i += 1
+
+    def reader():
+        c = Client(env.server, env.key_a)
+        lat = []
+        while time.time() < stop:
+            with lock:
+                w = appended[-1] if appended else None
+            if not w:
+                time.sleep(0.005)
+                continue
+            t0 = time.perf_counter()
+            r = c.search({"q": w})
+            lat.append((time.perf_counter() - t0) * 1000)
+            if len(r["data"]) != 2:
+                errors.append(f"{w}: {len(r['data'])} hits")
+        if lat:
+            lat.sort()
+            log(f"  concurrent: {len(lat)} searches, p50 {lat[len(lat)//2]:.1f} ms, "
+                f"p99 {lat[int(len(lat)*0.99)]:.1f} ms")
+
+    ts = [threading.Thread(target=writer) for _ in range(2)] + \
+         [threading.Thread(target=reader) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[:5]
+    r = env.a.session_search(sid, {"q": "number", "limit": 1})
+    assert r["total_hits"] == len(appended), (r["total_hits"], len(appended))
+
+
+def t_index_survives_restart_and_is_rebuilt(env):
+    word = "durable" + uuid.uuid4().hex[:6]
+    sids = [uid("rb") for _ in range(3)]
+    for s in sids:
+        env.a.append(s, [msg(f"{word} in {s}"), tool_use("bash", {"command": f"cat {word}.txt"})])
+    before = env.a.search({"q": word})
+    assert before["total_hits"] == 6
+    env.server.stop()
+    env.server.start()
+    after = env.a.search({"q": word})
+    assert after["total_hits"] == 6, after
+    assert [h["event"]["id"] for h in after["data"]] == [h["event"]["id"] for h in before["data"]]
+    # Delete the index and restart: rebuilt from the logs in the background.
+    env.server.stop()
+    shutil.rmtree(env.data_dir / "index")
+    t0 = time.perf_counter()
+    env.server.start()
+    ready = (time.perf_counter() - t0) * 1000
+    rebuilt = env.a.search({"q": word})
+    assert rebuilt["total_hits"] == 6, rebuilt
+    assert {h["event"]["id"] for h in rebuilt["data"]} == {h["event"]["id"] for h in before["data"]}
+    b = env.b.search({"q": "tenant"})
+    assert b["total_hits"] >= 1, b
+    assert (env.data_dir / "index").is_dir()
+    log(f"  rebuild: ready in {ready:.0f} ms, searchable after restart")
+
+
+TESTS = [
+    t_ranked_per_session_with_score_and_snippet,
+    t_snippet_escapes_html,
+    t_query_syntax,
+    t_malformed_queries_are_400,
+    t_cross_session_filters,
+    t_cross_tenant_isolation,
+    t_freshness_after_acknowledged_append,
+    t_delete_session_removes_documents,
+    t_concurrent_append_and_search,
+    t_index_survives_restart_and_is_rebuilt,
+]
+
+
+class Env:
+    pass
+
+
+def create_key(binary: Path, data_dir: Path, tenant: str) -> str:
+    out = subprocess.run([str(binary), "keys", "create", "--data-dir", str(data_dir),
+                          "--tenant", tenant], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1].strip()
+
+
+def main() -> int:
+    binary = resolve_bin()
+    if not binary.exists():
+        log(f"server binary not found: {binary}")
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="ds-search-"))
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    env = Env()
+    env.data_dir = data_dir
+    try:
+        env.key_a = create_key(binary, data_dir, "tenant-a")
+        env.key_b = create_key(binary, data_dir, "tenant-b")
+        env.server = Server(binary, data_dir)
+        env.server.start()
+    except Exception as e:  # noqa: BLE001
+        log(f"setup failed: {e}")
+        return 2
+    env.a = Client(env.server, env.key_a)
+    env.b = Client(env.server, env.key_b)
+    flt = os.environ.get("DS_TEST_FILTER", "")
+    passed = failed = 0
+    try:
+        for t in TESTS:
+            name = t.__name__[2:]
+            if flt and flt not in name:
+                continue
+            t0 = time.perf_counter()
+            try:
+                t(env)
+                passed += 1
+                log(f"PASS {name} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+            except Exception:  # noqa: BLE001
+                failed += 1
+                log(f"FAIL {name}")
+                traceback.print_exc()
+                if env.server.proc is None or env.server.proc.poll() is not None:
+                    try:
+                        env.server.start()
+                    except Exception as e:  # noqa: BLE001
+                        log(f"cannot restart server: {e}")
+                        break
+    finally:
+        env.server.stop()
+        if failed or os.environ.get("DS_KEEP_DATA") == "1":
+            log(f"data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+// search/index: BM25 ranking on a small planted corpus, query syntax against real documents,
+// snippets, deletion, persistence of indexed positions, damaged-index recovery, tenants.
+#include "search/index.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "temp_dir.h"
+
+namespace ds {
+namespace {
+
+class SearchIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(); }
+
+  void reopen(double k1 = 1.2, double b = 0.75) {
+    index_.reset();
+    IndexOptions o;
+    o.root = dir_ / "index";
+    o.bm25_k1 = k1;
+    o.bm25_b = b;
+    o.fsync = false;
+    index_ = std::make_unique<SearchIndex>(o);
+    marks_.clear();
+    ASSERT_TRUE(index_->open(&marks_));
+  }
+
+  // Adds `text` as the next event of `session` in tenant "t".
+  uint64_t add(const std::string& session, const std::string& text,
+               const std::string& type = "agent.message", const std::string& tenant = "t") {
+    uint64_t pos = next_[tenant + "/" + session]++;
+    EXPECT_TRUE(index_->add(tenant, session, pos, type, text));
+    return pos;
+  }
+  void commit() { ASSERT_TRUE(index_->commit()); }
+
+  SearchResults search(const std::string& q, std::vector<std::string> sessions = {},
+                       const std::string& tenant = "t", size_t limit = 20) {
+    ParsedQuery pq;
+    Status s = parse_search_query(q, &pq);
+    EXPECT_TRUE(s) << s.message();
+    SearchRequest r;
+    r.query = pq.query;
+    r.session_ids = std::move(sessions);
+    r.limit = limit;
+    SearchResults out;
+    EXPECT_TRUE(index_->search(tenant, r, &out));
+    return out;
+  }
+
+  static std::string filler(int words, const std::string& seed = "lorem") {
+    std::string s;
+    for (int i = 0; i < words; ++i) s += seed + std::to_string(i % 37) + " ";
+    return s;
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<SearchIndex> index_;
+  std::map<std::string, std::map<std::string, SessionMark>> marks_;
+  std::map<std::string, uint64_t> next_;
+};
+
+TEST_F(SearchIndexTest, FocusedEventOutranksPassingMention) {
+  add("s", filler(80) + " the webhook was mentioned once " + filler(80, "ipsum"));
+  uint64_t focused = add("s", "webhook signature check failed: the stripe webhook secret is wrong");
+  for (int i = 0; i < 10; ++i) add("s", filler(20, "pad"));
+  commit();
+  auto r = search("webhook");
+  ASSERT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].position, focused);
+  EXPECT_GT(r.hits[0].score, r.hits[1].score);
+}
+
+TEST_F(SearchIndexTest, RarerTermsWeighMore) {
+  for (int i = 0; i < 30; ++i) add("s", "deploy finished " + filler(5, "x"));
+  uint64_t common = add("s", "deploy service alpha");
+  uint64_t rare = add("s", "kubernetes service alpha");
+  commit();
+  auto r = search("deploy OR kubernetes");
+  ASSERT_GE(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].position, rare);
+  double common_score = 0;
+  for (const auto& h : r.hits) {
+    if (h.position == common) common_score = h.score;
+  }
+  EXPECT_GT(r.hits[0].score, common_score);
+}
+
+TEST_F(SearchIndexTest, LengthNormalisationFavoursShorterEvents) {
+  uint64_t shorter = add("s", "timeout connecting to database");
+  add("s", "timeout connecting to database " + filler(60));
+  for (int i = 0; i < 5; ++i) add("s", filler(10, "other"));
+  commit();
+  auto r = search("timeout");
+  ASSERT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].position, shorter);
+  EXPECT_GT(r.hits[0].score, r.hits[1].score);
+  // With b = 0 length no longer matters: equal term frequency, equal score.
+  reopen(1.2, 0.0);
+  auto flat = search("timeout");
+  ASSERT_EQ(flat.hits.size(), 2u);
+  EXPECT_DOUBLE_EQ(flat.hits[0].score, flat.hits[1].score);
+}
+
+TEST_F(SearchIndexTest, TermFrequencySaturatesWithK1) {
+  uint64_t once = add("s", "retry " + filler(9));
+  uint64_t many = add("s", "retry retry retry retry retry " + filler(5));
+  for (int i = 0; i < 5; ++i) add("s", filler(10, "z"));
+  commit();
+  auto r = search("retry");
+  ASSERT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].position, many);
+  EXPECT_EQ(r.hits[1].position, once);
+  EXPECT_LT(r.hits[0].score, 5 * r.hits[1].score);  // saturating, not linear
+}
+
+TEST_F(SearchIndexTest, ScoresArePositiveAndDescending) {
+  for (int i = 0; i < 20; ++i) add("s", "error " + filler(i + 1));
+  commit();
+  auto r = search("error");
+  ASSERT_EQ(r.hits.size(), 20u);
+  for (size_t i = 0; i < r.hits.size(); ++i) {
+    EXPECT_GT(r.hits[i].score, 0);
+    if (i) {
+      EXPECT_GE(r.hits[i - 1].score, r.hits[i].score);
+    }
+  }
+}
+
+TEST_F(SearchIndexTest, StemmingMatchesWordFormsAndPrefersExactForm) {
+  uint64_t runs = add("s", "the job runs nightly");
+  uint64_t running = add("s", "the job running nightly");
+  add("s", "unrelated text here");
+  commit();
+  auto r = search("running");
+  ASSERT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].position, running);
+  EXPECT_EQ(r.hits[1].position, runs);
+}
+
+TEST_F(SearchIndexTest, AllWordsAreRequired) {
+  add("s", "stripe webhook");
+  add("s", "stripe refund");
+  commit();
+  EXPECT_EQ(search("stripe webhook").hits.size(), 1u);
+  EXPECT_EQ(search("stripe").hits.size(), 2u);
+}
+
+TEST_F(SearchIndexTest, PhraseOrNotAndTypeSyntax) {
+  uint64_t adj = add("s", "the stripe webhook failed");
+  uint64_t apart = add("s", "webhook from stripe failed", "agent.tool_result");
+  uint64_t tool = add("s", "grep webhook handler", "agent.tool_use");
+  commit();
+  auto phrase = search("\"stripe webhook\"");
+  ASSERT_EQ(phrase.hits.size(), 1u);
+  EXPECT_EQ(phrase.hits[0].position, adj);
+  EXPECT_EQ(search("grep OR stripe").hits.size(), 3u);
+  auto excl = search("webhook -stripe");
+  ASSERT_EQ(excl.hits.size(), 1u);
+  EXPECT_EQ(excl.hits[0].position, tool);
+  auto typed = search("webhook type:agent.tool_result");
+  ASSERT_EQ(typed.hits.size(), 1u);
+  EXPECT_EQ(typed.hits[0].position, apart);
+  EXPECT_EQ(search("webhook -type:agent.tool_use").hits.size(), 2u);
+  EXPECT_EQ(search("webhook type:agent.tool_use OR type:agent.tool_result").hits.size(), 2u);
+}
+
+TEST_F(SearchIndexTest, SessionFilterAndTenantIsolation) {
+  add("a", "shared secret word");
+  add("b", "shared secret word");
+  add("c", "shared secret word", "agent.message", "other-tenant");
+  commit();
+  EXPECT_EQ(search("secret").hits.size(), 2u);
+  auto only_b = search("secret", {"b"});
+  ASSERT_EQ(only_b.hits.size(), 1u);
+  EXPECT_EQ(only_b.hits[0].session_id, "b");
+  auto other = search("secret", {}, "other-tenant");
+  ASSERT_EQ(other.hits.size(), 1u);
+  EXPECT_EQ(other.hits[0].session_id, "c");
+  EXPECT_EQ(search("secret", {}, "nobody").hits.size(), 0u);
+}
+
+TEST_F(SearchIndexTest, SnippetMarksMatchesAndEscapesHtml) {
+  std::string text = "user.message\nplease fix <script>alert('x')</script> in the webhook & retry";
+  add("s", text);
+  commit();
+  auto r = search("webhook");
+  ASSERT_EQ(r.hits.size(), 1u);
+  std::string snip = r.snippet(text);
+  EXPECT_NE(snip.find("<mark>webhook</mark>"), std::string::npos) << snip;
+  EXPECT_NE(snip.find("&lt;script&gt;"), std::string::npos) << snip;
+  EXPECT_EQ(snip.find("<script>"), std::string::npos) << snip;
+  EXPECT_NE(snip.find("&amp;"), std::string::npos) << snip;
+}
+
+TEST_F(SearchIndexTest, SearchingForScriptFindsAndEscapesIt) {
+  std::string text = "<script>steal()</script>";
+  add("s", text);
+  commit();
+  auto r = search("script");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.snippet(text), "&lt;<mark>script</mark>&gt;steal()&lt;/<mark>script</mark>&gt;");
+}
+
+TEST_F(SearchIndexTest, UncommittedEventsAreInvisible) {
+  add("s", "pending words");
+  EXPECT_EQ(search("pending").hits.size(), 0u);
+  commit();
+  EXPECT_EQ(search("pending").hits.size(), 1u);
+}
+
+TEST_F(SearchIndexTest, RemoveSessionDeletesItsDocumentsAndMark) {
+  add("gone", "alpha beta");
+  add("kept", "alpha gamma");
+  ASSERT_TRUE(index_->set_mark("t", "gone", SessionMark{7, 1}));
+  commit();
+  ASSERT_TRUE(index_->remove_session("t", "gone"));
+  commit();
+  auto r = search("alpha");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].session_id, "kept");
+  reopen();
+  EXPECT_EQ(marks_["t"].count("gone"), 0u);
+}
+
+TEST_F(SearchIndexTest, MarksSurviveReopen) {
+  add("s", "one");
+  ASSERT_TRUE(index_->set_mark("t", "s", SessionMark{42, 1}));
+  add("s2", "two", "agent.message", "tenant/with odd chars");
+  ASSERT_TRUE(index_->set_mark("tenant/with odd chars", "s2", SessionMark{43, 1}));
+  commit();
+  reopen();
+  EXPECT_EQ(marks_["t"]["s"].catalog_id, 42);
+  EXPECT_EQ(marks_["t"]["s"].next, 1u);
+  EXPECT_EQ(marks_["tenant/with odd chars"]["s2"].catalog_id, 43);
+  EXPECT_EQ(search("two", {}, "tenant/with odd chars").hits.size(), 1u);
+}
+
+TEST_F(SearchIndexTest, DamagedTenantIndexIsRecreatedEmpty) {
+  add("s", "one");
+  ASSERT_TRUE(index_->set_mark("t", "s", SessionMark{1, 1}));
+  commit();
+  index_.reset();
+  std::string tdir = dir_ / "index" + "/" + SearchIndex::tenant_dir_name("t");
+  for (const auto& f : std::filesystem::directory_iterator(tdir)) {
+    std::ofstream(f.path(), std::ios::trunc) << "garbage";
+  }
+  reopen();
+  EXPECT_TRUE(marks_["t"].empty());
+  EXPECT_EQ(search("one").hits.size(), 0u);
+  add("s", "one again");
+  commit();
+  EXPECT_EQ(search("one").hits.size(), 1u);
+}
+
+TEST_F(SearchIndexTest, PagingWithOffset) {
+  for (int i = 0; i < 25; ++i) add("s", "page " + filler(i + 1));
+  commit();
+  ParsedQuery pq;
+  ASSERT_TRUE(parse_search_query("page", &pq));
+  SearchRequest r;
+  r.query = pq.query;
+  r.limit = 10;
+  r.offset = 20;
+  SearchResults out;
+  ASSERT_TRUE(index_->search("t", r, &out));
+  EXPECT_EQ(out.hits.size(), 5u);
+  EXPECT_EQ(out.total_hits, 25u);
+  EXPECT_EQ(out.indexed_events, 25u);
+}
+
+}  // namespace
+}  // namespace ds
