@@ -967,7 +967,10 @@ asio::awaitable<void> handle_sessions(ApiContext& ctx, const std::string& tenant
     uint64_t tail = stream->tail();
     for (uint64_t pos = 0; pos < tail;) {
       std::vector<std::string> chunk;
-      if (!stream->read_range(pos, tail, kReadChunk, &chunk) || chunk.empty()) break;
+      if (!stream->read_range(pos, tail, kReadChunk, &chunk) || chunk.empty()) {
+        res.abort();  // never let a failed read look like a complete export
+        co_return;
+      }
       std::string out;
       for (auto& e : chunk) {
         out += e;

@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "store/offset.h"
+#include "store/tier.h"
 
 namespace ds {
 
@@ -261,6 +262,19 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
       co_return co_await reply_error(req, res, 409, "Stream-Seq must be greater than the last one");
     case O::kError:
       co_return co_await reply_status(req, res, r.status);
+  }
+  if (ctx.tier && out.status < 300 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate)) {
+    // --durability s3: acknowledge only once the data is in the bucket (uploads are grouped).
+    Status up = co_await await_callback<Status>([&](auto done) {
+      ctx.tier->when_uploaded(stream, r.next_position, std::move(done));
+    });
+    if (!up) {
+      std::string message = "data is stored locally but not yet in the S3 bucket (" + up.message() +
+                            "); retry later";
+      HttpResponse u = error_response(503, "overloaded_error", message, req.request_id);
+      u.set("Retry-After", "1");
+      co_return co_await reply(req, res, std::move(u));
+    }
   }
   set_stream_headers(out, r.next_position, r.closed);
   if (has_producer && r.outcome != O::kClosed) {

@@ -23,6 +23,9 @@ class Responder {
   virtual boost::asio::awaitable<bool> write(std::string_view data) = 0;
   // Ends the streamed response (the connection may be reused).
   virtual boost::asio::awaitable<void> finish() = 0;
+  // Ends a streamed response abnormally: the connection is closed without the final chunk, so
+  // the client sees a truncated (failed) transfer rather than a clean but incomplete one.
+  virtual void abort() = 0;
   // True once the server began a graceful shutdown; live handlers should wind down.
   virtual bool shutting_down() const = 0;
   // The status sent (0 before anything was sent).

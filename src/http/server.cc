@@ -129,6 +129,12 @@ class BeastResponder final : public Responder {
   bool shutting_down() const override { return server_->stopping.load(); }
   int status() const override { return status_; }
 
+  void abort() override {
+    failed_ = true;
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
+
  private:
   template <typename Message>
   void fill(Message& m, const HttpResponse& r) {
