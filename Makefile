@@ -3,11 +3,13 @@ BUILD ?= build
 APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config nodejs npm python3 \
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libsimdjson-dev libxxhash-dev \
   libzstd-dev libsqlite3-dev libxapian-dev libcli11-dev libspdlog-dev libfmt-dev \
-  libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev
+  libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev clang-14 libclang-rt-14-dev lld-14 \
+  wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: deps deps-apt deps-npm build run test test-unit test-compat test-sessions test-system bench clean
+.PHONY: deps deps-apt deps-npm build run test test-unit test-compat test-sessions test-system \
+  test-fuzz fuzz test-asan test-tsan bench clean
 
 deps: deps-apt deps-npm
 
@@ -33,7 +35,7 @@ run: build
 # Runs every suite even when one fails, then fails if any did.
 test: deps build
 	@failed=""; \
-	for t in test-unit test-compat test-sessions test-system; do \
+	for t in test-unit test-compat test-sessions test-system test-fuzz; do \
 	  echo "==== $$t"; $(MAKE) --no-print-directory $$t || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all test suites passed"
@@ -50,8 +52,23 @@ test-sessions:
 test-system:
 	bash tests/system/run.sh
 
+# Each libFuzzer target for a few seconds (make fuzz runs them longer: FUZZ_SECONDS=600).
+test-fuzz:
+	bash tests/fuzz/run.sh 5
+
+FUZZ_SECONDS ?= 120
+fuzz: deps-apt
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# Unit, system, conformance and SDK suites against an ASan+UBSan / a TSan build.
+test-asan: deps
+	bash tests/sanitize.sh asan
+
+test-tsan: deps
+	bash tests/sanitize.sh tsan
+
 bench: deps build
-	bash bench/append.sh
+	bash bench/run_all.sh
 
 clean:
 	rm -rf $(BUILD)
