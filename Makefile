@@ -1,6 +1,6 @@
 # durable-sessions — front door. `make run` starts the server, `make test` runs every test.
 BUILD ?= build
-APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config nodejs npm python3 \
+APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libsimdjson-dev libxxhash-dev \
   libzstd-dev libsqlite3-dev libxapian-dev libcli11-dev libspdlog-dev libfmt-dev \
   libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev clang-14 libclang-rt-14-dev lld-14 \
@@ -16,7 +16,9 @@ deps: deps-apt deps-npm
 # Idempotent: installs only what is missing.
 deps-apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	for tool in node:nodejs npm:npm python3:python3; do \
+	  command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool##*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 deps-npm:
