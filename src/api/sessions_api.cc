@@ -7,6 +7,7 @@
 #include <chrono>
 #include <set>
 
+#include "api/append_headers.h"
 #include "api/await.h"
 #include "api/event_body.h"
 #include "api/http_util.h"
@@ -67,10 +68,6 @@ bool wants_json(const HttpRequest& req) {
   return a && a->find("application/json") != std::string::npos;
 }
 
-bool header_is_true(const HttpRequest& req, std::string_view name) {
-  const std::string* v = req.header(name);
-  return v && strcasecmp(v->c_str(), "true") == 0;
-}
 
 // ---- session objects ----------------------------------------------------------------------
 
@@ -361,24 +358,13 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
                                   const std::string& id, HttpRequest& req, Responder& res) {
   std::shared_ptr<Session> session;
   Status gs = ctx.sessions->get(tenant, id, &session);
-  std::optional<ProducerStamp> producer;
-  {
-    const std::string* pid = req.header("producer-id");
-    const std::string* pe = req.header("producer-epoch");
-    const std::string* ps = req.header("producer-seq");
-    int n = (pid != nullptr) + (pe != nullptr) + (ps != nullptr);
-    if (n != 0 && n != 3) co_return co_await reply_error(req, res, 400, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
-    if (n == 3) {
-      auto e = parse_offset(*pe), s = parse_offset(*ps);
-      if (pid->empty() || !e || !s || pe->find('_') != std::string::npos || ps->find('_') != std::string::npos) {
-        co_return co_await reply_error(req, res, 400, "invalid producer headers");
-      }
-      producer = ProducerStamp{*pid, *e, *s};
-    }
+  AppendHeaders h;
+  if (std::string err = parse_append_headers(req, &h); !err.empty()) {
+    co_return co_await reply_error(req, res, 400, err);
   }
-  bool close = header_is_true(req, "stream-closed");
-  std::optional<std::string> stream_seq;
-  if (const std::string* v = req.header("stream-seq")) stream_seq = *v;
+  bool close = h.close;
+  std::optional<ProducerStamp> producer = h.producer;
+  std::optional<std::string> stream_seq = h.stream_seq;
   int64_t now = now_unix_millis();
   ParsedEvents parsed;
   if (!req.body.empty() || !close) {
@@ -402,32 +388,15 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
                                              producer, stream_seq);
   const AppendResult& r = out.result;
   using O = AppendResult::Outcome;
+  if (auto rejection = writer_state_rejection(r, req.request_id)) {
+    co_return co_await reply(req, res, std::move(*rejection));
+  }
+  if (r.outcome == O::kError) co_return co_await reply_status(req, res, r.status);
   HttpResponse resp(204);
-  switch (r.outcome) {
-    case O::kAppended:
-    case O::kDuplicate:
-    case O::kAlreadyClosed:
-      break;
-    case O::kClosed:
-      resp = error_response(409, "conflict_error", "session " + id + " is closed", req.request_id);
-      resp.set("x-should-retry", "false");
-      break;
-    case O::kStaleEpoch:
-      resp = error_response(403, "permission_error", "stale producer epoch", req.request_id);
-      resp.set("Producer-Epoch", std::to_string(r.producer_epoch));
-      co_return co_await reply(req, res, std::move(resp));
-    case O::kEpochSeqInvalid:
-      co_return co_await reply_error(req, res, 400, "a new producer epoch must start at Producer-Seq 0");
-    case O::kSeqGap:
-      resp = error_response(409, "conflict_error", "producer sequence gap", req.request_id);
-      resp.set("x-should-retry", "false");
-      resp.set("Producer-Expected-Seq", std::to_string(r.expected_seq));
-      resp.set("Producer-Received-Seq", std::to_string(r.received_seq));
-      co_return co_await reply(req, res, std::move(resp));
-    case O::kStreamSeqRegression:
-      co_return co_await reply_error(req, res, 409, "Stream-Seq must be greater than the last one");
-    case O::kError:
-      co_return co_await reply_status(req, res, r.status);
+  if (r.outcome == O::kClosed) {
+    std::string message = "session " + id + " is closed";
+    resp = error_response(409, "conflict_error", message, req.request_id);
+    resp.set("x-should-retry", "false");
   }
   if (ctx.tier && resp.status == 204 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate)) {
     // --durability s3: acknowledge only once the events are in the bucket (uploads are grouped).
@@ -450,10 +419,7 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
   }
   resp.set("Stream-Next-Offset", format_offset(r.next_position));
   if (r.closed) resp.set("Stream-Closed", "true");
-  if (producer && r.outcome != O::kClosed) {
-    resp.set("Producer-Epoch", std::to_string(r.producer_epoch));
-    resp.set("Producer-Seq", std::to_string(r.producer_seq));
-  }
+  if (producer && r.outcome != O::kClosed) set_producer_headers(r, &resp);
   co_await reply(req, res, std::move(resp));
 }
 

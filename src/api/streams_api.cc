@@ -6,6 +6,7 @@
 #include <chrono>
 #include <strings.h>
 
+#include "api/append_headers.h"
 #include "api/await.h"
 #include "api/http_util.h"
 #include "api/json_body.h"
@@ -77,33 +78,6 @@ std::string fork_source_name(const std::string& v) {
   if (v.rfind(kStreamPrefix, 0) == 0) return v.substr(kStreamPrefix.size());
   if (!v.empty() && v[0] == '/') return v.substr(1);
   return v;
-}
-
-// Parses the producer headers. Returns an error message on invalid input.
-std::string parse_producer(const HttpRequest& req, std::optional<ProducerStamp>* out) {
-  const std::string* id = req.header("producer-id");
-  const std::string* epoch = req.header("producer-epoch");
-  const std::string* seq = req.header("producer-seq");
-  int present = (id != nullptr) + (epoch != nullptr) + (seq != nullptr);
-  if (present == 0) return "";
-  if (present != 3) return "Producer-Id, Producer-Epoch and Producer-Seq must be sent together";
-  if (id->empty()) return "Producer-Id must not be empty";
-  if (id->size() > 256) return "Producer-Id is longer than 256 bytes";
-  auto num = [](const std::string& s) -> std::optional<uint64_t> {
-    if (s.empty() || s.size() > 16) return std::nullopt;
-    uint64_t v = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return std::nullopt;
-      v = v * 10 + static_cast<uint64_t>(c - '0');
-    }
-    if (v > 9007199254740991ULL) return std::nullopt;
-    return v;
-  };
-  auto e = num(*epoch), s = num(*seq);
-  if (!e) return "Producer-Epoch must be a non-negative integer";
-  if (!s) return "Producer-Seq must be a non-negative integer";
-  *out = ProducerStamp{*id, *e, *s};
-  return "";
 }
 
 void set_stream_headers(HttpResponse& r, uint64_t next, bool closed) {
@@ -200,12 +174,14 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
                                   const std::string& name, HttpRequest& req, Responder& res) {
   std::shared_ptr<Stream> stream;
   if (Status s = ctx.streams->find(tenant, name, &stream); !s) co_return co_await reply_status(req, res, s);
-  AppendRequest ar;
-  ar.close = header_is_true(req, "stream-closed");
-  if (std::string err = parse_producer(req, &ar.producer); !err.empty()) {
+  AppendHeaders h;
+  if (std::string err = parse_append_headers(req, &h); !err.empty()) {
     co_return co_await reply_error(req, res, 400, err);
   }
-  if (const std::string* seq = req.header("stream-seq")) ar.stream_seq = *seq;
+  AppendRequest ar;
+  ar.close = h.close;
+  ar.producer = std::move(h.producer);
+  ar.stream_seq = std::move(h.stream_seq);
   if (req.body.empty()) {
     if (!ar.close) co_return co_await reply_error(req, res, 400, "empty body (send Stream-Closed: true to close)");
   } else {
@@ -235,34 +211,14 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
   AppendResult r = co_await await_callback<AppendResult>(
       [&](auto done) { stream->append(std::move(ar), std::move(done)); });
   using O = AppendResult::Outcome;
-  HttpResponse out(204);
-  switch (r.outcome) {
-    case O::kAppended:
-      out.status = has_producer && has_data ? 200 : 204;
-      break;
-    case O::kDuplicate:
-    case O::kAlreadyClosed:
-      out.status = 204;
-      break;
-    case O::kClosed:
-      out.status = 409;
-      break;
-    case O::kStaleEpoch:
-      out = error_response(403, "permission_error", "stale producer epoch (fenced by a newer one)", req.request_id);
-      out.set("Producer-Epoch", std::to_string(r.producer_epoch));
-      co_return co_await reply(req, res, std::move(out));
-    case O::kEpochSeqInvalid:
-      co_return co_await reply_error(req, res, 400, "a new producer epoch must start at Producer-Seq 0");
-    case O::kSeqGap:
-      out = error_response(409, "conflict_error", "producer sequence gap", req.request_id);
-      out.set("Producer-Expected-Seq", std::to_string(r.expected_seq));
-      out.set("Producer-Received-Seq", std::to_string(r.received_seq));
-      co_return co_await reply(req, res, std::move(out));
-    case O::kStreamSeqRegression:
-      co_return co_await reply_error(req, res, 409, "Stream-Seq must be greater than the last one");
-    case O::kError:
-      co_return co_await reply_status(req, res, r.status);
+  if (auto rejection = writer_state_rejection(r, req.request_id)) {
+    co_return co_await reply(req, res, std::move(*rejection));
   }
+  if (r.outcome == O::kError) co_return co_await reply_status(req, res, r.status);
+  // New data from a producer is 200; plain appends, duplicates and closes are 204.
+  HttpResponse out(r.outcome == O::kClosed ? 409
+                   : r.outcome == O::kAppended && has_producer && has_data ? 200
+                                                                           : 204);
   if (ctx.tier && out.status < 300 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate)) {
     // --durability s3: acknowledge only once the data is in the bucket (uploads are grouped).
     Status up = co_await await_callback<Status>([&](auto done) {
@@ -277,10 +233,7 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
     }
   }
   set_stream_headers(out, r.next_position, r.closed);
-  if (has_producer && r.outcome != O::kClosed) {
-    out.set("Producer-Epoch", std::to_string(r.producer_epoch));
-    out.set("Producer-Seq", std::to_string(r.producer_seq));
-  }
+  if (has_producer && r.outcome != O::kClosed) set_producer_headers(r, &out);
   co_await reply(req, res, std::move(out));
 }
 
