@@ -62,7 +62,7 @@ Status StreamStore::open() {
   return Status::ok();
 }
 
-void StreamStore::hard_delete_locked(const std::shared_ptr<Stream>& s) {
+void StreamStore::hard_delete_locked(std::shared_ptr<Stream> s) {
   catalog_->delete_stream(s->record().id);
   streams_.erase(key(s->record().tenant, s->record().path));
   by_id_.erase(s->record().id);
@@ -76,7 +76,7 @@ void StreamStore::hard_delete_locked(const std::shared_ptr<Stream>& s) {
   }
 }
 
-bool StreamStore::expire_locked(const std::string& k, const std::shared_ptr<Stream>& s) {
+bool StreamStore::expire_locked(const std::string& k, std::shared_ptr<Stream> s) {
   (void)k;
   if (s->soft_deleted || !s->expired(now_unix_millis())) return false;
   if (s->fork_refs > 0) {

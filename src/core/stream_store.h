@@ -79,9 +79,9 @@ class StreamStore {
   std::string stream_dir(int64_t id) const;
   std::shared_ptr<Stream> make_stream(const StreamRecord& r, std::shared_ptr<Stream> source);
   // With mu_ held: deletes `s` for good, cascading to soft-deleted sources without forks.
-  void hard_delete_locked(const std::shared_ptr<Stream>& s);
+  void hard_delete_locked(std::shared_ptr<Stream> s);  // by value: callers pass map entries
   // With mu_ held: applies expiry to the entry at `k`; true if it is now absent.
-  bool expire_locked(const std::string& k, const std::shared_ptr<Stream>& s);
+  bool expire_locked(const std::string& k, std::shared_ptr<Stream> s);
 
   Options options_;
   Catalog* catalog_;

@@ -1,6 +1,11 @@
 #include "search/index.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -14,6 +19,36 @@ constexpr const char* kFormatKey = "ds:format";
 constexpr const char* kFormat = "1";
 constexpr const char* kMarkPrefix = "p:";
 constexpr Xapian::doccount kCheckAtLeast = 1000;
+constexpr const char* kUncleanMarker = "UNCLEAN";
+constexpr int kSearchAttempts = 10;
+
+std::string boot_id() {
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(f, id);
+  return id.empty() ? "unknown" : id;
+}
+
+void fsync_path(const std::string& path, bool dir) {
+  int fd = ::open(path.c_str(), (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// fsyncs every file and directory under `root` (and root itself).
+void sync_tree(const std::string& root) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) {
+      fsync_path(it->path().string(), false);
+    } else if (it->is_directory(ec)) {
+      fsync_path(it->path().string(), true);
+    }
+  }
+  fsync_path(root, true);
+}
 
 std::string mark_key(const std::string& session_id) { return kMarkPrefix + session_id; }
 
@@ -55,16 +90,69 @@ struct SearchIndex::Tenant {
 
 SearchIndex::SearchIndex(IndexOptions options) : options_(std::move(options)) {}
 
-SearchIndex::~SearchIndex() {
+SearchIndex::~SearchIndex() { close(); }
+
+void SearchIndex::close() {
   std::lock_guard lk(mu_);
+  bool ok = true;
   for (auto& [name, t] : tenants_) {
     try {
       if (t->writer && t->in_txn) t->writer->cancel_transaction();
       if (t->writer) t->writer->close();
     } catch (const Xapian::Error& e) {
+      ok = false;
       spdlog::warn("search index {}: close: {}", name, e.get_msg());
     }
   }
+  tenants_.clear();
+  if (!options_.fsync && opened_ && ok) {
+    // Clean close: make the unsynced commits durable, then drop the marker.
+    sync_tree(options_.root);
+    std::error_code ec;
+    fs::remove(options_.root + "/" + kUncleanMarker, ec);
+    fsync_path(options_.root, true);
+  }
+  opened_ = false;
+}
+
+Status SearchIndex::check_unclean_marker() {
+  const std::string marker = options_.root + "/" + kUncleanMarker;
+  const std::string boot = boot_id();
+  std::error_code ec;
+  if (fs::exists(marker, ec)) {
+    std::ifstream f(marker);
+    std::string was;
+    std::getline(f, was);
+    if (was != boot) {
+      spdlog::warn("search index {} was not closed cleanly before a machine restart (its commits "
+                   "were not fsynced); deleting it, the indexer rebuilds it from the logs",
+                   options_.root);
+      for (const auto& entry : fs::directory_iterator(options_.root, ec)) {
+        if (entry.is_directory()) fs::remove_all(entry.path(), ec);
+      }
+    }
+  }
+  if (options_.fsync) {
+    // Commits are durable from now on; make what an earlier unsynced run left durable too.
+    if (fs::exists(marker, ec)) {
+      sync_tree(options_.root);
+      fs::remove(marker, ec);
+      fsync_path(options_.root, true);
+    }
+    return Status::ok();
+  }
+  {
+    std::string tmp = marker + ".tmp";
+    std::ofstream f(tmp, std::ios::trunc);
+    f << boot << "\n";
+    f.close();
+    if (!f) return Status::io_error("cannot write " + tmp);
+    fsync_path(tmp, false);
+    fs::rename(tmp, marker, ec);
+    if (ec) return Status::io_error("cannot write " + marker + ": " + ec.message());
+    fsync_path(options_.root, true);
+  }
+  return Status::ok();
 }
 
 std::string SearchIndex::tenant_dir_name(const std::string& tenant) {
@@ -123,6 +211,8 @@ Status SearchIndex::open(std::map<std::string, std::map<std::string, SessionMark
   std::error_code ec;
   fs::create_directories(options_.root, ec);
   if (ec) return Status::io_error("cannot create " + options_.root + ": " + ec.message());
+  if (Status s = check_unclean_marker(); !s) return s;
+  opened_ = true;
   for (const auto& entry : fs::directory_iterator(options_.root, ec)) {
     if (!entry.is_directory()) continue;
     std::string tenant = unescape_tenant(entry.path().filename().string());
@@ -171,24 +261,48 @@ Status SearchIndex::tenant_for_write(const std::string& tenant, Tenant** out) {
   return Status::ok();
 }
 
+Xapian::Document SearchIndex::make_document(const std::string& tenant,
+                                            const std::string& session_id, uint64_t position,
+                                            std::string_view type, const std::string& text) {
+  thread_local Xapian::TermGenerator tg = [] {
+    Xapian::TermGenerator g;
+    g.set_stemmer(Xapian::Stem("english"));
+    g.set_stemming_strategy(Xapian::TermGenerator::STEM_SOME);
+    return g;
+  }();
+  Xapian::Document doc;
+  tg.set_document(doc);
+  tg.index_text(text);
+  // Drop the generator's reference: Xapian reference counts are not atomic, and the document
+  // may be added on another thread.
+  tg.set_document(Xapian::Document());
+  std::string term;
+  term.reserve(2 + std::max({session_id.size(), type.size(), tenant.size()}));
+  term.assign(kPrefixSession).append(session_id);
+  doc.add_boolean_term(term);
+  term.assign(kPrefixType).append(type);
+  doc.add_boolean_term(term);
+  term.assign(kPrefixTenant).append(tenant);
+  doc.add_boolean_term(term);
+  doc.set_data(session_id + "\n" + std::to_string(position));
+  return doc;
+}
+
 Status SearchIndex::add(const std::string& tenant, const std::string& session_id,
                         uint64_t position, std::string_view type, const std::string& text) {
+  Xapian::Document doc;
+  try {
+    doc = make_document(tenant, session_id, position, type, text);
+  } catch (const Xapian::Error& e) {
+    return Status::io_error("search index: " + e.get_msg());
+  }
+  return add(tenant, doc);
+}
+
+Status SearchIndex::add(const std::string& tenant, const Xapian::Document& doc) {
   Tenant* t = nullptr;
   if (Status s = tenant_for_write(tenant, &t); !s) return s;
   try {
-    thread_local Xapian::TermGenerator tg = [] {
-      Xapian::TermGenerator g;
-      g.set_stemmer(search_stemmer());
-      g.set_stemming_strategy(Xapian::TermGenerator::STEM_SOME);
-      return g;
-    }();
-    Xapian::Document doc;
-    tg.set_document(doc);
-    tg.index_text(text);
-    doc.add_boolean_term(std::string(kPrefixSession) + session_id);
-    doc.add_boolean_term(std::string(kPrefixType) + std::string(type));
-    doc.add_boolean_term(std::string(kPrefixTenant) + tenant);
-    doc.set_data(session_id + "\n" + std::to_string(position));
     t->writer->add_document(doc);
   } catch (const Xapian::Error& e) {
     return Status::io_error("search index " + t->path + ": " + e.get_msg());
@@ -326,7 +440,16 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         }
         break;
       } catch (const Xapian::DatabaseModifiedError&) {
-        if (attempt >= 3) throw;
+        // Commits can follow each other within milliseconds (every search that waits for an
+        // append gets one): retry on the latest revision.
+        if (attempt >= kSearchAttempts) throw;
+      } catch (const Xapian::DatabaseCorruptError&) {
+        // A reader racing with frequent commits can read a block the writer has just reused
+        // ("Expected block N to be level …"): the index is fine, this handle's view is not.
+        // Start over on a fresh handle at the latest commit.
+        if (attempt >= kSearchAttempts) throw;
+        out->mset_ = Xapian::MSet();
+        *db = Xapian::Database(t->path);
       }
     }
   } catch (const Xapian::Error& e) {
@@ -340,9 +463,16 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
 }
 
 std::string SearchResults::snippet(const std::string& text) const {
-  return mset_.snippet(text, 240, search_stemmer(),
-                       Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
-                       "<mark>", "</mark>", "…");
+  try {
+    return mset_.snippet(text, 240, search_stemmer(),
+                         Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
+                         "<mark>", "</mark>", "…");
+  } catch (const Xapian::Error&) {
+    // The background model reads term statistics from the reader, whose revision may have been
+    // discarded by later commits meanwhile; the snippet without it needs no database.
+    return mset_.snippet(text, 240, search_stemmer(), Xapian::MSet::SNIPPET_EXHAUSTIVE, "<mark>",
+                         "</mark>", "…");
+  }
 }
 
 }  // namespace ds

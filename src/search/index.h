@@ -11,6 +11,13 @@
 // The index is derived data. A tenant database that cannot be opened (damaged, wrong format) is
 // removed and recreated empty, and the indexer rebuilds it from the logs.
 //
+// Durability (IndexOptions::fsync, default off): without fsync, Xapian commits are only in the
+// page cache, which survives a crash of the process but not of the machine. So while the index is
+// open without fsync, <root>/UNCLEAN holds the kernel's boot id; a clean close syncs every index
+// file and removes it. open() finding UNCLEAN from another boot (the machine went down with
+// unsynced index writes) deletes every tenant database, and the indexer rebuilds them from the
+// logs. A process crash within the same boot keeps the index: its writes are in the page cache.
+//
 // Threads: the writer side (add, remove_session, set_position, commit) is for one thread at a
 // time (the indexer). search() and doc_count() may be called from any number of threads
 // concurrently with the writer; they see the last commit.
@@ -34,7 +41,7 @@ struct IndexOptions {
   std::string root;      // <data-dir>/index
   double bm25_k1 = 1.2;  // term frequency saturation
   double bm25_b = 0.75;  // document length normalisation (0 = none, 1 = full)
-  bool fsync = true;     // Xapian commits fsync (off: faster, may need a rebuild after power loss)
+  bool fsync = false;    // fsync every Xapian commit (off: rebuilt after a machine crash instead)
 };
 
 struct SessionMark {
@@ -83,10 +90,18 @@ class SearchIndex {
   // indexed positions of each tenant's sessions.
   Status open(std::map<std::string, std::map<std::string, SessionMark>>* marks);
 
+  // The document of one event (term generation). Any thread (each thread has its own term
+  // generator); hand the result to add() — the document must not be shared between threads
+  // after that.
+  static Xapian::Document make_document(const std::string& tenant, const std::string& session_id,
+                                        uint64_t position, std::string_view type,
+                                        const std::string& text);
+
   // ---- writer side (one thread) ----
   // Adds one event. Not visible to searches before commit().
   Status add(const std::string& tenant, const std::string& session_id, uint64_t position,
              std::string_view type, const std::string& text);
+  Status add(const std::string& tenant, const Xapian::Document& doc);  // from make_document
   // Removes every document of the session and its mark.
   Status remove_session(const std::string& tenant, const std::string& session_id);
   Status set_mark(const std::string& tenant, const std::string& session_id, SessionMark mark);
@@ -106,8 +121,11 @@ class SearchIndex {
   Status tenant_for_write(const std::string& tenant, Tenant** out);
   std::shared_ptr<Tenant> tenant_for_read(const std::string& tenant);
   Status open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out);
+  Status check_unclean_marker();
+  void close();
 
   IndexOptions options_;
+  bool opened_ = false;  // open() ran: close() syncs and removes the unclean marker
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Tenant>> tenants_;
 };

@@ -1,5 +1,6 @@
 #include "search/indexer.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <spdlog/spdlog.h>
@@ -28,6 +29,47 @@ struct Indexer::Wake {
       dirty.insert(k);
     }
     cv.notify_one();
+  }
+};
+
+struct Indexer::Worker {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::packaged_task<Chunk()>> tasks;
+  bool stop = false;
+  std::thread thread;
+
+  Worker() {
+    thread = std::thread([this] {
+      for (;;) {
+        std::packaged_task<Chunk()> t;
+        {
+          std::unique_lock lk(mu);
+          cv.wait(lk, [&] { return stop || !tasks.empty(); });
+          if (tasks.empty()) return;
+          t = std::move(tasks.front());
+          tasks.pop_front();
+        }
+        t();
+      }
+    });
+  }
+  ~Worker() {
+    {
+      std::lock_guard lk(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    thread.join();
+  }
+  std::future<Chunk> submit(std::packaged_task<Chunk()> t) {
+    auto f = t.get_future();
+    {
+      std::lock_guard lk(mu);
+      tasks.push_back(std::move(t));
+    }
+    cv.notify_one();
+    return f;
   }
 };
 
@@ -170,33 +212,102 @@ void Indexer::rescan(std::map<std::string, std::map<std::string, SessionMark>>* 
   }
 }
 
-bool Indexer::index_chunk(const std::string& k, Entry& e, size_t* events) {
-  (void)k;
+Indexer::Chunk Indexer::prepare_chunk(std::string key, std::shared_ptr<Session> session,
+                                      int64_t catalog_id, uint64_t from) {
+  Chunk c;
+  c.key = std::move(key);
+  c.catalog_id = catalog_id;
+  c.from = from;
   ReadResult rr;
-  if (Status s = e.session->stream()->read(e.next, kReadChunkBytes, &rr); !s) {
-    return true;  // deleted (or unreadable): the rescan or session_removed() cleans up
+  if (Status s = session->stream()->read(from, kReadChunkBytes, &rr); !s) return c;
+  c.ok = true;
+  c.tail = rr.tail;
+  const std::string& tenant = session->tenant();
+  const std::string& id = session->id();
+  std::string type;
+  c.docs.reserve(rr.messages.size());
+  try {
+    for (const auto& m : rr.messages) {
+      std::string text = extract_event_text(m, &type);
+      c.docs.push_back(SearchIndex::make_document(tenant, id, from + c.docs.size(), type, text));
+    }
+  } catch (const Xapian::Error& e) {
+    c.error = e.get_msg();
   }
+  c.count = c.docs.size();
+  return c;
+}
+
+Indexer::Chunk Indexer::take_chunk(const std::string& k, const Entry& e) {
+  if (ahead_.valid() && ahead_key_ == k && ahead_from_ == e.next && ahead_cid_ == e.catalog_id) {
+    return ahead_.get();
+  }
+  // Without the pipeline, documents are made right before they are added (cache-hot): building
+  // a whole chunk of documents first cost ~15% more CPU per event.
+  Chunk c;
+  c.key = k;
+  c.catalog_id = e.catalog_id;
+  c.from = e.next;
+  ReadResult rr;
+  if (Status s = e.session->stream()->read(e.next, kReadChunkBytes, &rr); !s) return c;
+  c.ok = true;
+  c.tail = rr.tail;
+  c.count = rr.messages.size();
+  c.messages = std::move(rr.messages);
+  return c;
+}
+
+void Indexer::prefetch(const std::string& k, const Entry& e) {
+  if (!worker_) return;
+  if (ahead_.valid()) {
+    if (ahead_key_ == k && ahead_from_ == e.next && ahead_cid_ == e.catalog_id) return;
+    ahead_ = std::future<Chunk>();  // a wrong guess: dropped (the worker still finishes it)
+  }
+  ahead_key_ = k;
+  ahead_from_ = e.next;
+  ahead_cid_ = e.catalog_id;
+  ahead_ = worker_->submit(std::packaged_task<Chunk()>(
+      [k, s = e.session, cid = e.catalog_id, from = e.next] {
+        return prepare_chunk(k, s, cid, from);
+      }));
+}
+
+bool Indexer::add_chunk(Chunk&& c, Entry& e, size_t* events) {
+  if (!c.ok) return true;  // deleted (or unreadable): the rescan or session_removed() cleans up
   const std::string& tenant = e.session->tenant();
   const std::string& id = e.session->id();
-  std::string type;
   uint64_t pos = e.next;
-  for (const auto& m : rr.messages) {
-    std::string text = extract_event_text(m, &type);
-    if (Status s = index_->add(tenant, id, pos, type, text); !s) {
+  bool failed = !c.error.empty();
+  if (failed) spdlog::error("search indexer: {}/{}: {}", tenant, id, c.error);
+  for (const auto& doc : c.docs) {
+    if (Status s = index_->add(tenant, doc); !s) {
       spdlog::error("search indexer: {}", s.message());
-      return true;
+      failed = true;
+      break;
     }
     ++pos;
   }
-  *events += rr.messages.size();
-  e.known_tail = rr.tail;
+  std::string type;
+  for (const auto& m : c.messages) {
+    if (failed) break;
+    std::string text = extract_event_text(m, &type);
+    Status s = index_->add(tenant, id, pos, type, text);
+    if (!s) {
+      spdlog::error("search indexer: {}", s.message());
+      failed = true;
+      break;
+    }
+    ++pos;
+  }
+  *events += pos - e.next;
+  e.known_tail = c.tail;
   if (pos != e.next) {
     e.next = pos;
     if (Status s = index_->set_mark(tenant, id, SessionMark{e.catalog_id, e.next}); !s) {
       spdlog::error("search indexer: {}", s.message());
     }
   }
-  return e.next >= rr.tail;
+  return failed || c.count == 0 || e.next >= c.tail;
 }
 
 void Indexer::apply_removals() {
@@ -265,6 +376,7 @@ void Indexer::run() {
     spdlog::error("search index unavailable: {}", s.message());
     return;
   }
+  if (options_.pipeline) worker_ = std::make_unique<Worker>();
   rescan(&marks);
   marks.clear();
   commit_and_publish({});
@@ -277,7 +389,6 @@ void Indexer::run() {
   bool caught_up = false;
   uint64_t catch_up_events = 0;
   for (;;) {
-    std::vector<std::string> work;
     std::map<std::string, std::shared_ptr<Session>> kicked;
     {
       std::unique_lock lk(wake_->mu);
@@ -293,51 +404,97 @@ void Indexer::run() {
       next_rescan = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                        std::chrono::duration<double>(options_.rescan_seconds));
     }
-    // Sessions a search waits for go first.
-    std::set<std::string> queued;
-    for (auto& [k, s] : kicked) {
-      if (s->stream()->deleted()) continue;
-      track(s, nullptr);
-      work.push_back(k);
-      queued.insert(k);
-    }
+    // Sessions a search waits for (`urgent`) go first, round-robin among themselves, then the
+    // rest round-robin. Searches poll reached() and so re-kick what they wait for: a kicked
+    // session already queued stays where it is. Once every urgent session is in, commit at once
+    // so the waiting searches see it; otherwise commit after batch_events or batch_seconds.
+    std::deque<std::string> urgent, normal;
+    std::set<std::string> queued, done_now;
+    bool commit_soon = false;
+    auto take_kicks = [&](std::map<std::string, std::shared_ptr<Session>>& ks) {
+      for (auto& [k, s] : ks) {
+        if (s->stream()->deleted()) continue;
+        commit_soon = true;
+        if (done_now.count(k)) continue;  // in this batch already: the commit publishes it
+        if (queued.count(k)) {
+          auto it = std::find(normal.begin(), normal.end(), k);
+          if (it == normal.end()) continue;  // already urgent
+          normal.erase(it);
+        }
+        track(s, nullptr);
+        urgent.push_back(k);
+        queued.insert(k);
+      }
+    };
+    take_kicks(kicked);
     {
       std::lock_guard lk(wake_->mu);
       for (const auto& k : wake_->dirty) {
-        if (queued.insert(k).second) work.push_back(k);
+        if (queued.insert(k).second) normal.push_back(k);
       }
       wake_->dirty.clear();
+    }
+    // Continue with the session whose next chunk is already being prepared.
+    if (ahead_.valid()) {
+      auto it = std::find(normal.begin(), normal.end(), ahead_key_);
+      if (it != normal.end()) std::rotate(normal.begin(), it, it + 1);
     }
     auto t0 = Clock::now();
     auto budget = std::chrono::duration<double>(options_.batch_seconds);
     size_t events = 0;
     std::set<std::string> touched;
     std::vector<std::string> done;
-    while (!work.empty()) {
-      std::vector<std::string> again;
-      size_t i = 0;
-      bool over = false;
-      for (; i < work.size() && !over; ++i) {
-        const std::string& k = work[i];
-        auto it = entries_.find(k);
-        if (it == entries_.end()) continue;
-        touched.insert(k);
-        if (index_chunk(k, it->second, &events)) {
-          done.push_back(k);
-        } else {
-          again.push_back(k);
-        }
-        over = events >= options_.batch_events || Clock::now() - t0 >= budget;
+    while (!urgent.empty() || !normal.empty()) {
+      bool from_urgent = !urgent.empty();
+      std::deque<std::string>& q = from_urgent ? urgent : normal;
+      std::string k = std::move(q.front());
+      q.pop_front();
+      auto it = entries_.find(k);
+      if (it == entries_.end()) {
+        queued.erase(k);
+        continue;
       }
-      for (; i < work.size(); ++i) again.push_back(work[i]);  // not reached this round
-      work.swap(again);
-      if (over) break;
-      std::lock_guard lk(wake_->mu);
-      if (!wake_->kicked.empty() && Clock::now() - t0 > std::chrono::milliseconds(10)) break;
+      Entry& e = it->second;
+      touched.insert(k);
+      Chunk c = take_chunk(k, e);
+      uint64_t end = c.from + c.count;
+      bool finished = !c.ok || !c.error.empty() || c.count == 0 || end >= c.tail;
+      if (!finished) q.push_back(k);
+      // Start preparing the chunk this loop most likely takes next, then add this one.
+      const std::string* next = !urgent.empty() ? &urgent.front()
+                                : !normal.empty() ? &normal.front() : nullptr;
+      if (next && *next == k) {
+        Entry guess = e;
+        guess.next = end;
+        prefetch(k, guess);
+      } else if (next) {
+        auto n = entries_.find(*next);
+        if (n != entries_.end()) prefetch(*next, n->second);
+      }
+      bool reached_tail = add_chunk(std::move(c), e, &events);
+      if (reached_tail != finished) {  // add failed part-way: treat as done (logged)
+        auto& qq = from_urgent ? urgent : normal;
+        auto pos = std::find(qq.begin(), qq.end(), k);
+        if (pos != qq.end()) qq.erase(pos);
+      }
+      if (reached_tail) {
+        done.push_back(k);
+        done_now.insert(k);
+        queued.erase(k);
+      }
+      if (events >= options_.batch_events || Clock::now() - t0 >= budget) break;
+      std::map<std::string, std::shared_ptr<Session>> more;
+      {
+        std::lock_guard lk(wake_->mu);
+        more.swap(wake_->kicked);
+      }
+      take_kicks(more);
+      if (commit_soon && urgent.empty()) break;
     }
-    if (!work.empty()) {
+    {
       std::lock_guard lk(wake_->mu);
-      for (const auto& k : work) wake_->dirty.insert(k);
+      for (const auto& k : urgent) wake_->dirty.insert(k);
+      for (const auto& k : normal) wake_->dirty.insert(k);
     }
     apply_removals();
     commit_and_publish(touched);
@@ -373,6 +530,8 @@ void Indexer::run() {
   }
   apply_removals();
   commit_and_publish({});
+  ahead_ = std::future<Chunk>();
+  worker_.reset();
 }
 
 }  // namespace ds

@@ -6,6 +6,10 @@
 // created or deleted elsewhere are noticed by a periodic rescan of the SessionStore and, faster,
 // through session_removed() and searches (reached()).
 //
+// With Options::pipeline, work is pipelined over two threads: a helper thread reads the next chunk
+// of a log, extracts the event text and generates the Xapian documents (CPU-heavy) while this
+// thread adds the previous chunk to the index and commits.
+//
 // Guarantees:
 // - The index is derived: on start() it opens what is on disk, drops documents of sessions that
 //   no longer exist (or whose id now names a newer session), and indexes every event past the
@@ -20,6 +24,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,8 +43,13 @@ class Indexer {
  public:
   struct Options {
     size_t batch_events = 20000;       // most events added between two commits
-    double batch_seconds = 0.25;       // longest time spent adding before a commit
+    double batch_seconds = 0.25;       // longest time spent adding before a commit (a search
+                                       // waiting for sessions gets a commit as soon as they are in)
     double rescan_seconds = 2;         // how often to look for new and deleted sessions
+    // Prepare the next chunk (read, extract, term generation) on a helper thread while this one
+    // adds. Off: on the shared, loaded 2-core benchmark machine it cost ~5-15% more CPU per event
+    // and gained no wall-clock time (no idle core); see docs/search.md, Performance.
+    bool pipeline = false;
   };
   struct Target {
     std::shared_ptr<Session> session;
@@ -84,7 +95,25 @@ class Indexer {
     std::string tenant, id;
     int64_t catalog_id;
   };
-  struct Wake;  // shared with live-waiter callbacks
+  struct Wake;    // shared with live-waiter callbacks
+  struct Worker;  // the helper thread that prepares chunks
+  // One read chunk of a session's log turned into documents (any thread).
+  struct Chunk {
+    std::string key;
+    int64_t catalog_id = 0;
+    uint64_t from = 0;
+    bool ok = false;  // false: the read failed (deleted or unreadable)
+    uint64_t tail = 0;
+    size_t count = 0;                      // events in the chunk
+    std::vector<Xapian::Document> docs;    // prepared (pipeline) ...
+    std::vector<std::string> messages;     // ... or raw, turned into documents one by one
+    std::string error;  // document generation failed after docs.size() events
+  };
+  static Chunk prepare_chunk(std::string key, std::shared_ptr<Session> session, int64_t catalog_id,
+                             uint64_t from);
+  // The prepared chunk for (k, e.next): the prefetched one if it matches, else read now.
+  Chunk take_chunk(const std::string& k, const Entry& e);
+  void prefetch(const std::string& k, const Entry& e);
 
   static std::string key(const std::string& tenant, const std::string& id) {
     return tenant + '\0' + id;
@@ -94,8 +123,8 @@ class Indexer {
   // Registers (or re-registers) the session; drops stale documents of an older incarnation.
   Entry* track(const std::shared_ptr<Session>& s, const SessionMark* mark);
   void untrack(const std::string& k, bool remove_docs);
-  // Indexes one chunk of the entry's session; true when it reached the tail.
-  bool index_chunk(const std::string& k, Entry& e, size_t* events);
+  // Adds a prepared chunk of the entry's session; true when it reached the tail.
+  bool add_chunk(Chunk&& c, Entry& e, size_t* events);
   void apply_removals();
   void commit_and_publish(const std::set<std::string>& touched);
   void watch(const std::string& k, Entry& e);
@@ -108,6 +137,11 @@ class Indexer {
 
   // Indexer-thread state.
   std::map<std::string, Entry> entries_;
+  std::unique_ptr<Worker> worker_;
+  std::future<Chunk> ahead_;  // being prepared by worker_ (valid() when there is one)
+  std::string ahead_key_;
+  uint64_t ahead_from_ = 0;
+  int64_t ahead_cid_ = 0;
 
   // Shared state.
   std::mutex mu_;

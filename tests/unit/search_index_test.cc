@@ -258,6 +258,34 @@ TEST_F(SearchIndexTest, DamagedTenantIndexIsRecreatedEmpty) {
   EXPECT_EQ(search("one").hits.size(), 1u);
 }
 
+// Without fsync (the default), <root>/UNCLEAN holds the boot id while the index is open; a clean
+// close removes it. Found from another boot, the index is dropped (to be rebuilt from the logs);
+// from this boot (only the process died; the page cache kept the writes) it is kept.
+TEST_F(SearchIndexTest, UncleanMarkerFromAnotherBootDropsTheIndex) {
+  std::string marker = dir_ / "index" + "/UNCLEAN";
+  ASSERT_TRUE(std::filesystem::exists(marker));
+  std::string boot;
+  std::getline(std::ifstream(marker), boot);
+  EXPECT_FALSE(boot.empty());
+  add("s", "survivor");
+  ASSERT_TRUE(index_->set_mark("t", "s", SessionMark{1, 1}));
+  commit();
+  index_.reset();
+  EXPECT_FALSE(std::filesystem::exists(marker));  // clean close
+
+  std::ofstream(marker) << boot << "\n";  // a crash of the process only
+  reopen();
+  EXPECT_EQ(marks_["t"]["s"].next, 1u);
+  EXPECT_EQ(search("survivor").hits.size(), 1u);
+  index_.reset();
+
+  std::ofstream(marker) << "some-earlier-boot\n";  // the machine went down
+  reopen();
+  EXPECT_TRUE(marks_["t"].empty());
+  EXPECT_EQ(search("survivor").hits.size(), 0u);
+  EXPECT_TRUE(std::filesystem::exists(marker));
+}
+
 TEST_F(SearchIndexTest, PagingWithOffset) {
   for (int i = 0; i < 25; ++i) add("s", "page " + filler(i + 1));
   commit();
