@@ -23,6 +23,8 @@
 #   BENCH_TMPDIR       where the servers' temp data dirs go (${TMPDIR:-/tmp}); the fsync ceiling
 #                      is measured on this filesystem
 #   RESULTS_DIR        output directory (bench/results)
+#   ROUNDS             repeat the whole server/workload matrix N times, interleaved; the report
+#                      shows each server's median round (1)
 #   KEEP_DATA=1        keep the temp dir (data dirs + server logs)
 #   IDLE_WAIT          max seconds to wait before each run for the machine to be idle (180)
 #   RETRIES            repeats of a run during which other processes used > OTHER_CPU_LIMIT
@@ -57,6 +59,7 @@ IDLE_THRESHOLD="${IDLE_THRESHOLD:-0.15}"   # machine busy fraction counted as "n
 IDLE_WAIT="${IDLE_WAIT:-180}"              # max seconds to wait for idle before each run
 OTHER_CPU_LIMIT="${OTHER_CPU_LIMIT:-0.25}" # cores used by others in a window that void it
 RETRIES="${RETRIES:-2}"                    # repeats of a run voided by other load
+ROUNDS="${ROUNDS:-1}"
 
 # --- prerequisites ----------------------------------------------------------------------------
 [[ -f "$BUILD/build.ninja" || -f "$BUILD/Makefile" ]] || die "no CMake build dir at $BUILD; run \`make build\` first"
@@ -135,6 +138,7 @@ start_server() {
   SERVER_NAME="$name"
   SERVER_LOG="$WORK/$name-$(basename "$data").log"
   mkdir -p "$data"
+  : >"$SERVER_LOG"
   for attempt in 1 2 3; do # retry only if the port got taken in between
     PORT="$(free_port)"
     case "$name" in
@@ -211,7 +215,7 @@ if is_busy "$BUSY" "$IDLE_THRESHOLD"; then
   log "machine was ${BUSY} busy at start (other processes compete for the $(nproc) cores)"
 fi
 
-log "config: ${CONNECTIONS} connections, ${EVENT_BYTES}-byte events, ${EVENTS} event(s)/request, ${WARMUP}s warm-up + ${DURATION}s measured, workloads: ${WORKLOADS}, servers: ${SERVERS}"
+log "config: ${CONNECTIONS} connections, ${EVENT_BYTES}-byte events, ${EVENTS} event(s)/request, ${WARMUP}s warm-up + ${DURATION}s measured, workloads: ${WORKLOADS}, servers: ${SERVERS}, rounds: ${ROUNDS}"
 
 # --- durability ceiling -------------------------------------------------------------------------
 wait_idle
@@ -220,13 +224,15 @@ log "measuring the fdatasync rate in $WORK (${FSYNC_DURATION}s per mode)"
   anomaly "ds_fsync_rate failed"
 
 # --- load runs ----------------------------------------------------------------------------------
-run_one() { # WORKLOAD SERVER PATH_PATTERN -> $OUT/WORKLOAD-SERVER.json (+ .meta.json); 1 = retry
-  local workload="$1" server="$2" pattern="$3" data res lg_rc=0 alive=1 du_bytes stop_rc other
-  data="$WORK/data-$server-$workload"
+run_one() { # WORKLOAD SERVER PATH_PATTERN ROUND -> $OUT/WORKLOAD-SERVER-rROUND.json (+ .meta.json); 1 = retry
+  local workload="$1" server="$2" pattern="$3" round="$4" data res lg_rc=0 alive=1 du_bytes stop_rc other tag
+  data="$WORK/data-$server-$workload-r$round"
   rm -rf "$data"
   start_server "$server" "$data"
-  log "[$workload] $server: pid $SERVER_PID on 127.0.0.1:$PORT"
-  res="$OUT/$workload-$server.json"
+  tag="[$workload] $server"
+  ((ROUNDS > 1)) && tag+=" (round $round/$ROUNDS)"
+  log "$tag: pid $SERVER_PID on 127.0.0.1:$PORT"
+  res="$OUT/$workload-$server-r$round.json"
   rm -f "$res"
   "$LOADGEN" --port "$PORT" "${READY_ARGS[@]}" --ready-timeout "$READY_TIMEOUT" \
     --connections "$CONNECTIONS" --threads "$LOADGEN_THREADS" \
@@ -238,40 +244,44 @@ run_one() { # WORKLOAD SERVER PATH_PATTERN -> $OUT/WORKLOAD-SERVER.json (+ .meta
   stop_server
   stop_rc=$STOP_RC
   if [[ $lg_rc -ne 0 ]]; then
-    anomaly "[$workload] $server: load generator failed (exit $lg_rc)"
+    anomaly "$tag: load generator failed (exit $lg_rc)"
     rm -f "$res"
   fi
   if [[ $alive == 0 ]]; then
-    anomaly "[$workload] $server: server died during the run (exit $stop_rc)"
+    anomaly "$tag: server died during the run (exit $stop_rc)"
   elif [[ "$stop_rc" != 0 ]]; then
-    anomaly "[$workload] $server: server exited with status $stop_rc after SIGTERM (expected 0)"
+    anomaly "$tag: server exited with status $stop_rc after SIGTERM (expected 0)"
   fi
   if grep -qiE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG"; then
-    anomaly "[$workload] $server: server log mentions errors: $(grep -iE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG" | head -n 3 | tr '\n' ' ' | cut -c1-400)"
+    anomaly "$tag: server log mentions errors: $(grep -iE '\b(error|fatal|panic|abort|exception)\b' "$SERVER_LOG" | head -n 3 | tr '\n' ' ' | cut -c1-400)"
   fi
   printf '{"server_exit_status": %s, "server_alive_at_end": %s, "data_dir_bytes": %s}\n' \
-    "$stop_rc" "$([[ $alive == 1 ]] && echo true || echo false)" "${du_bytes:-0}" >"$OUT/$workload-$server.meta.json"
+    "$stop_rc" "$([[ $alive == 1 ]] && echo true || echo false)" "${du_bytes:-0}" >"$OUT/$workload-$server-r$round.meta.json"
   rm -rf "$data"
   if [[ -f "$res" ]]; then
     other="$(other_cpu "$res")"
     if is_busy "$other" "$OTHER_CPU_LIMIT"; then
-      log "[$workload] $server: other processes used $other cores during the window"
+      log "$tag: other processes used $other cores during the window"
       return 1
     fi
   fi
   return 0
 }
 
-for workload in $WORKLOADS; do
-  case "$workload" in
-    per-stream) PATH_PATTERN='/v1/stream/bench-{run}-{conn}' ;;
-    hot) PATH_PATTERN='/v1/stream/bench-{run}-hot' ;;
-  esac
-  for server in $SERVERS; do
-    for ((attempt = 0; attempt <= RETRIES; attempt++)); do
-      wait_idle
-      if run_one "$workload" "$server" "$PATH_PATTERN"; then break; fi
-      if ((attempt < RETRIES)); then log "[$workload] $server: disturbed by other load; repeating the run"; fi
+# Rounds are interleaved (every server once per round) so slow drift in the machine's state hits
+# all servers alike; the report takes each server's median round.
+for ((round = 1; round <= ROUNDS; round++)); do
+  for workload in $WORKLOADS; do
+    case "$workload" in
+      per-stream) PATH_PATTERN='/v1/stream/bench-{run}-{conn}' ;;
+      hot) PATH_PATTERN='/v1/stream/bench-{run}-hot' ;;
+    esac
+    for server in $SERVERS; do
+      for ((attempt = 0; attempt <= RETRIES; attempt++)); do
+        wait_idle
+        if run_one "$workload" "$server" "$PATH_PATTERN" "$round"; then break; fi
+        if ((attempt < RETRIES)); then log "[$workload] $server: disturbed by other load; repeating the run"; fi
+      done
     done
   done
 done
@@ -281,6 +291,6 @@ mkdir -p "$RESULTS_DIR"
 DATE="$(date +%F)"
 export BENCH_QUICK="$QUICK" BENCH_DURATION="$DURATION" BENCH_WARMUP="$WARMUP" BENCH_CONNECTIONS="$CONNECTIONS" \
   BENCH_EVENT_BYTES="$EVENT_BYTES" BENCH_EVENTS="$EVENTS" BENCH_LOADGEN_THREADS="$LOADGEN_THREADS" \
-  BENCH_WORKLOADS="$WORKLOADS" BENCH_SERVERS="$SERVERS" BENCH_DS_BIN="$DS_BIN" BENCH_DATA_FS_DIR="$WORK"
+  BENCH_WORKLOADS="$WORKLOADS" BENCH_SERVERS="$SERVERS" BENCH_ROUNDS="$ROUNDS" BENCH_OTHER_CPU_LIMIT="$OTHER_CPU_LIMIT" BENCH_DS_BIN="$DS_BIN" BENCH_DATA_FS_DIR="$WORK"
 python3 bench/report.py "$OUT" "$RESULTS_DIR/$DATE-append.json" "$RESULTS_DIR/$DATE-append.md"
 log "wrote $RESULTS_DIR/$DATE-append.json and $RESULTS_DIR/$DATE-append.md"

@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <chrono>
+#include <set>
 
 #include "core/clock.h"
 #include "core/metrics.h"
@@ -44,8 +45,9 @@ std::string route_label(const std::string& p) {
   if (p.rfind("/v1/sessions/", 0) == 0) {
     if (p.ends_with("/events")) return "session_events";
     if (p.ends_with("/stream")) return "session_stream";
-    size_t slash = p.find('/', 13);
-    return slash == std::string::npos ? "session" : "session_" + p.substr(p.rfind('/') + 1);
+    if (p.ends_with("/archive")) return "session_archive";
+    if (p.ends_with("/export")) return "session_export";
+    return p.find('/', 13) == std::string::npos ? "session" : "session_other";
   }
   if (p == "/v1/search") return "search";
   if (p == "/healthz" || p == "/readyz" || p == "/metrics") return "ops";
@@ -68,7 +70,10 @@ asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
   co_await dispatch(ctx, req, res, &tenant);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::string label = route_label(req.path);
-  Metrics::get().observe_request(label, req.method, res.status(), secs);
+  // Labels come from fixed sets only: a client must not be able to invent metric series.
+  static const std::set<std::string> kMethods = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"};
+  const std::string method = kMethods.count(req.method) ? req.method : "OTHER";
+  Metrics::get().observe_request(label, method, res.status(), secs);
   if (ctx.access_log) {
     ctx.access_log->info(
         "{{\"ts\":\"{}\",\"request_id\":\"{}\",\"method\":\"{}\",\"route\":\"{}\",\"path\":{},"

@@ -81,6 +81,12 @@ int run_serve(const ServeOptions& o) {
   StreamStore::Options sto;
   sto.data_dir = o.data_dir;
   sto.fs = fs;
+  {
+    // Keep a quarter of the descriptor budget for connections, the index and the catalog.
+    struct rlimit rl;
+    int64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? static_cast<int64_t>(rl.rlim_cur) : 4096;
+    sto.max_open_logs = std::max<int64_t>(256, fds / 4);
+  }
   StreamStore streams(sto, catalog.get(), &commit);
   if (Status s = streams.open(); !s) {
     spdlog::error("cannot open stream store: {}", s.message());

@@ -1,12 +1,19 @@
 #include "core/stream.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "store/offset.h"
 
 namespace ds {
+
+namespace {
+std::atomic<int64_t> g_open_logs{0};
+}  // namespace
+
+int64_t Stream::open_logs() { return g_open_logs.load(); }
 
 Stream::Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
                StreamLog::Options log_options, GroupCommit* commit)
@@ -17,6 +24,10 @@ Stream::Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std:
       log_options_(log_options),
       commit_(commit),
       last_access_ms_(now_unix_millis()) {}
+
+Stream::~Stream() {
+  if (log_) --g_open_logs;
+}
 
 Status Stream::ensure_loaded() {
   std::lock_guard lk(mu_);
@@ -51,6 +62,7 @@ Status Stream::load_locked() {
       [this](const FrameMeta& meta, uint32_t) { apply_meta_locked(meta); }, &log, nullptr);
   if (!s) return s;
   log_ = std::move(log);
+  ++g_open_logs;
   written_next_ = durable_next_ = log_->next_position();
   if (hook_) {
     std::vector<std::string> chunk;
@@ -225,6 +237,7 @@ void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Ma
       // cut itself fails the stream stays broken (appends answer 503; reads keep working).
       if (log_->rollback(durable_mark_)) {
         log_.reset();
+        --g_open_logs;
         broken_ = false;
         load_locked();
       }
@@ -340,6 +353,7 @@ void Stream::mark_deleted() {
   {
     std::lock_guard lk(mu_);
     deleted_ = true;
+    if (log_) --g_open_logs;
     log_.reset();
     wake = take_waiters_locked();
   }
@@ -363,6 +377,25 @@ void Stream::wake_all() {
 bool Stream::deleted() {
   std::lock_guard lk(mu_);
   return deleted_;
+}
+
+bool Stream::try_unload() {
+  std::lock_guard lk(mu_);
+  // Waiters need no open log (they are woken by appends, which reopen it first).
+  if (!log_ || inflight_ > 0 || broken_) return false;
+  log_.reset();
+  --g_open_logs;
+  return true;
+}
+
+bool Stream::loaded() {
+  std::lock_guard lk(mu_);
+  return log_ != nullptr;
+}
+
+int64_t Stream::last_access_millis() {
+  std::lock_guard lk(mu_);
+  return last_access_ms_;
 }
 
 void Stream::touch() {

@@ -80,6 +80,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
  public:
   Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
          StreamLog::Options log_options, GroupCommit* commit);
+  ~Stream();
 
   const StreamRecord& record() const { return record_; }
   const std::shared_ptr<Stream>& source() const { return source_; }
@@ -112,6 +113,14 @@ class Stream : public std::enable_shared_from_this<Stream> {
   bool deleted();
   int fork_refs = 0;
   bool soft_deleted = false;
+
+  // Open-log budget: a loaded stream holds its segment files open. try_unload() closes them when
+  // no append is in flight (the next access reopens and replays the log; live waiters stay); the
+  // StreamStore calls it on the least recently used streams when too many logs are open.
+  bool try_unload();
+  bool loaded();
+  int64_t last_access_millis();
+  static int64_t open_logs();  // streams currently loaded, process-wide
 
   // Sliding TTL bookkeeping.
   void touch();

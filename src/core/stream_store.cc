@@ -1,12 +1,56 @@
 #include "core/stream_store.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "core/clock.h"
 #include "core/content_type.h"
 
 namespace ds {
 
 StreamStore::StreamStore(Options options, Catalog* catalog, GroupCommit* commit)
-    : options_(std::move(options)), catalog_(catalog), commit_(commit) {}
+    : options_(std::move(options)), catalog_(catalog), commit_(commit) {
+  if (options_.max_open_logs > 0) sweeper_ = std::thread([this] { sweep(); });
+}
+
+StreamStore::~StreamStore() {
+  {
+    std::lock_guard lk(sweep_mu_);
+    sweep_stop_ = true;
+  }
+  sweep_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+void StreamStore::sweep() {
+  std::unique_lock lk(sweep_mu_);
+  while (!sweep_stop_) {
+    sweep_cv_.wait_for(lk, std::chrono::milliseconds(100));
+    if (sweep_stop_) break;
+    if (Stream::open_logs() <= options_.max_open_logs) continue;
+    lk.unlock();
+    close_idle_logs(options_.max_open_logs * 9 / 10);
+    lk.lock();
+  }
+}
+
+size_t StreamStore::close_idle_logs(int64_t target) {
+  std::vector<std::pair<int64_t, std::shared_ptr<Stream>>> loaded;
+  {
+    std::lock_guard lk(mu_);
+    loaded.reserve(by_id_.size());
+    for (auto& [id, s] : by_id_) loaded.emplace_back(0, s);
+  }
+  for (auto& [t, s] : loaded) t = s->loaded() ? s->last_access_millis() : INT64_MAX;
+  std::sort(loaded.begin(), loaded.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  size_t closed = 0;
+  for (auto& [t, s] : loaded) {
+    if (Stream::open_logs() <= target || t == INT64_MAX) break;
+    closed += s->try_unload();
+  }
+  return closed;
+}
 
 std::string StreamStore::stream_dir(int64_t id) const {
   return options_.data_dir + "/streams/" + std::to_string(id);

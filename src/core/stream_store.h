@@ -10,7 +10,9 @@
 // Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,8 +55,12 @@ class StreamStore {
     std::string data_dir;
     Fs* fs = nullptr;
     StreamLog::Options log;
+    // Most stream logs kept open at once; beyond it the least recently used idle ones are closed
+    // (and reopened on their next use). 0 = no limit.
+    int64_t max_open_logs = 0;
   };
   StreamStore(Options options, Catalog* catalog, GroupCommit* commit);
+  ~StreamStore();  // stops the log sweeper
 
   // Loads every stream named in the catalog (logs open lazily), finishes interrupted deletions and
   // removes log directories the catalog does not name.
@@ -71,6 +77,10 @@ class StreamStore {
   size_t size();
   // Wakes every live reader of every stream (shutdown).
   void wake_all();
+
+  // Closes the least recently used idle logs until at most `target` are open. Returns how many
+  // were closed. Called by the sweeper thread; public for tests.
+  size_t close_idle_logs(int64_t target);
 
  private:
   static std::string key(const std::string& tenant, const std::string& path) {
@@ -89,6 +99,12 @@ class StreamStore {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Stream>> streams_;
   std::unordered_map<int64_t, std::shared_ptr<Stream>> by_id_;
+
+  void sweep();
+  std::mutex sweep_mu_;
+  std::condition_variable sweep_cv_;
+  bool sweep_stop_ = false;
+  std::thread sweeper_;
 };
 
 }  // namespace ds

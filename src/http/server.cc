@@ -188,11 +188,19 @@ asio::awaitable<void> drain(beast::tcp_stream& stream, beast::flat_buffer& buffe
 }  // namespace
 
 asio::awaitable<void> HttpServer::Impl::accept_loop() {
+  auto last_warning = std::chrono::steady_clock::time_point{};
   for (;;) {
     auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), use_nothrow);
     if (ec) {
       if (stopping.load() || ec == asio::error::operation_aborted) co_return;
-      spdlog::warn("accept failed: {}", ec.message());
+      // Typically EMFILE/ENFILE: back off instead of spinning, and warn at most once a second.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_warning >= std::chrono::seconds(1)) {
+        spdlog::warn("accept failed: {} (backing off)", ec.message());
+        last_warning = now;
+      }
+      asio::steady_timer pause(ioc, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_nothrow);
       continue;
     }
     beast::error_code ignored;

@@ -32,47 +32,6 @@ struct Indexer::Wake {
   }
 };
 
-struct Indexer::Worker {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::packaged_task<Chunk()>> tasks;
-  bool stop = false;
-  std::thread thread;
-
-  Worker() {
-    thread = std::thread([this] {
-      for (;;) {
-        std::packaged_task<Chunk()> t;
-        {
-          std::unique_lock lk(mu);
-          cv.wait(lk, [&] { return stop || !tasks.empty(); });
-          if (tasks.empty()) return;
-          t = std::move(tasks.front());
-          tasks.pop_front();
-        }
-        t();
-      }
-    });
-  }
-  ~Worker() {
-    {
-      std::lock_guard lk(mu);
-      stop = true;
-    }
-    cv.notify_all();
-    thread.join();
-  }
-  std::future<Chunk> submit(std::packaged_task<Chunk()> t) {
-    auto f = t.get_future();
-    {
-      std::lock_guard lk(mu);
-      tasks.push_back(std::move(t));
-    }
-    cv.notify_one();
-    return f;
-  }
-};
-
 Indexer::Indexer(SessionStore* sessions, SearchIndex* index, Options options)
     : sessions_(sessions), index_(index), options_(options), wake_(std::make_shared<Wake>()) {}
 
@@ -212,41 +171,10 @@ void Indexer::rescan(std::map<std::string, std::map<std::string, SessionMark>>* 
   }
 }
 
-Indexer::Chunk Indexer::prepare_chunk(std::string key, std::shared_ptr<Session> session,
-                                      int64_t catalog_id, uint64_t from) {
+Indexer::Chunk Indexer::read_chunk(const Entry& e) {
+  // Documents are made right before they are added (cache-hot): building a whole chunk of
+  // documents first cost ~15% more CPU per event.
   Chunk c;
-  c.key = std::move(key);
-  c.catalog_id = catalog_id;
-  c.from = from;
-  ReadResult rr;
-  if (Status s = session->stream()->read(from, kReadChunkBytes, &rr); !s) return c;
-  c.ok = true;
-  c.tail = rr.tail;
-  const std::string& tenant = session->tenant();
-  const std::string& id = session->id();
-  std::string type;
-  c.docs.reserve(rr.messages.size());
-  try {
-    for (const auto& m : rr.messages) {
-      std::string text = extract_event_text(m, &type);
-      c.docs.push_back(SearchIndex::make_document(tenant, id, from + c.docs.size(), type, text));
-    }
-  } catch (const Xapian::Error& e) {
-    c.error = e.get_msg();
-  }
-  c.count = c.docs.size();
-  return c;
-}
-
-Indexer::Chunk Indexer::take_chunk(const std::string& k, const Entry& e) {
-  if (ahead_.valid() && ahead_key_ == k && ahead_from_ == e.next && ahead_cid_ == e.catalog_id) {
-    return ahead_.get();
-  }
-  // Without the pipeline, documents are made right before they are added (cache-hot): building
-  // a whole chunk of documents first cost ~15% more CPU per event.
-  Chunk c;
-  c.key = k;
-  c.catalog_id = e.catalog_id;
   c.from = e.next;
   ReadResult rr;
   if (Status s = e.session->stream()->read(e.next, kReadChunkBytes, &rr); !s) return c;
@@ -257,39 +185,14 @@ Indexer::Chunk Indexer::take_chunk(const std::string& k, const Entry& e) {
   return c;
 }
 
-void Indexer::prefetch(const std::string& k, const Entry& e) {
-  if (!worker_) return;
-  if (ahead_.valid()) {
-    if (ahead_key_ == k && ahead_from_ == e.next && ahead_cid_ == e.catalog_id) return;
-    ahead_ = std::future<Chunk>();  // a wrong guess: dropped (the worker still finishes it)
-  }
-  ahead_key_ = k;
-  ahead_from_ = e.next;
-  ahead_cid_ = e.catalog_id;
-  ahead_ = worker_->submit(std::packaged_task<Chunk()>(
-      [k, s = e.session, cid = e.catalog_id, from = e.next] {
-        return prepare_chunk(k, s, cid, from);
-      }));
-}
-
 bool Indexer::add_chunk(Chunk&& c, Entry& e, size_t* events) {
   if (!c.ok) return true;  // deleted (or unreadable): the rescan or session_removed() cleans up
   const std::string& tenant = e.session->tenant();
   const std::string& id = e.session->id();
   uint64_t pos = e.next;
-  bool failed = !c.error.empty();
-  if (failed) spdlog::error("search indexer: {}/{}: {}", tenant, id, c.error);
-  for (const auto& doc : c.docs) {
-    if (Status s = index_->add(tenant, doc); !s) {
-      spdlog::error("search indexer: {}", s.message());
-      failed = true;
-      break;
-    }
-    ++pos;
-  }
+  bool failed = false;
   std::string type;
   for (const auto& m : c.messages) {
-    if (failed) break;
     std::string text = extract_event_text(m, &type);
     Status s = index_->add(tenant, id, pos, type, text);
     if (!s) {
@@ -376,7 +279,6 @@ void Indexer::run() {
     spdlog::error("search index unavailable: {}", s.message());
     return;
   }
-  if (options_.pipeline) worker_ = std::make_unique<Worker>();
   rescan(&marks);
   marks.clear();
   commit_and_publish({});
@@ -434,11 +336,6 @@ void Indexer::run() {
       }
       wake_->dirty.clear();
     }
-    // Continue with the session whose next chunk is already being prepared.
-    if (ahead_.valid()) {
-      auto it = std::find(normal.begin(), normal.end(), ahead_key_);
-      if (it != normal.end()) std::rotate(normal.begin(), it, it + 1);
-    }
     auto t0 = Clock::now();
     auto budget = std::chrono::duration<double>(options_.batch_seconds);
     size_t events = 0;
@@ -456,21 +353,10 @@ void Indexer::run() {
       }
       Entry& e = it->second;
       touched.insert(k);
-      Chunk c = take_chunk(k, e);
+      Chunk c = read_chunk(e);
       uint64_t end = c.from + c.count;
-      bool finished = !c.ok || !c.error.empty() || c.count == 0 || end >= c.tail;
+      bool finished = !c.ok || c.count == 0 || end >= c.tail;
       if (!finished) q.push_back(k);
-      // Start preparing the chunk this loop most likely takes next, then add this one.
-      const std::string* next = !urgent.empty() ? &urgent.front()
-                                : !normal.empty() ? &normal.front() : nullptr;
-      if (next && *next == k) {
-        Entry guess = e;
-        guess.next = end;
-        prefetch(k, guess);
-      } else if (next) {
-        auto n = entries_.find(*next);
-        if (n != entries_.end()) prefetch(*next, n->second);
-      }
       bool reached_tail = add_chunk(std::move(c), e, &events);
       if (reached_tail != finished) {  // add failed part-way: treat as done (logged)
         auto& qq = from_urgent ? urgent : normal;
@@ -530,8 +416,6 @@ void Indexer::run() {
   }
   apply_removals();
   commit_and_publish({});
-  ahead_ = std::future<Chunk>();
-  worker_.reset();
 }
 
 }  // namespace ds

@@ -6,9 +6,10 @@
 // created or deleted elsewhere are noticed by a periodic rescan of the SessionStore and, faster,
 // through session_removed() and searches (reached()).
 //
-// With Options::pipeline, work is pipelined over two threads: a helper thread reads the next chunk
-// of a log, extracts the event text and generates the Xapian documents (CPU-heavy) while this
-// thread adds the previous chunk to the index and commits.
+// All the work (reading a chunk of a log, extracting the event text, generating and adding the
+// Xapian documents, committing) happens on this one thread. A helper thread that prepared the next
+// chunk while this one added was tried and removed: it cost CPU and gained no wall-clock time (see
+// docs/search.md, Performance).
 //
 // Guarantees:
 // - The index is derived: on start() it opens what is on disk, drops documents of sessions that
@@ -25,7 +26,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,10 +46,6 @@ class Indexer {
     double batch_seconds = 0.25;       // longest time spent adding before a commit (a search
                                        // waiting for sessions gets a commit as soon as they are in)
     double rescan_seconds = 2;         // how often to look for new and deleted sessions
-    // Prepare the next chunk (read, extract, term generation) on a helper thread while this one
-    // adds. Off: on the shared, loaded 2-core benchmark machine it cost ~5-15% more CPU per event
-    // and gained no wall-clock time (no idle core); see docs/search.md, Performance.
-    bool pipeline = false;
   };
   struct Target {
     std::shared_ptr<Session> session;
@@ -95,25 +91,17 @@ class Indexer {
     std::string tenant, id;
     int64_t catalog_id;
   };
-  struct Wake;    // shared with live-waiter callbacks
-  struct Worker;  // the helper thread that prepares chunks
-  // One read chunk of a session's log turned into documents (any thread).
+  struct Wake;  // shared with live-waiter callbacks
+  // One read chunk of a session's log.
   struct Chunk {
-    std::string key;
-    int64_t catalog_id = 0;
     uint64_t from = 0;
     bool ok = false;  // false: the read failed (deleted or unreadable)
     uint64_t tail = 0;
-    size_t count = 0;                      // events in the chunk
-    std::vector<Xapian::Document> docs;    // prepared (pipeline) ...
-    std::vector<std::string> messages;     // ... or raw, turned into documents one by one
-    std::string error;  // document generation failed after docs.size() events
+    size_t count = 0;                   // events in the chunk
+    std::vector<std::string> messages;  // raw, turned into documents one by one when added
   };
-  static Chunk prepare_chunk(std::string key, std::shared_ptr<Session> session, int64_t catalog_id,
-                             uint64_t from);
-  // The prepared chunk for (k, e.next): the prefetched one if it matches, else read now.
-  Chunk take_chunk(const std::string& k, const Entry& e);
-  void prefetch(const std::string& k, const Entry& e);
+  // Reads the entry's session from e.next.
+  static Chunk read_chunk(const Entry& e);
 
   static std::string key(const std::string& tenant, const std::string& id) {
     return tenant + '\0' + id;
@@ -123,7 +111,7 @@ class Indexer {
   // Registers (or re-registers) the session; drops stale documents of an older incarnation.
   Entry* track(const std::shared_ptr<Session>& s, const SessionMark* mark);
   void untrack(const std::string& k, bool remove_docs);
-  // Adds a prepared chunk of the entry's session; true when it reached the tail.
+  // Adds a chunk of the entry's session; true when it reached the tail (or reading/adding failed).
   bool add_chunk(Chunk&& c, Entry& e, size_t* events);
   void apply_removals();
   void commit_and_publish(const std::set<std::string>& touched);
@@ -137,11 +125,6 @@ class Indexer {
 
   // Indexer-thread state.
   std::map<std::string, Entry> entries_;
-  std::unique_ptr<Worker> worker_;
-  std::future<Chunk> ahead_;  // being prepared by worker_ (valid() when there is one)
-  std::string ahead_key_;
-  uint64_t ahead_from_ = 0;
-  int64_t ahead_cid_ = 0;
 
   // Shared state.
   std::mutex mu_;

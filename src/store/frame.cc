@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace ds {
@@ -120,7 +121,8 @@ DecodeResult decode_frame(std::string_view buf, DecodedFrame* out) {
     m.stream_seq = std::string(s);
   }
   out->messages.clear();
-  out->messages.reserve(count);
+  // Each message takes at least its 4-byte length: never reserve more than the body can hold.
+  out->messages.reserve(std::min<size_t>(count, body.size() / 4));
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t n;
     std::string_view data;

@@ -7,7 +7,8 @@
 // Every input gets a fresh data dir, catalog and stores, so a crashing input reproduces alone.
 //
 // Checked on every response, beyond "no crash, no sanitizer report":
-//   - exactly one response per request (send once, or start_stream/write*/finish), status 100-599;
+//   - exactly one response per request (send once, or start_stream/write*/finish-or-abort),
+//     status 100-599;
 //   - no CR, LF or NUL in any response header name or value (response splitting);
 //   - JSON error bodies (status >= 400, Content-Type application/json) parse as JSON;
 //   - no response body or header mentions the data dir (no internal paths in errors);
@@ -56,7 +57,7 @@ constexpr auto kLiveBudget = std::chrono::milliseconds(20);
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "fuzz_http_request: INVARIANT VIOLATED: %s\n", what.c_str());
   std::fflush(stderr);
-  abort();
+  std::abort();
 }
 
 bool env_flag(const char* name, bool dflt) {
@@ -81,19 +82,20 @@ std::string printable(std::string_view s, size_t max = 200) {
 }
 
 // The base temp dir: one per process, under /dev/shm when it exists (tmpfs: fdatasync is free).
+// Never destroyed, so the atexit cleanup can still read it.
 const std::string& base_dir() {
-  static std::string dir = [] {
+  static const std::string* dir = [] {
     std::string root = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
     std::string tmpl = root + "/ds_fuzz_http_XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) fail("mkdtemp failed");
-    std::string d = tmpl;
+    auto* d = new std::string(tmpl);
     atexit([] {
       std::error_code ec;
       std::filesystem::remove_all(base_dir(), ec);
     });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 // The server's world: catalog, stores and the ApiContext the router sees.
@@ -187,6 +189,11 @@ class RecordingResponder : public ds::Responder {
     if (done_) fail("finish() twice");
     done_ = true;
     co_return;
+  }
+  void abort() override {
+    if (!streamed_) fail("abort() without start_stream()");
+    if (done_) fail("abort() after finish()");
+    done_ = true;
   }
   bool shutting_down() const override { return std::chrono::steady_clock::now() >= deadline_; }
   int status() const override { return status_; }

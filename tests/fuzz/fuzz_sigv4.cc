@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <string>
 #include <vector>
@@ -81,7 +82,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   req.headers.emplace_back("X-Amz-Date", p.ConsumeRandomLengthString(20));
   size_t nh = p.ConsumeIntegralInRange<size_t>(0, 6);
   for (size_t i = 0; i < nh; ++i) {
-    std::string k = p.ConsumeRandomLengthString(16);
+    // Header names are HTTP tokens (the S3 client only signs names it chose); values are free.
+    std::string k;
+    for (char c : p.ConsumeRandomLengthString(16)) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c)) k += c;
+    }
+    if (k.empty()) k = "x-amz-meta-k";
     req.headers.emplace_back(k, p.ConsumeRandomLengthString(48));
   }
   req.payload_hash = p.ConsumeBool() ? std::string(ds::s3::kEmptySha256) : "UNSIGNED-PAYLOAD";

@@ -62,10 +62,6 @@ import http.client
 import json
 import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -74,11 +70,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
 ITERATIONS = int(os.environ.get("DS_CRASH_LOOP_ITERATIONS", "100"))
 SEED = int(os.environ.get("DS_CRASH_LOOP_SEED", str(int(time.time() * 1000) % 1_000_000_007)))
-READY_TIMEOUT = float(os.environ.get("DS_READY_TIMEOUT", "30"))
-HOST = "127.0.0.1"
 HTTP_TIMEOUT = 10.0
 WORKERS = 4
 MAX_LIVE_STREAMS = 30
@@ -90,129 +86,7 @@ ACK = "ack"
 UNKNOWN = "unknown"          # sent, response never received (or unexpected status)
 REJECTED = "rejected"        # the server answered that it did not apply it
 
-
-def log(msg: str) -> None:
-    print(f"[crash_loop] {msg}", flush=True)
-
-
-def resolve_bin() -> Path:
-    raw = os.environ.get("DS_BIN", "build/durable-sessions")
-    p = Path(raw)
-    if not p.is_absolute():
-        p = (Path.cwd() / p) if (Path.cwd() / p).exists() else (REPO_ROOT / p)
-    return p
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-# --------------------------------------------------------------------------
-# Server process
-# --------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path):
-        self.binary = binary
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.starts = 0
-
-    def start(self) -> None:
-        """Start the server and wait for /readyz == 200 (raises RuntimeError on failure)."""
-        for attempt in range(3):
-            self.port = free_port()
-            self.starts += 1
-            with open(self.log_path, "ab") as lf:
-                lf.write(f"\n===== start {self.starts} on port {self.port} =====\n".encode())
-                lf.flush()
-                self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--listen", f"{HOST}:{self.port}",
-                     "--data-dir", str(self.data_dir), "--long-poll-timeout", "1",
-                     "--access-log", "false"],
-                    stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                if self.status("/readyz") == 200:
-                    return
-                time.sleep(0.02)
-            rc = self.proc.poll()
-            if rc is None:
-                self.kill()
-                raise RuntimeError(f"no 200 on /readyz within {READY_TIMEOUT:.0f}s")
-            if "in use" not in self.log_tail(20).lower() or attempt == 2:
-                raise RuntimeError(f"server exited with status {rc} before becoming ready")
-
-    def status(self, path: str) -> int:
-        try:
-            c = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            try:
-                c.request("GET", path)
-                r = c.getresponse()
-                r.read()
-                return r.status
-            finally:
-                c.close()
-        except (OSError, http.client.HTTPException):
-            return 0
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout: float = 15) -> int | None:
-        if not self.proc:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-class Client:
-    """One keep-alive connection; request() returns (status, headers, body)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, dict, bytes]:
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection(HOST, self.port, timeout=HTTP_TIMEOUT)
-        try:
-            self.conn.request(method, path, body=body, headers=headers or {})
-            r = self.conn.getresponse()
-            data = r.read()
-        except BaseException:
-            self.close()
-            raise
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-        if (hdrs.get("connection") or "").lower() == "close":
-            self.close()
-        return r.status, hdrs, data
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+log = harness.make_log("crash_loop")
 
 
 # --------------------------------------------------------------------------
@@ -318,7 +192,7 @@ class Worker:
                  stop: threading.Event, rng: random.Random):
         self.wid = wid
         self.m = model
-        self.client = Client(port)
+        self.client = harness.Connection(port, HTTP_TIMEOUT)
         self.it = iteration
         self.stop = stop
         self.rng = rng
@@ -504,7 +378,7 @@ class Worker:
 class Verifier:
     def __init__(self, model: Model, port: int, rng: random.Random):
         self.m = model
-        self.c = Client(port)
+        self.c = harness.Connection(port, HTTP_TIMEOUT)
         self.rng = rng
         self.gone_names: set[str] = set()
         self.tail_offset: str | None = None
@@ -801,17 +675,15 @@ class Verifier:
 
 
 def main() -> int:
-    binary = resolve_bin()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        log(f"ERROR: server binary not found or not executable: {binary} (build it or set DS_BIN)")
-        print("0 passed, 1 failed")
-        return 2
+    binary = harness.find_binary(log)
+    if binary is None:
+        return harness.setup_failed()
     tmp = Path(tempfile.mkdtemp(prefix="ds-crash-loop."))
     data_dir = tmp / "data"
     data_dir.mkdir()
     # Run a private copy: a rebuild of build/ during the ~1-3 minute run must not break it.
-    shutil.copy2(binary, tmp / "durable-sessions")
-    server = Server(tmp / "durable-sessions", data_dir, tmp / "server.log")
+    server = harness.Server(harness.private_copy(binary, tmp), data_dir, tmp / "server.log",
+                            ["--long-poll-timeout", "1", "--access-log", "false"], log=log)
     model = Model()
     master = random.Random(SEED)
     passed = failed = 0
@@ -887,13 +759,8 @@ def main() -> int:
         print("\n---- server log tail ----")
         print(server.log_tail(40))
         print("---- end of server log ----")
-        print(f"temp dir kept for inspection: {tmp}")
-    elif os.environ.get("DS_KEEP_DATA") == "1":
-        print(f"temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    harness.keep_or_remove(tmp, bool(failed))
+    return harness.summary(passed, failed)
 
 
 if __name__ == "__main__":

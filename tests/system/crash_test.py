@@ -37,10 +37,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,117 +45,17 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
 CYCLES = int(os.environ.get("DS_CRASH_CYCLES", "3"))
 WRITERS = int(os.environ.get("DS_CRASH_WRITERS", "8"))
 LOAD_SECONDS = float(os.environ.get("DS_CRASH_LOAD_SECONDS", "2"))
-READY_TIMEOUT = float(os.environ.get("DS_READY_TIMEOUT", "30"))
-HOST = "127.0.0.1"
 HTTP_TIMEOUT = 10.0
 ACK_STATUSES = (200, 204)
 CREATE_STATUSES = (200, 201, 204)
 
-
-def log(msg: str) -> None:
-    print(f"[crash_test] {msg}", flush=True)
-
-
-def resolve_bin() -> Path:
-    raw = os.environ.get("DS_BIN", "build/durable-sessions")
-    p = Path(raw)
-    if not p.is_absolute():
-        # Relative to the current directory if it exists there, else the repo root.
-        p = (Path.cwd() / p) if (Path.cwd() / p).exists() else (REPO_ROOT / p)
-    return p
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-# --------------------------------------------------------------------------
-# Server process management
-# --------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path):
-        self.binary = binary
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def start(self) -> None:
-        """Start the server and wait for GET /readyz == 200 (raises on failure)."""
-        for attempt in range(3):  # retry only if the picked port got taken
-            self.port = free_port()
-            with open(self.log_path, "ab") as lf:
-                lf.write(f"\n===== start on port {self.port} =====\n".encode())
-                lf.flush()
-                self.proc = subprocess.Popen(
-                    [str(self.binary), "serve",
-                     "--listen", f"{HOST}:{self.port}",
-                     "--data-dir", str(self.data_dir),
-                     "--long-poll-timeout", "3"],
-                    stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
-                )
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                if self._status("/readyz") == 200:
-                    log(f"server ready on port {self.port} (pid {self.proc.pid})")
-                    return
-                time.sleep(0.05)
-            rc = self.proc.poll()
-            if rc is None:
-                self.kill()
-                raise RuntimeError(f"server did not answer 200 on /readyz within {READY_TIMEOUT:.0f}s")
-            tail = self.log_tail(20)
-            if "in use" not in tail.lower() or attempt == 2:
-                raise RuntimeError(f"server exited with status {rc} before becoming ready")
-            log(f"port {self.port} taken, retrying")
-
-    def _status(self, path: str) -> int:
-        try:
-            c = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            try:
-                c.request("GET", path)
-                r = c.getresponse()
-                r.read()
-                return r.status
-            finally:
-                c.close()
-        except (OSError, http.client.HTTPException):
-            return 0
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout: float = 15) -> int | None:
-        """Graceful SIGTERM; SIGKILL if it does not exit in time. Returns exit status."""
-        if not self.proc:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"WARNING: server did not exit within {timeout:.0f}s of SIGTERM; killing")
-                self.kill()
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+log = harness.make_log("crash_test")
 
 
 # --------------------------------------------------------------------------
@@ -187,14 +83,13 @@ class Writer:
         self.in_flight = None
         self.stop_reason = ""
         self.error = ""
-        conn = http.client.HTTPConnection(HOST, port, timeout=HTTP_TIMEOUT)
+        conn = harness.Connection(port, HTTP_TIMEOUT)
         try:
             try:
-                conn.request("PUT", self.path, body=b"", headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                r.read()
-                if r.status not in CREATE_STATUSES:
-                    self.error = f"PUT {self.path} returned {r.status}"
+                status, _, _ = conn.request("PUT", self.path, body=b"",
+                                            headers={"Content-Type": "application/json"})
+                if status not in CREATE_STATUSES:
+                    self.error = f"PUT {self.path} returned {status}"
             except (OSError, http.client.HTTPException) as e:
                 self.error = f"PUT {self.path} failed: {e!r}"
             try:
@@ -209,21 +104,19 @@ class Writer:
                 self.in_flight = n
                 self.next_n = n + 1  # never reuse n, even if this append is lost
                 try:
-                    conn.request("POST", self.path, body=body,
-                                 headers={"Content-Type": "application/json"})
-                    r = conn.getresponse()
-                    r.read()
+                    status, _, _ = conn.request("POST", self.path, body=body,
+                                                headers={"Content-Type": "application/json"})
                 except (OSError, http.client.HTTPException) as e:
                     self.stop_reason = type(e).__name__
                     return
-                if r.status in ACK_STATUSES:
+                if status in ACK_STATUSES:
                     self.acked.append(n)
                     self.cycle_acked += 1
                     self.in_flight = None
                 else:
                     # Unexpected answer while the server was alive: a server bug.
                     # The append may still have been applied, so keep it in flight.
-                    self.error = f"POST n={n} returned {r.status}"
+                    self.error = f"POST n={n} returned {status}"
                     self.stop_reason = "http-error"
                     return
             self.stop_reason = "stopped"
@@ -238,16 +131,15 @@ class Writer:
 
 def read_stream(port: int, path: str) -> list:
     """Read a whole JSON stream from offset -1, following Stream-Next-Offset."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=HTTP_TIMEOUT)
+    conn = harness.Connection(port, HTTP_TIMEOUT)
     items: list = []
     offset = "-1"
     try:
         for _ in range(100_000):
-            conn.request("GET", f"{path}?offset={urllib.parse.quote(offset, safe='')}")
-            r = conn.getresponse()
-            body = r.read()
-            if r.status != 200:
-                raise AssertionError(f"GET {path}?offset={offset} returned {r.status}: {body[:200]!r}")
+            status, headers, body = conn.request(
+                "GET", f"{path}?offset={urllib.parse.quote(offset, safe='')}")
+            if status != 200:
+                raise AssertionError(f"GET {path}?offset={offset} returned {status}: {body[:200]!r}")
             try:
                 page = json.loads(body) if body.strip() else []
             except json.JSONDecodeError as e:
@@ -255,10 +147,10 @@ def read_stream(port: int, path: str) -> list:
             if not isinstance(page, list):
                 raise AssertionError(f"GET {path} did not return a JSON array: {body[:200]!r}")
             items.extend(page)
-            up_to_date = (r.getheader("Stream-Up-To-Date") or "").strip().lower() == "true"
+            up_to_date = (headers.get("stream-up-to-date") or "").strip().lower() == "true"
             if up_to_date:
                 return items
-            nxt = r.getheader("Stream-Next-Offset")
+            nxt = headers.get("stream-next-offset")
             if not nxt:
                 raise AssertionError(f"GET {path}: no Stream-Next-Offset and not up to date")
             if nxt == offset and not page:
@@ -308,16 +200,15 @@ def check_writer(w: Writer, items: list, previously_seen: list[int]) -> list[str
 
 
 def main() -> int:
-    binary = resolve_bin()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        log(f"ERROR: server binary not found or not executable: {binary} (build it or set DS_BIN)")
-        print("0 passed, 1 failed")
-        return 2
+    binary = harness.find_binary(log)
+    if binary is None:
+        return harness.setup_failed()
 
     tmp = Path(tempfile.mkdtemp(prefix="ds-crash-test."))
     data_dir = tmp / "data"
     data_dir.mkdir()
-    server = Server(binary, data_dir, tmp / "server.log")
+    server = harness.Server(binary, data_dir, tmp / "server.log", ["--long-poll-timeout", "3"],
+                            log=log, announce=True)
     writers = [Writer(i) for i in range(WRITERS)]
     seen: dict[int, list[int]] = {i: [] for i in range(WRITERS)}  # n visible after last restart
     passed = failed = 0
@@ -403,13 +294,8 @@ def main() -> int:
         print("\n---- server log tail ----")
         print(server.log_tail(80))
         print("---- end of server log ----")
-        print(f"temp dir kept for inspection: {tmp}")
-    elif os.environ.get("DS_KEEP_DATA") == "1":
-        print(f"temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    harness.keep_or_remove(tmp, bool(failed))
+    return harness.summary(passed, failed)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -61,31 +59,16 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import HOST  # noqa: E402
+
 SEED = int(os.environ.get("DS_FAULT_SEED", str(int(time.time() * 1000) % 1_000_000_007)))
-READY_TIMEOUT = float(os.environ.get("DS_READY_TIMEOUT", "30"))
-HOST = "127.0.0.1"
 MAX_BODY = 65536
 IDLE_TIMEOUT = 2
 SLOW_MARGIN = 4.0          # seconds allowed beyond --idle-timeout before we call it a failure
 
-
-def log(msg: str) -> None:
-    print(f"[fault_test] {msg}", flush=True)
-
-
-def resolve_bin() -> Path:
-    raw = os.environ.get("DS_BIN", "build/durable-sessions")
-    p = Path(raw)
-    if not p.is_absolute():
-        p = (Path.cwd() / p) if (Path.cwd() / p).exists() else (REPO_ROOT / p)
-    return p
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+log = harness.make_log("fault_test")
 
 
 # --------------------------------------------------------------------------
@@ -137,75 +120,15 @@ R = Results()
 # --------------------------------------------------------------------------
 
 
-class Server:
+class Server(harness.Server):
+    """A named server: `--long-poll-timeout 1` plus `extra` flags."""
+
     def __init__(self, name: str, binary: Path, data_dir: Path, log_path: Path, extra: list[str]):
-        self.name = name
-        self.binary = binary
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.extra = extra
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
+        super().__init__(binary, data_dir, log_path, ["--long-poll-timeout", "1", *extra],
+                         name=name, log=log)
 
-    def start(self) -> None:
-        for attempt in range(3):
-            self.port = free_port()
-            with open(self.log_path, "ab") as lf:
-                lf.write(f"\n===== start {self.name} on port {self.port} =====\n".encode())
-                lf.flush()
-                self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--listen", f"{HOST}:{self.port}",
-                     "--data-dir", str(self.data_dir), "--long-poll-timeout", "1", *self.extra],
-                    stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                if self.status("/readyz") == 200:
-                    return
-                time.sleep(0.02)
-            rc = self.proc.poll()
-            if rc is None:
-                self.kill()
-                raise RuntimeError(f"{self.name}: no 200 on /readyz within {READY_TIMEOUT:.0f}s")
-            if "in use" not in self.log_tail(20).lower() or attempt == 2:
-                raise RuntimeError(f"{self.name}: exited with status {rc} before becoming ready:\n"
-                                   + self.log_tail(10))
-
-    def status(self, path: str) -> int:
-        try:
-            c = http.client.HTTPConnection(HOST, self.port, timeout=3)
-            try:
-                c.request("GET", path)
-                r = c.getresponse()
-                r.read()
-                return r.status
-            finally:
-                c.close()
-        except (OSError, http.client.HTTPException):
-            return 0
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+    def status(self, path: str, timeout: float = 3.0) -> int:
+        return super().status(path, timeout)
 
     def crash_note(self) -> str:
         """Exit status and the last non-access-log lines of the server log."""
@@ -239,16 +162,9 @@ class Server:
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
             headers: dict | None = None, timeout: float = 5.0) -> tuple[int, dict, bytes]:
-    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        data = r.read()
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-    finally:
-        c.close()
-    R.saw(f"{method} {path[:80]}", r.status, data)
-    return r.status, hdrs, data
+    st, hdrs, data = harness.request(port, method, path, body, headers, timeout)
+    R.saw(f"{method} {path[:80]}", st, data)
+    return st, hdrs, data
 
 
 def parse_response(data: bytes) -> tuple[int, dict, bytes] | None:
@@ -942,14 +858,11 @@ def test_error_bodies(data_dirs: list[Path], binary: Path) -> None:
 
 
 def main() -> int:
-    binary = resolve_bin()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        log(f"ERROR: server binary not found or not executable: {binary} (build it or set DS_BIN)")
-        print("0 passed, 1 failed")
-        return 2
+    binary = harness.find_binary(log)
+    if binary is None:
+        return harness.setup_failed()
     tmp = Path(tempfile.mkdtemp(prefix="ds-fault-test."))
-    shutil.copy2(binary, tmp / "durable-sessions")     # immune to a concurrent rebuild
-    binary = tmp / "durable-sessions"
+    binary = harness.private_copy(binary, tmp)     # immune to a concurrent rebuild
     rng = random.Random(SEED)
     log(f"binary {binary}; temp dir {tmp}; seed {SEED}")
     t0 = time.monotonic()
@@ -970,7 +883,7 @@ def main() -> int:
         run_case("garbage", test_garbage, main_srv, rng)
         main_srv.ensure_alive("the garbage requests")
         run_case("error bodies", test_error_bodies,
-                 [tmp, tmp / "limits-data", tmp / "tmpfs"], resolve_bin())
+                 [tmp, tmp / "limits-data", tmp / "tmpfs"], harness.resolve_bin())
     except Exception as e:  # noqa: BLE001 - harness failure
         R.check("harness", False, f"{type(e).__name__}: {e}")
     finally:
@@ -985,16 +898,10 @@ def main() -> int:
     for line in R.lines:
         if not line.startswith("ok"):
             print(line)
-    if R.failed:
-        print(f"temp dir kept for inspection (server logs *.log): {tmp}")
-    elif os.environ.get("DS_KEEP_DATA") == "1":
-        print(f"temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    harness.keep_or_remove(tmp, bool(R.failed), what="temp dir (server logs *.log)")
     if R.skipped:
         print(f"{R.skipped} check group(s) skipped (see SKIP lines)")
-    print(f"{R.passed} passed, {R.failed} failed")
-    return 1 if R.failed else 0
+    return harness.summary(R.passed, R.failed)
 
 
 if __name__ == "__main__":

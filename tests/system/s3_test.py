@@ -26,14 +26,12 @@ Environment: DS_BIN (default build/durable-sessions), DS_UNIT_BIN (build/unit_te
 
 from __future__ import annotations
 
-import http.client
 import http.server
+import itertools
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -43,44 +41,19 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import HOST, free_port, wait_for  # noqa: E402
+
+REPO = harness.REPO_ROOT
 BUCKET = "ds-bucket"
 CREDS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
 
+log = harness.make_log("s3_test")
 
-def log(msg: str) -> None:
-    print(f"[s3_test] {msg}", flush=True)
-
-
-def resolve(env: str, default: str) -> Path:
-    p = Path(os.environ.get(env, default))
-    return p if p.is_absolute() else REPO / p
-
-
-DS_BIN = resolve("DS_BIN", "build/durable-sessions")
-UNIT_BIN = resolve("DS_UNIT_BIN", "build/unit_tests")
+DS_BIN = harness.resolve_bin("DS_BIN", "build/durable-sessions")
+UNIT_BIN = harness.resolve_bin("DS_UNIT_BIN", "build/unit_tests")
 VENV_PY = REPO / "build/venv/bin/python"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - polling
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -117,35 +90,25 @@ class S3rver:
             self.proc.kill()
 
 
-class Server:
-    def __init__(self, data_dir: Path, endpoint: str, *extra: str, prefix: str = "t"):
-        self.port = free_port()
-        self.data_dir = data_dir
-        env = dict(os.environ, **CREDS)
-        args = [str(DS_BIN), "serve", "--listen", f"{HOST}:{self.port}", "--data-dir",
-                str(data_dir), "--s3-endpoint", endpoint, "--s3-bucket", BUCKET, "--s3-prefix",
-                prefix, "--s3-flush-interval", "0.2", "--access-log", "false", *extra]
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        wait_for(self._ready, 30, "server /readyz")
+class Server(harness.Server):
+    """The server on the S3 tier at `endpoint` (bucket BUCKET, prefix `prefix`); started (and
+    ready) on construction."""
 
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"server exited: {self.log_path.read_text()}")
-        return self.request("GET", "/readyz")[0] == 200
+    _logs = itertools.count(1)
+
+    def __init__(self, data_dir: Path, endpoint: str, *extra: str, prefix: str = "t"):
+        super().__init__(
+            DS_BIN, data_dir, data_dir.parent / f"server-{next(Server._logs)}.log",
+            ["--s3-endpoint", endpoint, "--s3-bucket", BUCKET, "--s3-prefix", prefix,
+             "--s3-flush-interval", "0.2", "--access-log", "false", *extra],
+            env=dict(os.environ, **CREDS), log=log)
+        self.start()
 
     def request(self, method: str, path: str, body=None, headers=None, timeout=30.0):
-        c = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body)
-                headers = {"content-type": "application/json", **(headers or {})}
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
-        finally:
-            c.close()
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            headers = {"content-type": "application/json", **(headers or {})}
+        return super().request(method, path, body, headers, timeout)
 
     def append(self, sid: str, events, **kw):
         return self.request("POST", f"/v1/sessions/{sid}/events", events, **kw)
@@ -164,15 +127,6 @@ class Server:
         _, _, body = self.request("GET", "/metrics")
         m = re.search(rf"^{name} (\S+)$", body.decode(), re.M)
         return float(m.group(1)) if m else -1
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def unzstd(data: bytes) -> bytes:
@@ -508,11 +462,9 @@ def test_kill9_during_uploads_loses_nothing_and_objects_are_whole(ctx: Ctx):
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
         [t.start() for t in threads]
         time.sleep(1.5)
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait()
+        srv.kill()
         stop.set()
         [t.join() for t in threads]
-        srv.log.close()
     srv = Server(data, ctx.s3.endpoint, prefix="k")
     try:
         for w, n in acked.items():
@@ -551,8 +503,7 @@ def main() -> int:
         return 1
     if not DS_BIN.exists() or shutil.which("zstd") is None:
         log(f"missing {DS_BIN} or the zstd CLI")
-        print("0 passed, 1 failed")
-        return 2
+        return harness.setup_failed()
     root = Path(tempfile.mkdtemp(prefix="ds-s3-test-"))
     ctx = Ctx(root)
     passed = failed = 0
@@ -573,12 +524,8 @@ def main() -> int:
     finally:
         if ctx.s3:
             ctx.s3.stop()
-        if failed or os.environ.get("DS_KEEP_DATA") == "1":
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        harness.keep_or_remove(root, bool(failed), log)
+    return harness.summary(passed, failed)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,77 +33,21 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 
-
-def log(msg: str) -> None:
-    print(f"[search] {msg}", flush=True)
-
-
-def resolve_bin() -> Path:
-    p = Path(os.environ.get("DS_BIN", "build/durable-sessions"))
-    if not p.is_absolute():
-        p = (Path.cwd() / p) if (Path.cwd() / p).exists() else (REPO_ROOT / p)
-    return p
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+log = harness.make_log("search")
 
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class Server:
-    def __init__(self, binary: Path, data_dir: Path):
-        self.binary = binary
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.log_path = data_dir.parent / "server.log"
-
-    def start(self) -> None:
-        self.port = free_port()
-        logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(self.binary), "serve", "--listen", f"{HOST}:{self.port}", "--data-dir",
-             str(self.data_dir), "--access-log", "false"],
-            stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                c = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    c.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server did not become ready")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
 class Client:
-    def __init__(self, server: Server, key: str):
+    def __init__(self, server: harness.Server, key: str):
         self.server = server
         self.key = key
-        self.conn: http.client.HTTPConnection | None = None
+        self.conn = harness.Connection(server.port, timeout=30)
 
     def request(self, method: str, path: str, body=None, headers=None):
         hdrs = {"Authorization": f"Bearer {self.key}"}
@@ -116,16 +58,10 @@ class Client:
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(HOST, self.server.port, timeout=30)
+            self.conn.port = self.server.port  # the server may have been restarted
             try:
-                self.conn.request(method, path, body=data, headers=hdrs)
-                r = self.conn.getresponse()
-                raw = r.read()
-                return r.status, dict((k.lower(), v) for k, v in r.getheaders()), raw
+                return self.conn.request(method, path, body=data, headers=hdrs)
             except (OSError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = None
                 if attempt:
                     raise
         raise AssertionError("unreachable")
@@ -433,26 +369,20 @@ class Env:
     pass
 
 
-def create_key(binary: Path, data_dir: Path, tenant: str) -> str:
-    out = subprocess.run([str(binary), "keys", "create", "--data-dir", str(data_dir),
-                          "--tenant", tenant], check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1].strip()
-
-
 def main() -> int:
-    binary = resolve_bin()
-    if not binary.exists():
-        log(f"server binary not found: {binary}")
-        return 2
+    binary = harness.find_binary(log)
+    if binary is None:
+        return harness.setup_failed()
     tmp = Path(tempfile.mkdtemp(prefix="ds-search-"))
     data_dir = tmp / "data"
     data_dir.mkdir()
     env = Env()
     env.data_dir = data_dir
     try:
-        env.key_a = create_key(binary, data_dir, "tenant-a")
-        env.key_b = create_key(binary, data_dir, "tenant-b")
-        env.server = Server(binary, data_dir)
+        env.key_a = harness.create_key(binary, data_dir, "tenant-a")
+        env.key_b = harness.create_key(binary, data_dir, "tenant-b")
+        env.server = harness.Server(binary, data_dir, tmp / "server.log", ["--access-log", "false"],
+                                    log=log)
         env.server.start()
     except Exception as e:  # noqa: BLE001
         log(f"setup failed: {e}")
@@ -483,12 +413,8 @@ def main() -> int:
                         break
     finally:
         env.server.stop()
-        if failed or os.environ.get("DS_KEEP_DATA") == "1":
-            log(f"data kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+        harness.keep_or_remove(tmp, bool(failed), log, what="data")
+    return harness.summary(passed, failed)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,9 +36,10 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-READY_TIMEOUT = float(os.environ.get("DS_READY_TIMEOUT", "30"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import HOST  # noqa: E402
+
 LONG_POLL_TIMEOUT = 2.0
 MAX_BODY = 512 * 1024  # --max-body for this server (10,000 small events still fit)
 MAX_EVENTS = 10_000
@@ -50,101 +47,14 @@ HTTP_TIMEOUT = 15.0
 
 SERVER_FIELDS = ("id", "offset", "created_at", "processed_at")
 
-
-def log(msg: str) -> None:
-    print(f"[sessions_curl] {msg}", flush=True)
-
-
-def resolve_bin() -> Path:
-    p = Path(os.environ.get("DS_BIN", "build/durable-sessions"))
-    if not p.is_absolute():
-        p = (Path.cwd() / p) if (Path.cwd() / p).exists() else (REPO_ROOT / p)
-    return p
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+log = harness.make_log("sessions_curl")
 
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-# --------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path):
-        self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.binary), *args], capture_output=True, text=True, timeout=30)
-
-    def create_key(self, tenant: str) -> str:
-        r = self.cli("keys", "create", "--data-dir", str(self.data_dir), "--tenant", tenant)
-        if r.returncode != 0:
-            raise RuntimeError(f"keys create --tenant {tenant} exited {r.returncode}: {r.stderr.strip()[:300]}")
-        lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
-        if not lines:
-            raise RuntimeError("keys create printed nothing")
-        return lines[-1]
-
-    def start(self) -> None:
-        for attempt in range(3):
-            self.port = free_port()
-            with open(self.log_path, "ab") as lf:
-                self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--listen", f"{HOST}:{self.port}",
-                     "--data-dir", str(self.data_dir),
-                     "--long-poll-timeout", str(LONG_POLL_TIMEOUT),
-                     "--max-body", str(MAX_BODY)],
-                    stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    st, _, _ = request("GET", "/readyz", key=None, port=self.port, timeout=2)
-                    if st == 200:
-                        log(f"server ready on port {self.port} (pid {self.proc.pid})")
-                        return
-                except OSError:
-                    pass
-                time.sleep(0.05)
-            if self.proc.poll() is None:
-                self.stop()
-                raise RuntimeError("server not ready in time")
-            if "in use" not in self.log_tail().lower() or attempt == 2:
-                raise RuntimeError(f"server exited with {self.proc.returncode} before becoming ready")
-
-    def stop(self, timeout: float = 15) -> int | None:
-        if not self.proc:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def log_tail(self, n: int = 40) -> str:
-        """Last n log lines, skipping the one-line-per-request access log entries."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join([ln for ln in lines if not ln.startswith('{"ts"')][-n:])
-
-
-SERVER: Server | None = None
+SERVER: harness.Server | None = None
 KEY_A: str | None = None
 KEY_B: str | None = None
 
@@ -188,14 +98,7 @@ def request(method: str, path: str, body=None, headers: dict | None = None, key:
         body = body.encode()
         hdrs["Content-Type"] = "application/json"
     hdrs.update(headers or {})
-    conn = http.client.HTTPConnection(HOST, port or SERVER.port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        data = r.read()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-    finally:
-        conn.close()
+    return harness.request(port or SERVER.port, method, path, body, hdrs, timeout)
 
 
 def call(method: str, path: str, body=None, headers: dict | None = None, key: str | None = "A", **kw) -> Resp:
@@ -1234,14 +1137,15 @@ def invalid_client_ids_refused():
 
 def main() -> int:
     global SERVER, KEY_A, KEY_B
-    binary = resolve_bin()
-    if not binary.exists():
-        log(f"server binary not found: {binary}")
-        return 2
+    binary = harness.find_binary(log)
+    if binary is None:
+        return harness.setup_failed()
     tmp = Path(tempfile.mkdtemp(prefix="ds-sessions-curl."))
     data_dir = tmp / "data"
     data_dir.mkdir()
-    SERVER = Server(binary, data_dir, tmp / "server.log")
+    SERVER = harness.Server(binary, data_dir, tmp / "server.log",
+                            ["--long-poll-timeout", str(LONG_POLL_TIMEOUT), "--max-body", str(MAX_BODY)],
+                            log=log, announce=True)
     try:
         KEY_A = SERVER.create_key("tenant-a")
         KEY_B = SERVER.create_key("tenant-b")
@@ -1250,7 +1154,7 @@ def main() -> int:
         SERVER.start()
     except Exception as e:  # noqa: BLE001
         log(f"setup failed: {e}")
-        print(SERVER.log_tail(), flush=True)
+        print(SERVER.log_tail(40, access_log=False), flush=True)
         SERVER.stop()
         log(f"temp dir kept: {tmp}")
         return 2
@@ -1292,12 +1196,9 @@ def main() -> int:
             failures.append("clean_shutdown")
     if failed:
         log("failed: " + ", ".join(failures))
-        print("---- server log tail ----\n" + SERVER.log_tail(30), flush=True)
-        log(f"temp dir kept: {tmp}")
-    elif os.environ.get("DS_KEEP_DATA") != "1":
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+        print("---- server log tail ----\n" + SERVER.log_tail(30, access_log=False), flush=True)
+    harness.keep_or_remove(tmp, bool(failed), log)
+    return harness.summary(passed, failed)
 
 
 if __name__ == "__main__":
