@@ -57,13 +57,13 @@ void encode_frame(const FrameMeta& meta, const std::vector<std::string_view>& me
   put<uint32_t>(out, static_cast<uint32_t>(messages.size()));
   put<uint64_t>(out, meta.unix_millis);
   if (meta.producer) {
-    put<uint16_t>(out, static_cast<uint16_t>(meta.producer->id.size()));
+    put<uint32_t>(out, static_cast<uint32_t>(meta.producer->id.size()));
     out->append(meta.producer->id);
     put<uint64_t>(out, meta.producer->epoch);
     put<uint64_t>(out, meta.producer->seq);
   }
   if (meta.stream_seq) {
-    put<uint16_t>(out, static_cast<uint16_t>(meta.stream_seq->size()));
+    put<uint32_t>(out, static_cast<uint32_t>(meta.stream_seq->size()));
     out->append(*meta.stream_seq);
   }
   for (auto m : messages) {
@@ -105,7 +105,7 @@ DecodeResult decode_frame(std::string_view buf, DecodedFrame* out) {
   }
   m.closes = flags & FrameMeta::kCloses;
   if (flags & FrameMeta::kHasProducer) {
-    uint16_t n;
+    uint32_t n;
     std::string_view id;
     ProducerStamp p;
     if (!r.get(&n) || !r.bytes(n, &id) || !r.get(&p.epoch) || !r.get(&p.seq)) {
@@ -115,7 +115,7 @@ DecodeResult decode_frame(std::string_view buf, DecodedFrame* out) {
     m.producer = std::move(p);
   }
   if (flags & FrameMeta::kHasStreamSeq) {
-    uint16_t n;
+    uint32_t n;
     std::string_view s;
     if (!r.get(&n) || !r.bytes(n, &s)) return DecodeResult::kCorrupt;
     m.stream_seq = std::string(s);

@@ -5,8 +5,8 @@
 //
 //   u32 magic "DSF1" | u32 body_length | u64 xxh3(body) | body
 //   body = u8 flags | u64 first_position | u32 message_count | u64 unix_millis
-//          [flags & kHasProducer]  u16 id_len | id | u64 epoch | u64 seq
-//          [flags & kHasStreamSeq] u16 len | bytes
+//          [flags & kHasProducer]  u32 id_len | id | u64 epoch | u64 seq
+//          [flags & kHasStreamSeq] u32 len | bytes
 //          message_count x (u32 len | bytes)
 //
 // A frame is all-or-nothing: recovery keeps a frame only when its checksum matches, so a batch is

@@ -131,8 +131,8 @@ Status StreamLog::append(FrameMeta meta, const std::vector<std::string_view>& me
   }
   // Index the messages: their bytes follow the frame's metadata, so decode offsets from it.
   size_t at = kFrameHeaderSize + 1 + 8 + 4 + 8;
-  if (meta.producer) at += 2 + meta.producer->id.size() + 16;
-  if (meta.stream_seq) at += 2 + meta.stream_seq->size();
+  if (meta.producer) at += 4 + meta.producer->id.size() + 16;
+  if (meta.stream_seq) at += 4 + meta.stream_seq->size();
   uint32_t seg_index = static_cast<uint32_t>(segments_.size() - 1);
   for (auto m : messages) {
     at += 4;

@@ -254,13 +254,17 @@ ds::HttpRequest to_request(http::request<http::string_body>& msg, int n) {
 bool bounded_label(std::string_view name, std::string_view value) {
   if (name == "route") {
     for (std::string_view v : {"stream", "sessions", "session", "session_events", "session_stream",
-                               "session_archive", "session_export", "search", "ops", "other"}) {
+                               "session_archive", "session_export", "session_other", "search", "ops",
+                               "other"}) {
       if (value == v) return true;
     }
     return false;
   }
   if (name == "method") {
-    return value == "other" || http::string_to_verb(value) != http::verb::unknown;
+    for (std::string_view v : {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "OTHER"}) {
+      if (value == v) return true;
+    }
+    return false;
   }
   return value.size() <= 16;  // status, le
 }

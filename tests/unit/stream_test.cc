@@ -539,8 +539,8 @@ TEST_F(StreamTest, ShortWriteFailsAppendAndLeavesNoTornFrame) {
   EXPECT_EQ(read_all(*must_find("s")), (Messages{"a", "b"}));
 }
 
-// Frame fields have 16-bit lengths: an over-long Stream-Seq must be rejected rather than
-// acknowledged and then lost on recovery.
+// Over-long Stream-Seq values (beyond kMaxTokenBytes) must be rejected rather than acknowledged
+// and then lost on recovery.
 TEST_F(StreamTest, AcknowledgedAppendWithHugeStreamSeqSurvivesRestart) {
   auto s = create("s", {"a"});
   AppendResult r = append_seq(*s, std::string(70000, '1'), {"b"});
