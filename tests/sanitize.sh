@@ -104,7 +104,7 @@ if [[ ${#reports[@]} -gt 0 ]]; then
   log "${#reports[@]} sanitizer report file(s) in $LOG_DIR:"
   for r in "${reports[@]}"; do
     log "---- $r"
-    grep -E '^(==[0-9]+==ERROR|SUMMARY|WARNING: ThreadSanitizer|.*runtime error)' "$r" | head -n 5 >&2
+    grep -E '^==.*==ERROR|^SUMMARY|WARNING: ThreadSanitizer|runtime error' "$r" | head -n 5 >&2
   done
   failed+=("sanitizer-reports")
 fi

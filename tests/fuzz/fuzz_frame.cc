@@ -70,12 +70,6 @@ void decode_and_check(std::string_view buf) {
 
 }  // namespace
 
-// DS_FUZZ_FRAME_SKIP_KNOWN=1 steers around the two known findings (tests/fuzz/crashes/fuzz_frame-*)
-// so a campaign can go on past them until they are fixed: bodies whose message count exceeds what
-// the body can hold (decode_frame reserves `count` entries up front), and producer ids or
-// Stream-Seq values longer than their u16 length prefix (encode_frame truncates the length).
-const bool skip_known = getenv("DS_FUZZ_FRAME_SKIP_KNOWN") != nullptr;
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return -1;
   int mode = data[0] % 3;
@@ -92,11 +86,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(buf.data(), &magic, 4);
     uint32_t len = static_cast<uint32_t>(buf.size() - ds::kFrameHeaderSize);
     std::memcpy(buf.data() + 4, &len, 4);
-    if (skip_known && buf.size() >= ds::kFrameHeaderSize + 13) {
-      uint32_t count;
-      std::memcpy(&count, buf.data() + ds::kFrameHeaderSize + 9, 4);
-      if (count > len / 4) return 0;
-    }
     uint64_t sum = XXH3_64bits(buf.data() + ds::kFrameHeaderSize, len);
     std::memcpy(buf.data() + 8, &sum, 8);
     decode_and_check(buf);
@@ -110,11 +99,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   meta.unix_millis = p.ConsumeIntegral<uint64_t>();
   if (p.ConsumeBool()) {
     ds::ProducerStamp ps;
-    // Occasionally a long id (above the u16 length field) built by repetition.
+    // Occasionally a long id (above 65535 bytes: regression for the former u16 length prefix).
     if (p.ConsumeBool()) {
       ps.id = p.ConsumeRandomLengthString(64);
     } else {
-      ps.id.assign(p.ConsumeIntegralInRange<size_t>(0, skip_known ? 65535 : 70000), 'p');
+      ps.id.assign(p.ConsumeIntegralInRange<size_t>(0, 70000), 'p');
     }
     ps.epoch = p.ConsumeIntegral<uint64_t>();
     ps.seq = p.ConsumeIntegral<uint64_t>();
@@ -124,8 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (p.ConsumeBool()) {
       meta.stream_seq = p.ConsumeRandomLengthString(64);
     } else {
-      meta.stream_seq =
-          std::string(p.ConsumeIntegralInRange<size_t>(0, skip_known ? 65535 : 70000), 's');
+      meta.stream_seq = std::string(p.ConsumeIntegralInRange<size_t>(0, 70000), 's');
     }
   }
   std::vector<std::string> owned;
@@ -142,7 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "producer id %zu bytes, stream_seq %zu bytes, %zu messages\n",
                  meta.producer ? meta.producer->id.size() : 0,
                  meta.stream_seq ? meta.stream_seq->size() : 0, msgs.size());
-    fail("an encoded frame does not decode (a field exceeds its u16 length prefix?)");
+    fail("an encoded frame does not decode (a field exceeds its length prefix?)");
   }
   if (f.total_size != frame.size()) fail("total_size is not the encoded size");
   if (!same_meta(meta, f.meta) || messages_of(frame, f) != msgs) fail("round trip changed the frame");

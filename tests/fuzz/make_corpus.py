@@ -125,9 +125,9 @@ def frame(closes=False, first=0, ms=0, producer=None, sseq=None, msgs=()):
     body = struct.pack("<BQIQ", flags, first, len(msgs), ms)
     if producer:
         pid, ep, sq = producer
-        body += struct.pack("<H", len(pid)) + pid + struct.pack("<QQ", ep, sq)
+        body += struct.pack("<I", len(pid)) + pid + struct.pack("<QQ", ep, sq)
     if sseq is not None:
-        body += struct.pack("<H", len(sseq)) + sseq
+        body += struct.pack("<I", len(sseq)) + sseq
     for m in msgs:
         body += struct.pack("<I", len(m)) + m
     # mode 1 patches the checksum, so a zero checksum is fine for the seeds
