@@ -21,7 +21,8 @@ Checks:
      every object decompresses and agrees with the log.
 
 Prints `N passed, M failed`; exit 1 on failure. Skips (exit 0) only when node is missing.
-Environment: DS_BIN (default build/durable-sessions), DS_UNIT_BIN (build/unit_tests), DS_KEEP_DATA=1.
+Environment: DS_BIN (default build/durable-sessions), DS_UNIT_BIN (unit_tests beside DS_BIN, else
+build/unit_tests), DS_KEEP_DATA=1.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ CREDS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
 log = harness.make_log("s3_test")
 
 DS_BIN = harness.resolve_bin("DS_BIN", "build/durable-sessions")
-UNIT_BIN = harness.resolve_bin("DS_UNIT_BIN", "build/unit_tests")
+# The unit tests of the same build as the server under test (e.g. build-asan/), unless given.
+UNIT_BIN = harness.resolve_bin("DS_UNIT_BIN", str(Path(os.environ["DS_BIN"]).parent / "unit_tests")
+                               if os.environ.get("DS_BIN") else "build/unit_tests")
 VENV_PY = REPO / "build/venv/bin/python"
 
 
