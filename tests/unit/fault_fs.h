@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -53,6 +54,21 @@ class FaultFs final : public Fs {
     std::lock_guard lk(state_->mu);
     state_->next_sync_error = std::move(error);
   }
+  // Slow disk: every datasync blocks until release_datasyncs() (then syncs normally).
+  void hold_datasyncs() {
+    std::lock_guard lk(state_->mu);
+    state_->hold = true;
+  }
+  void release_datasyncs() {
+    {
+      std::lock_guard lk(state_->mu);
+      state_->hold = false;
+    }
+    state_->cv.notify_all();
+  }
+  // Number of datasyncs currently blocked by hold_datasyncs().
+  int held_datasyncs() const { return state_->held.load(); }
+
   void clear_faults() {
     std::lock_guard lk(state_->mu);
     state_->write_error.reset();
@@ -86,6 +102,9 @@ class FaultFs final : public Fs {
     std::optional<Status> sync_error;   // sticky
     std::optional<Status> next_sync_error;  // one-shot
     std::atomic<int> datasyncs{0};
+    bool hold = false;
+    std::condition_variable cv;
+    std::atomic<int> held{0};
   };
 
   class FaultFile final : public File {
@@ -111,7 +130,12 @@ class FaultFs final : public Fs {
     Status datasync() override {
       state_->datasyncs++;
       {
-        std::lock_guard lk(state_->mu);
+        std::unique_lock lk(state_->mu);
+        if (state_->hold) {
+          state_->held++;
+          state_->cv.wait(lk, [&] { return !state_->hold; });
+          state_->held--;
+        }
         if (state_->sync_error) return *state_->sync_error;
         std::optional<Status> once;
         once.swap(state_->next_sync_error);

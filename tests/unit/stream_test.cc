@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
+#include <thread>
+
 #include <filesystem>
 #include <future>
 #include <iterator>
@@ -513,6 +517,19 @@ TEST_F(StreamTest, FailedSegmentRollSyncFailsInFlightAppends) {
 
   EXPECT_EQ(in_flight.get().outcome, Outcome::kError);
   EXPECT_TRUE(read_all(*s).empty());
+}
+
+TEST_F(StreamTest, SlowDiskDelaysOnlyTheAckNotReadsOfDurableData) {
+  auto s = create("s", {"acked"});
+  fs_.hold_datasyncs();
+  auto pending = start_append(*s, {"slow"});
+  while (fs_.held_datasyncs() == 0) std::this_thread::yield();  // the sync is now stuck
+  // Reads are served from durable data while the sync is stuck, and the append is not acked.
+  EXPECT_EQ(read_all(*s), (Messages{"acked"}));
+  EXPECT_EQ(pending.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  fs_.release_datasyncs();
+  EXPECT_EQ(pending.get().outcome, Outcome::kAppended);
+  EXPECT_EQ(read_all(*s), (Messages{"acked", "slow"}));
 }
 
 TEST_F(StreamTest, WriteEnospcMapsToNoSpace) {
