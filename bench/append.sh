@@ -28,7 +28,8 @@
 #   KEEP_DATA=1        keep the temp dir (data dirs + server logs)
 #   IDLE_WAIT          max seconds to wait before each run for the machine to be idle (180)
 #   RETRIES            repeats of a run during which other processes used > OTHER_CPU_LIMIT
-#                      cores (default 2, limit 0.25); the last attempt is kept and flagged
+#                      cores (default 2, limit 0.25); if every attempt is disturbed, the least
+#                      disturbed one is kept and flagged
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -201,11 +202,10 @@ wait_idle() {
   done
 }
 
-other_cpu() { # loadgen JSON -> cores used by other processes during the window
+other_cpu() { # loadgen JSON -> cores of task CPU time used by neither the server nor ds_loadgen
   python3 -c 'import json, sys
-r = json.load(open(sys.argv[1]))
-vals = [r.get(k) for k in ("machine_cpu_busy", "ncpu", "server_cpu_cores", "loadgen_cpu_cores")]
-print("0" if None in vals else f"{max(vals[0] * vals[1] - vals[2] - vals[3], 0):.3f}")' "$1" 2>/dev/null || echo 0
+v = json.load(open(sys.argv[1])).get("other_task_cores")
+print(0 if v is None else v)' "$1" 2>/dev/null || echo 0
 }
 
 # --- preflight ----------------------------------------------------------------------------------
@@ -277,11 +277,28 @@ for ((round = 1; round <= ROUNDS; round++)); do
       hot) PATH_PATTERN='/v1/stream/bench-{run}-hot' ;;
     esac
     for server in $SERVERS; do
+      base="$OUT/$workload-$server-r$round"
       for ((attempt = 0; attempt <= RETRIES; attempt++)); do
         wait_idle
         if run_one "$workload" "$server" "$PATH_PATTERN" "$round"; then break; fi
+        # keep every disturbed attempt; the least disturbed one is used if none is clean
+        [[ -f "$base.json" ]] && mv "$base.json" "$base.a$attempt.json"
+        mv "$base.meta.json" "$base.a$attempt.meta.json"
         if ((attempt < RETRIES)); then log "[$workload] $server: disturbed by other load; repeating the run"; fi
       done
+      if [[ ! -f "$base.meta.json" ]]; then
+        best="$(python3 -c 'import json, sys
+def other(meta):
+    try:
+        v = json.load(open(meta[:-len(".meta.json")] + ".json")).get("other_task_cores")
+        return float("inf") if v is None else v
+    except OSError:
+        return float("inf")
+print(min(sys.argv[1:], key=other)[:-len(".meta.json")])' "$base".a*.meta.json)"
+        cp "$best.meta.json" "$base.meta.json"
+        [[ -f "$best.json" ]] && cp "$best.json" "$base.json"
+        log "[$workload] $server: every attempt was disturbed; keeping the least disturbed one (${best##*.})"
+      fi
     done
   done
 done

@@ -691,21 +691,26 @@ double proc_cpu_seconds(int pid) {
   return static_cast<double>(ut + stt) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// Machine-wide CPU time (clock ticks) from the first line of /proc/stat.
 struct SysCpu {
-  unsigned long long busy = 0, total = 0;
+  unsigned long long task = 0;   // user + nice + system: processes and kernel threads
+  unsigned long long irq = 0;    // irq + softirq (loopback TCP is largely softirq; not charged to tasks)
+  unsigned long long steal = 0;  // stolen by the hypervisor
+  unsigned long long total = 0;
 };
 SysCpu sys_cpu() {
   std::ifstream f("/proc/stat");
   std::string cpu;
   SysCpu r;
   f >> cpu;
-  unsigned long long v[10] = {};
-  for (int i = 0; i < 10 && (f >> v[i]); ++i) {
+  unsigned long long v[8] = {};
+  for (int i = 0; i < 8 && (f >> v[i]); ++i) {
   }
-  // user nice system idle iowait irq softirq steal guest guest_nice
-  unsigned long long idle = v[3] + v[4];
+  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  r.task = v[0] + v[1] + v[2];
+  r.irq = v[5] + v[6];
+  r.steal = v[7];
   r.total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
-  r.busy = r.total - idle;
   return r;
 }
 
@@ -930,9 +935,24 @@ int main(int argc, char** argv) {
   kv("responses_total", std::to_string(tot.completed_total));
   kv("loadgen_cpu_cores", num((self1 - self0) / wall, 3));
   kv("server_cpu_cores", srv0 >= 0 && srv1 >= 0 ? num((srv1 - srv0) / wall, 3) : "null");
+  kv("window_wall_s", num(wall, 3));
+  // Machine-wide use during the window, in cores. other_task_cores = task time not spent in this
+  // process or the server (other programs, plus kernel threads such as the journal or writeback
+  // working for the server); irq_cores = interrupt + softirq time (loopback networking).
   double sys_total = static_cast<double>(sys1.total - sys0.total);
-  kv("machine_cpu_busy", sys_total > 0 ? num(static_cast<double>(sys1.busy - sys0.busy) / sys_total, 3) : "null");
-  kv("ncpu", std::to_string(std::thread::hardware_concurrency()), true);
+  unsigned ncpu = std::thread::hardware_concurrency();
+  auto cores = [&](unsigned long long d) { return sys_total > 0 ? static_cast<double>(d) / sys_total * ncpu : 0.0; };
+  double task_cores = cores(sys1.task - sys0.task);
+  double lg_cores = (self1 - self0) / wall;
+  double srv_cores = srv0 >= 0 && srv1 >= 0 ? (srv1 - srv0) / wall : -1;
+  kv("machine_task_cores", sys_total > 0 ? num(task_cores, 3) : "null");
+  kv("machine_irq_cores", sys_total > 0 ? num(cores(sys1.irq - sys0.irq), 3) : "null");
+  kv("machine_steal_cores", sys_total > 0 ? num(cores(sys1.steal - sys0.steal), 3) : "null");
+  kv("machine_busy_fraction",
+     sys_total > 0 ? num(static_cast<double>((sys1.task + sys1.irq + sys1.steal) - (sys0.task + sys0.irq + sys0.steal)) / sys_total, 3)
+                   : "null");
+  kv("other_task_cores", sys_total > 0 && srv_cores >= 0 ? num(std::max(0.0, task_cores - lg_cores - srv_cores), 3) : "null");
+  kv("ncpu", std::to_string(ncpu), true);
   j += "}\n";
 
   if (o.out.empty()) {
