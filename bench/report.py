@@ -203,6 +203,13 @@ def fmt_x(v):
     return "—" if v is None else f"{v:.2f}×"
 
 
+def fmt_round(x):
+    if x.get("failed"):
+        return "failed"
+    other = x.get("other_cpu_cores")
+    return fmt_int(x.get("events_per_s")) + ("†" if other is not None and other > other_limit else "")
+
+
 def fmt_f(v, d=2):
     return "—" if v is None else f"{v:.{d}f}"
 
@@ -242,13 +249,16 @@ for w, entry in result["workloads"].items():
         lat = r.get("latency_us", {})
         lines.append(
             f"| {NAMES[s]} | {fmt_int(r.get('events_per_s'))} | "
-            + (" / ".join(fmt_int(x.get("events_per_s")) for x in r.get("rounds", [])) + " | " if multi else "")
+            + (" / ".join(fmt_round(x) for x in r.get("rounds", [])) + " | " if multi else "")
             + f"{fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p99'))} | "
             f"{fmt_ms(lat.get('p999'))} | {r.get('errors_all_rounds', r.get('errors'))} | {fmt_f(r.get('server_cpu_cores'))} | "
             f"{fmt_f(r.get('loadgen_cpu_cores'))} | {fmt_f(r.get('other_cpu_cores'))} | "
             f"{fmt_f(r.get('machine_irq_cores'))} | {fmt_f(r.get('machine_steal_cores'))} |"
         )
     ra = entry["ratios"]
+    if multi and any("†" in fmt_round(x) for r in entry["servers"].values() for x in r.get("rounds", [])):
+        lines.append("")
+        lines.append(f"† other processes used more than {other_limit:g} cores during that round's window.")
     lines.append("")
     lines.append(
         f"ours / reference = **{fmt_x(ra['ours_over_reference'])}**, ours / null = **{fmt_x(ra['ours_over_null'])}**"
