@@ -93,6 +93,10 @@ int run_cli(int argc, char** argv) {
   serve->add_option("--durability", o.durability,
                     "local: acknowledge appends on local fsync; s3: once they are in the bucket")
       ->envname(env("DURABILITY"))->check(CLI::IsMember({"local", "s3"}))->capture_default_str();
+  serve->add_option("--journal", o.journal,
+                    "Make appends durable through one shared write-ahead journal (true) or by "
+                    "fsyncing each stream's own file (false)")
+      ->envname(env("JOURNAL"))->capture_default_str();
   serve->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));

@@ -26,6 +26,7 @@
 #include "store/catalog.h"
 #include "store/fs.h"
 #include "store/group_commit.h"
+#include "store/journal.h"
 #include "store/s3/s3_client.h"
 #include "store/tier.h"
 
@@ -76,8 +77,43 @@ int run_serve(const ServeOptions& o) {
     spdlog::error("cannot open catalog: {}", s.message());
     return 1;
   }
-  auto commit_owner = std::make_unique<GroupCommit>();
-  GroupCommit& commit = *commit_owner;
+  // Appends become durable through the shared journal (one fdatasync for many streams), or,
+  // with --journal=false, by syncing each stream's own segment file.
+  std::unique_ptr<Committer> commit_owner;
+  GroupCommit* group_commit = nullptr;
+  Journal* journal = nullptr;
+  if (o.journal) {
+    const std::string journal_dir = o.data_dir + "/journal";
+    Journal::ReplayStats rs;
+    if (Status s = Journal::replay(fs, journal_dir, o.data_dir, &rs); !s) {
+      spdlog::error("cannot replay the journal: {}", s.message());
+      return 1;
+    }
+    if (rs.files > 0) {
+      spdlog::info("journal replay: {} files, {} records, {} rewritten, {} of deleted streams, {} "
+                   "torn bytes dropped", rs.files, rs.records, rs.rewritten, rs.skipped,
+                   rs.torn_bytes);
+    }
+    std::unique_ptr<Journal> j;
+    if (Status s = Journal::open(fs, journal_dir, o.data_dir, Journal::Options{},
+                                 rs.last_generation, &j); !s) {
+      spdlog::error("cannot open the journal: {}", s.message());
+      return 1;
+    }
+    journal = j.get();
+    commit_owner = std::move(j);
+  } else {
+    // Recover a journal left by an earlier run with the journal on before syncing per file.
+    Journal::ReplayStats rs;
+    if (Status s = Journal::replay(fs, o.data_dir + "/journal", o.data_dir, &rs); !s) {
+      spdlog::error("cannot replay the journal: {}", s.message());
+      return 1;
+    }
+    auto g = std::make_unique<GroupCommit>();
+    group_commit = g.get();
+    commit_owner = std::move(g);
+  }
+  Committer& commit = *commit_owner;
   StreamStore::Options sto;
   sto.data_dir = o.data_dir;
   sto.fs = fs;
@@ -192,16 +228,39 @@ int run_serve(const ServeOptions& o) {
 
   TenantLimits limits(o.rate_limit, o.rate_burst, o.max_live_per_tenant);
   set_cors_origins(o.cors_origin);
-  Metrics::get().add_collector([&commit](std::string* out) {
-    auto st = commit.stats();
-    *out += "# HELP ds_fsync_total fdatasync calls made by the group commit.\n"
-            "# TYPE ds_fsync_total counter\nds_fsync_total " + std::to_string(st.syncs) + "\n";
+  Metrics::get().add_collector([group_commit, journal](std::string* out) {
+    uint64_t syncs = 0, batches = 0, requests = 0;
+    if (group_commit != nullptr) {
+      auto st = group_commit->stats();
+      syncs = st.syncs, batches = st.batches, requests = st.requests;
+    }
+    if (journal != nullptr) {
+      auto st = journal->stats();
+      syncs = batches = st.syncs;
+      requests = st.records;
+      *out += "# HELP ds_journal_bytes_total Bytes written to the write-ahead journal.\n"
+              "# TYPE ds_journal_bytes_total counter\nds_journal_bytes_total " +
+              std::to_string(st.record_bytes) + "\n";
+      *out += "# HELP ds_journal_failed_batches_total Journal writes or syncs that failed.\n"
+              "# TYPE ds_journal_failed_batches_total counter\nds_journal_failed_batches_total " +
+              std::to_string(st.failed_batches) + "\n";
+      *out += "# HELP ds_journal_checkpoints_total Journal files retired after syncing the "
+              "segment files they cover.\n"
+              "# TYPE ds_journal_checkpoints_total counter\nds_journal_checkpoints_total " +
+              std::to_string(st.checkpoints) + "\n";
+      *out += "# HELP ds_journal_checkpoint_failures_total Checkpoints that failed (retried).\n"
+              "# TYPE ds_journal_checkpoint_failures_total counter\n"
+              "ds_journal_checkpoint_failures_total " + std::to_string(st.checkpoint_failures) + "\n";
+    }
+    *out += "# HELP ds_fsync_total fdatasync calls made to acknowledge appends (journal or "
+            "segment files).\n"
+            "# TYPE ds_fsync_total counter\nds_fsync_total " + std::to_string(syncs) + "\n";
     *out += "# HELP ds_group_commit_batches_total Group-commit batches.\n"
             "# TYPE ds_group_commit_batches_total counter\nds_group_commit_batches_total " +
-            std::to_string(st.batches) + "\n";
+            std::to_string(batches) + "\n";
     *out += "# HELP ds_group_commit_requests_total Appends made durable by the group commit.\n"
             "# TYPE ds_group_commit_requests_total counter\nds_group_commit_requests_total " +
-            std::to_string(st.requests) + "\n";
+            std::to_string(requests) + "\n";
   });
 
   ApiContext ctx;
@@ -257,7 +316,7 @@ int run_serve(const ServeOptions& o) {
   });
   server.run();
   // Tear down in dependency order while the (stopped) io_context still exists: background
-  // threads first, then drain the group commit, whose callbacks post to connection strands.
+  // threads first, then drain the committer, whose callbacks post to connection strands.
   indexer.stop();
   if (tier) tier->stop();
   commit_owner.reset();

@@ -41,7 +41,8 @@ struct ServeOptions {
   std::string s3_prefix;
   bool s3_virtual_host = false;      // bucket.host addressing instead of host/bucket
   double s3_flush_interval = 1;      // seconds between upload passes
-  std::string durability = "local";  // local: ack on fsync; s3: ack once in the bucket
+  std::string durability = "local";
+  bool journal = true;               // shared write-ahead journal (false: fsync each stream file)  // local: ack on fsync; s3: ack once in the bucket
 };
 
 }  // namespace ds

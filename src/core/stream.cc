@@ -16,7 +16,7 @@ std::atomic<int64_t> g_open_logs{0};
 int64_t Stream::open_logs() { return g_open_logs.load(); }
 
 Stream::Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
-               StreamLog::Options log_options, GroupCommit* commit)
+               StreamLog::Options log_options, Committer* commit)
     : record_(std::move(record)),
       source_(std::move(source)),
       fs_(fs),
@@ -79,9 +79,9 @@ Status Stream::load_locked() {
 
 void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
   AppendResult r;
-  std::shared_ptr<File> file;
   uint64_t end = 0;
   StreamLog::Mark mark_after{};
+  StreamLog::Appended written;
   {
     std::lock_guard lk(mu_);
     if (Status s = load_locked(); !s) {
@@ -167,7 +167,7 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
           }
         }
         std::vector<std::string_view> views(req.messages.begin(), req.messages.end());
-        if (Status s = log_->append(meta, views); !s) {
+        if (Status s = log_->append(meta, views, &written); !s) {
           // A failed segment roll means an fdatasync failed: appends already in flight can no
           // longer be trusted either, so they fail too and the log is cut back (on_synced).
           if (inflight_ > 0) broken_ = true;
@@ -194,20 +194,25 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
       }
     }
     // Every success waits for the sync of everything written so far (a duplicate may be
-    // acknowledging data that is still in flight).
+    // acknowledging data that is still in flight). Committed under mu_ so that the committer
+    // sees this stream's writes in log order.
     ++inflight_;
     end = written_next_;
     mark_after = log_->mark();
-    file = log_->active_file();
+    bool closes = r.closed;
+    std::vector<std::string> observed;
+    if (hook_ && r.outcome == AppendResult::Outcome::kAppended) observed = std::move(req.messages);
+    Committer::Write w;
+    w.file = log_->active_file();
+    w.path = log_->active_path();
+    w.offset = written.offset;
+    w.bytes = written.frame;  // empty unless this request wrote a frame: a barrier
+    commit_->commit(w, [self = shared_from_this(), end, closes, mark_after, r,
+                        done = std::move(done),
+                        observed = std::move(observed)](const Status& s) {
+      self->on_synced(s, end, closes, mark_after, r, done, observed);
+    });
   }
-  bool closes = r.closed;
-  std::vector<std::string> observed;
-  if (hook_ && r.outcome == AppendResult::Outcome::kAppended) observed = std::move(req.messages);
-  commit_->submit(std::move(file), [self = shared_from_this(), end, closes, mark_after, r,
-                                    done = std::move(done),
-                                    observed = std::move(observed)](const Status& s) {
-    self->on_synced(s, end, closes, mark_after, r, done, observed);
-  });
 }
 
 void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Mark mark_after,

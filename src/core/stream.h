@@ -25,7 +25,7 @@
 #include "store/catalog.h"
 #include "store/frame.h"
 #include "store/fs.h"
-#include "store/group_commit.h"
+#include "store/committer.h"
 #include "store/status.h"
 #include "store/stream_log.h"
 
@@ -79,7 +79,7 @@ struct ReadResult {
 class Stream : public std::enable_shared_from_this<Stream> {
  public:
   Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
-         StreamLog::Options log_options, GroupCommit* commit);
+         StreamLog::Options log_options, Committer* commit);
   ~Stream();
 
   const StreamRecord& record() const { return record_; }
@@ -153,7 +153,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
   Fs* fs_;
   std::string dir_;
   StreamLog::Options log_options_;
-  GroupCommit* commit_;
+  Committer* commit_;
 
   std::mutex mu_;
   std::unique_ptr<StreamLog> log_;

@@ -8,7 +8,7 @@
 
 namespace ds {
 
-StreamStore::StreamStore(Options options, Catalog* catalog, GroupCommit* commit)
+StreamStore::StreamStore(Options options, Catalog* catalog, Committer* commit)
     : options_(std::move(options)), catalog_(catalog), commit_(commit) {
   if (options_.max_open_logs > 0) sweeper_ = std::thread([this] { sweep(); });
 }

@@ -21,7 +21,7 @@
 
 #include "core/stream.h"
 #include "store/catalog.h"
-#include "store/group_commit.h"
+#include "store/committer.h"
 
 namespace ds {
 
@@ -59,7 +59,7 @@ class StreamStore {
     // (and reopened on their next use). 0 = no limit.
     int64_t max_open_logs = 0;
   };
-  StreamStore(Options options, Catalog* catalog, GroupCommit* commit);
+  StreamStore(Options options, Catalog* catalog, Committer* commit);
   ~StreamStore();  // stops the log sweeper
 
   // Loads every stream named in the catalog (logs open lazily), finishes interrupted deletions and
@@ -95,7 +95,7 @@ class StreamStore {
 
   Options options_;
   Catalog* catalog_;
-  GroupCommit* commit_;
+  Committer* commit_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Stream>> streams_;
   std::unordered_map<int64_t, std::shared_ptr<Stream>> by_id_;

@@ -27,13 +27,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "store/committer.h"
 #include "store/fs.h"
 
 namespace ds {
 
-class GroupCommit {
+class GroupCommit : public Committer {
  public:
-  using Callback = std::function<void(const Status&)>;
 
   struct Options {
     int workers = 16;
@@ -47,6 +47,8 @@ class GroupCommit {
   GroupCommit& operator=(const GroupCommit&) = delete;
 
   void submit(std::shared_ptr<File> file, Callback done);
+  // Committer: syncs w.file (the bytes are already in it).
+  void commit(const Write& w, Callback done) override { submit(w.file, std::move(done)); }
 
   struct Stats {
     uint64_t batches = 0;   // tickets: groups of requests made durable by one sync

@@ -27,10 +27,11 @@ Status StreamLog::open(Fs* fs, const std::string& dir, uint64_t base_position,
   std::sort(firsts.begin(), firsts.end());
   for (uint64_t f : firsts) {
     std::unique_ptr<File> file;
-    if (Status s = fs->open(log->segment_path(f), &file); !s) return s;
+    std::string path = log->segment_path(f);
+    if (Status s = fs->open(path, &file); !s) return s;
     uint64_t size = 0;
     if (Status s = file->size(&size); !s) return s;
-    log->segments_.push_back(Segment{f, std::move(file), size});
+    log->segments_.push_back(Segment{f, std::move(file), size, std::move(path)});
   }
   for (size_t i = 0; i < log->segments_.size(); ++i) {
     bool last = i + 1 == log->segments_.size();
@@ -90,7 +91,7 @@ Status StreamLog::add_segment(uint64_t first_position) {
   if (Status s = fs_->open(path, &file); !s) return s;
   if (Status s = file->truncate(0); !s) return s;
   if (Status s = fs_->sync_dir(dir_); !s) return s;
-  segments_.push_back(Segment{first_position, std::move(file), 0});
+  segments_.push_back(Segment{first_position, std::move(file), 0, std::move(path)});
   return Status::ok();
 }
 
@@ -114,7 +115,8 @@ Status StreamLog::rollback(const Mark& m) {
   return Status::ok();
 }
 
-Status StreamLog::append(FrameMeta meta, const std::vector<std::string_view>& messages) {
+Status StreamLog::append(FrameMeta meta, const std::vector<std::string_view>& messages,
+                         Appended* appended) {
   if (segments_.back().size >= options_.segment_bytes) {
     // Roll: make the full segment durable first so that the group commit, which syncs only the
     // active file, covers every unsynced frame.
@@ -140,6 +142,7 @@ Status StreamLog::append(FrameMeta meta, const std::vector<std::string_view>& me
     at += m.size();
     bytes_ += m.size();
   }
+  if (appended != nullptr) *appended = Appended{seg.size, scratch_};
   seg.size += scratch_.size();
   return Status::ok();
 }

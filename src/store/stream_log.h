@@ -53,10 +53,19 @@ class StreamLog {
   // Discards everything appended after `m` (in memory and on disk).
   Status rollback(const Mark& m);
 
+  // Where append() put its frame: valid until the next call on this log.
+  struct Appended {
+    uint64_t offset = 0;     // in active_file()
+    std::string_view frame;  // the bytes written
+  };
   // Writes one frame holding `messages`; meta.first_position is set by the log.
-  Status append(FrameMeta meta, const std::vector<std::string_view>& messages);
-  // The file holding the most recent frame; sync it to make every append so far durable.
+  Status append(FrameMeta meta, const std::vector<std::string_view>& messages,
+                Appended* appended = nullptr);
+  // The file holding the most recent frame, and its path. Every frame of earlier segments is
+  // durable (a roll syncs the full segment), so committing the frames written to this file makes
+  // every append so far durable.
   std::shared_ptr<File> active_file() const;
+  const std::string& active_path() const { return segments_.back().path; }
 
   uint64_t base_position() const { return base_; }
   uint64_t next_position() const { return base_ + index_.size(); }
@@ -73,6 +82,7 @@ class StreamLog {
     uint64_t first_position;
     std::shared_ptr<File> file;
     uint64_t size;
+    std::string path;
   };
   struct Loc {
     uint32_t segment;

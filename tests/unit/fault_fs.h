@@ -50,9 +50,11 @@ class FaultFs final : public Fs {
     state_->sync_error = std::move(error);
   }
   // Only the next datasync returns `error` (like Linux, which reports a writeback error once).
-  void fail_next_datasync(Status error) {
+  // With `path_contains`, only the next datasync of a file whose path contains it.
+  void fail_next_datasync(Status error, std::string path_contains = "") {
     std::lock_guard lk(state_->mu);
     state_->next_sync_error = std::move(error);
+    state_->next_sync_path = std::move(path_contains);
   }
   // Slow disk: every datasync blocks until release_datasyncs() (then syncs normally).
   void hold_datasyncs() {
@@ -80,7 +82,7 @@ class FaultFs final : public Fs {
   Status open(const std::string& path, std::unique_ptr<File>* out) override {
     std::unique_ptr<File> file;
     if (Status s = base_->open(path, &file); !s) return s;
-    *out = std::make_unique<FaultFile>(std::move(file), state_);
+    *out = std::make_unique<FaultFile>(std::move(file), state_, path);
     return Status::ok();
   }
   Status create_dirs(const std::string& path) override { return base_->create_dirs(path); }
@@ -101,6 +103,7 @@ class FaultFs final : public Fs {
     size_t write_keep = 0;
     std::optional<Status> sync_error;   // sticky
     std::optional<Status> next_sync_error;  // one-shot
+    std::string next_sync_path;             // ... for files whose path contains this
     std::atomic<int> datasyncs{0};
     bool hold = false;
     std::condition_variable cv;
@@ -109,8 +112,8 @@ class FaultFs final : public Fs {
 
   class FaultFile final : public File {
    public:
-    FaultFile(std::unique_ptr<File> base, std::shared_ptr<State> state)
-        : base_(std::move(base)), state_(std::move(state)) {}
+    FaultFile(std::unique_ptr<File> base, std::shared_ptr<State> state, std::string path)
+        : base_(std::move(base)), state_(std::move(state)), path_(std::move(path)) {}
 
     Status pwrite(const void* data, size_t n, uint64_t off) override {
       std::optional<Status> error;
@@ -137,9 +140,11 @@ class FaultFs final : public Fs {
           state_->held--;
         }
         if (state_->sync_error) return *state_->sync_error;
-        std::optional<Status> once;
-        once.swap(state_->next_sync_error);
-        if (once) return *once;
+        if (state_->next_sync_error && path_.find(state_->next_sync_path) != std::string::npos) {
+          std::optional<Status> once;
+          once.swap(state_->next_sync_error);
+          return *once;
+        }
       }
       return base_->datasync();
     }
@@ -149,6 +154,7 @@ class FaultFs final : public Fs {
    private:
     std::unique_ptr<File> base_;
     std::shared_ptr<State> state_;
+    std::string path_;
   };
 
   Fs* base_;

@@ -1,4 +1,5 @@
-// core::Stream through a real StreamStore, Catalog and GroupCommit in a temp dir, on a FaultFs.
+// core::Stream through a real StreamStore, Catalog and committer (the shared Journal and the
+// per-file GroupCommit: every test runs with both) in a temp dir, on a FaultFs.
 #include "core/stream.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +18,8 @@
 #include <vector>
 
 #include "core/stream_store.h"
+#include "store/group_commit.h"
+#include "store/journal.h"
 #include "fault_fs.h"
 #include "temp_dir.h"
 
@@ -46,7 +49,9 @@ T wait_for(Start start) {
   return f.get();
 }
 
-class StreamTest : public ::testing::Test {
+enum class CommitMode { kGroupCommit, kJournal };
+
+class StreamTest : public ::testing::TestWithParam<CommitMode> {
  protected:
   static constexpr const char* kTenant = "tenant";
 
@@ -57,7 +62,18 @@ class StreamTest : public ::testing::Test {
     ASSERT_TRUE(fs_.create_dirs(tmp_ / "streams"));
     Status s = Catalog::open(tmp_ / "catalog.db", &catalog_);
     ASSERT_TRUE(s) << s.message();
-    commit_ = std::make_unique<GroupCommit>(GroupCommit::Options{1, 1});  // deterministic batches
+    if (GetParam() == CommitMode::kJournal) {
+      Journal::ReplayStats rs;
+      s = Journal::replay(&fs_, tmp_ / "journal", tmp_.path(), &rs);
+      ASSERT_TRUE(s) << s.message();
+      std::unique_ptr<Journal> j;
+      s = Journal::open(&fs_, tmp_ / "journal", tmp_.path(), Journal::Options{}, rs.last_generation,
+                        &j);
+      ASSERT_TRUE(s) << s.message();
+      commit_ = std::move(j);
+    } else {
+      commit_ = std::make_unique<GroupCommit>(GroupCommit::Options{1, 1});  // deterministic batches
+    }
     StreamStore::Options o;
     o.data_dir = tmp_.path();
     o.fs = &fs_;
@@ -150,7 +166,9 @@ class StreamTest : public ::testing::Test {
     auto release = std::make_shared<std::promise<void>>();
     std::unique_ptr<File> other;
     EXPECT_TRUE(fs_.open(tmp_ / "parking", &other));
-    commit_->submit(std::shared_ptr<File>(std::move(other)), [parked, release](const Status&) {
+    Committer::Write w;
+    w.file = std::shared_ptr<File>(std::move(other));
+    commit_->commit(w, [parked, release](const Status&) {
       parked->set_value();
       release->get_future().wait();
     });
@@ -177,13 +195,13 @@ class StreamTest : public ::testing::Test {
   test::FaultFs fs_;
   StreamLog::Options log_options_;
   std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<GroupCommit> commit_;
+  std::unique_ptr<Committer> commit_;
   std::unique_ptr<StreamStore> store_;
 };
 
 // ---- Producer state machine ----
 
-TEST_F(StreamTest, NewProducerStartingAtSeqZeroIsAccepted) {
+TEST_P(StreamTest, NewProducerStartingAtSeqZeroIsAccepted) {
   auto s = create("s");
   AppendResult r = append_as(*s, "p", 0, 0, {"a", "b"});
   EXPECT_EQ(r.outcome, Outcome::kAppended);
@@ -194,14 +212,14 @@ TEST_F(StreamTest, NewProducerStartingAtSeqZeroIsAccepted) {
   EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
 }
 
-TEST_F(StreamTest, NewProducerMayStartAtAnyEpoch) {
+TEST_P(StreamTest, NewProducerMayStartAtAnyEpoch) {
   auto s = create("s");
   AppendResult r = append_as(*s, "p", 7, 0);
   EXPECT_EQ(r.outcome, Outcome::kAppended);
   EXPECT_EQ(r.producer_epoch, 7u);
 }
 
-TEST_F(StreamTest, NewProducerWithNonZeroSeqIsEpochSeqInvalid) {
+TEST_P(StreamTest, NewProducerWithNonZeroSeqIsEpochSeqInvalid) {
   auto s = create("s");
   AppendResult r = append_as(*s, "p", 0, 3);
   EXPECT_EQ(r.outcome, Outcome::kEpochSeqInvalid);
@@ -210,7 +228,7 @@ TEST_F(StreamTest, NewProducerWithNonZeroSeqIsEpochSeqInvalid) {
   EXPECT_EQ(s->tail(), 0u);
 }
 
-TEST_F(StreamTest, SameEpochNextSeqIsAccepted) {
+TEST_P(StreamTest, SameEpochNextSeqIsAccepted) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 1, 0, {"a"}).outcome, Outcome::kAppended);
   AppendResult r = append_as(*s, "p", 1, 1, {"b"});
@@ -221,7 +239,7 @@ TEST_F(StreamTest, SameEpochNextSeqIsAccepted) {
   EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
 }
 
-TEST_F(StreamTest, DuplicateSeqIsDuplicateWithHighestAcceptedSeq) {
+TEST_P(StreamTest, DuplicateSeqIsDuplicateWithHighestAcceptedSeq) {
   auto s = create("s");
   for (uint64_t seq = 0; seq < 3; ++seq) {
     ASSERT_EQ(append_as(*s, "p", 0, seq, {"m" + std::to_string(seq)}).outcome,
@@ -234,7 +252,7 @@ TEST_F(StreamTest, DuplicateSeqIsDuplicateWithHighestAcceptedSeq) {
   EXPECT_EQ(read_all(*s), (Messages{"m0", "m1", "m2"}));
 }
 
-TEST_F(StreamTest, SeqGapReportsExpectedAndReceived) {
+TEST_P(StreamTest, SeqGapReportsExpectedAndReceived) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 0, 0).outcome, Outcome::kAppended);
   AppendResult r = append_as(*s, "p", 0, 5);
@@ -244,7 +262,7 @@ TEST_F(StreamTest, SeqGapReportsExpectedAndReceived) {
   EXPECT_EQ(s->tail(), 1u);
 }
 
-TEST_F(StreamTest, StaleEpochIsFencedWithCurrentEpoch) {
+TEST_P(StreamTest, StaleEpochIsFencedWithCurrentEpoch) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 2, 0).outcome, Outcome::kAppended);
   AppendResult r = append_as(*s, "p", 1, 0);
@@ -253,7 +271,7 @@ TEST_F(StreamTest, StaleEpochIsFencedWithCurrentEpoch) {
   EXPECT_EQ(s->tail(), 1u);
 }
 
-TEST_F(StreamTest, NewEpochWithNonZeroSeqIsEpochSeqInvalid) {
+TEST_P(StreamTest, NewEpochWithNonZeroSeqIsEpochSeqInvalid) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 0, 0).outcome, Outcome::kAppended);
   AppendResult r = append_as(*s, "p", 1, 4);
@@ -263,7 +281,7 @@ TEST_F(StreamTest, NewEpochWithNonZeroSeqIsEpochSeqInvalid) {
   EXPECT_EQ(s->tail(), 1u);
 }
 
-TEST_F(StreamTest, NewEpochAtSeqZeroIsAcceptedAndFencesOldEpoch) {
+TEST_P(StreamTest, NewEpochAtSeqZeroIsAcceptedAndFencesOldEpoch) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 0, 0).outcome, Outcome::kAppended);
   ASSERT_EQ(append_as(*s, "p", 0, 1).outcome, Outcome::kAppended);
@@ -274,7 +292,7 @@ TEST_F(StreamTest, NewEpochAtSeqZeroIsAcceptedAndFencesOldEpoch) {
   EXPECT_EQ(append_as(*s, "p", 0, 2).outcome, Outcome::kStaleEpoch);
 }
 
-TEST_F(StreamTest, ProducersAreTrackedIndependently) {
+TEST_P(StreamTest, ProducersAreTrackedIndependently) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "a", 0, 0).outcome, Outcome::kAppended);
   ASSERT_EQ(append_as(*s, "a", 0, 1).outcome, Outcome::kAppended);
@@ -285,21 +303,21 @@ TEST_F(StreamTest, ProducersAreTrackedIndependently) {
 
 // ---- Stream-Seq ----
 
-TEST_F(StreamTest, LowerStreamSeqIsRegression) {
+TEST_P(StreamTest, LowerStreamSeqIsRegression) {
   auto s = create("s");
   ASSERT_EQ(append_seq(*s, "002", {"a"}).outcome, Outcome::kAppended);
   EXPECT_EQ(append_seq(*s, "001", {"b"}).outcome, Outcome::kStreamSeqRegression);
   EXPECT_EQ(read_all(*s), (Messages{"a"}));
 }
 
-TEST_F(StreamTest, EqualStreamSeqIsRegression) {
+TEST_P(StreamTest, EqualStreamSeqIsRegression) {
   auto s = create("s");
   ASSERT_EQ(append_seq(*s, "002", {"a"}).outcome, Outcome::kAppended);
   EXPECT_EQ(append_seq(*s, "002", {"b"}).outcome, Outcome::kStreamSeqRegression);
   EXPECT_EQ(s->tail(), 1u);
 }
 
-TEST_F(StreamTest, HigherStreamSeqIsAccepted) {
+TEST_P(StreamTest, HigherStreamSeqIsAccepted) {
   auto s = create("s");
   ASSERT_EQ(append_seq(*s, "002", {"a"}).outcome, Outcome::kAppended);
   EXPECT_EQ(append(*s, Messages{"no seq"}).outcome, Outcome::kAppended);
@@ -309,7 +327,7 @@ TEST_F(StreamTest, HigherStreamSeqIsAccepted) {
 
 // ---- Closure ----
 
-TEST_F(StreamTest, ClosedStreamRejectsAppends) {
+TEST_P(StreamTest, ClosedStreamRejectsAppends) {
   auto s = create("s", {"a"});
   AppendResult c = close(*s, {"last"});
   ASSERT_EQ(c.outcome, Outcome::kAppended);
@@ -323,7 +341,7 @@ TEST_F(StreamTest, ClosedStreamRejectsAppends) {
   EXPECT_TRUE(s->closed());
 }
 
-TEST_F(StreamTest, ReadAtTailOfClosedStreamReportsClosed) {
+TEST_P(StreamTest, ReadAtTailOfClosedStreamReportsClosed) {
   auto s = create("s", {"a"});
   ASSERT_EQ(close(*s).outcome, Outcome::kAppended);
   ReadResult r;
@@ -333,7 +351,7 @@ TEST_F(StreamTest, ReadAtTailOfClosedStreamReportsClosed) {
   EXPECT_TRUE(r.closed);
 }
 
-TEST_F(StreamTest, CloseOnlyOnClosedStreamIsAlreadyClosed) {
+TEST_P(StreamTest, CloseOnlyOnClosedStreamIsAlreadyClosed) {
   auto s = create("s", {"a"});
   ASSERT_EQ(close(*s).outcome, Outcome::kAppended);
   AppendResult r = close(*s);
@@ -342,14 +360,14 @@ TEST_F(StreamTest, CloseOnlyOnClosedStreamIsAlreadyClosed) {
   EXPECT_EQ(r.next_position, 1u);
 }
 
-TEST_F(StreamTest, CloseWithDataOnClosedStreamIsClosed) {
+TEST_P(StreamTest, CloseWithDataOnClosedStreamIsClosed) {
   auto s = create("s");
   ASSERT_EQ(close(*s).outcome, Outcome::kAppended);
   EXPECT_EQ(close(*s, {"more"}).outcome, Outcome::kClosed);
   EXPECT_EQ(s->tail(), 0u);
 }
 
-TEST_F(StreamTest, RetryOfClosingProducerRequestIsDuplicate) {
+TEST_P(StreamTest, RetryOfClosingProducerRequestIsDuplicate) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 0, 0, {"a"}).outcome, Outcome::kAppended);
   ASSERT_EQ(append_as(*s, "p", 0, 1, {"b"}, /*close=*/true).outcome, Outcome::kAppended);
@@ -365,7 +383,7 @@ TEST_F(StreamTest, RetryOfClosingProducerRequestIsDuplicate) {
 
 // ---- Durability and recovery ----
 
-TEST_F(StreamTest, ReadersDoNotSeeDataBeforeItIsDurable) {
+TEST_P(StreamTest, ReadersDoNotSeeDataBeforeItIsDurable) {
   auto s = create("s", {"durable"});
   auto release = park_commit_thread();
   auto pending = start_append(*s, {"pending"});
@@ -377,7 +395,7 @@ TEST_F(StreamTest, ReadersDoNotSeeDataBeforeItIsDurable) {
   EXPECT_EQ(read_all(*s), (Messages{"durable", "pending"}));
 }
 
-TEST_F(StreamTest, RestartRecoversData) {
+TEST_P(StreamTest, RestartRecoversData) {
   auto s = create("s", {"a", "b"});
   ASSERT_EQ(append(*s, Messages{"c"}).outcome, Outcome::kAppended);
   s.reset();
@@ -387,7 +405,7 @@ TEST_F(StreamTest, RestartRecoversData) {
   EXPECT_EQ(s->tail(), 3u);
 }
 
-TEST_F(StreamTest, RestartRecoversProducerState) {
+TEST_P(StreamTest, RestartRecoversProducerState) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 3, 0).outcome, Outcome::kAppended);
   ASSERT_EQ(append_as(*s, "p", 3, 1).outcome, Outcome::kAppended);
@@ -407,7 +425,7 @@ TEST_F(StreamTest, RestartRecoversProducerState) {
   EXPECT_EQ(append_as(*s, "p", 3, 2).outcome, Outcome::kAppended);
 }
 
-TEST_F(StreamTest, RestartRecoversStreamSeq) {
+TEST_P(StreamTest, RestartRecoversStreamSeq) {
   auto s = create("s");
   ASSERT_EQ(append_seq(*s, "005", {"a"}).outcome, Outcome::kAppended);
   s.reset();
@@ -417,7 +435,7 @@ TEST_F(StreamTest, RestartRecoversStreamSeq) {
   EXPECT_EQ(append_seq(*s, "006", {"b"}).outcome, Outcome::kAppended);
 }
 
-TEST_F(StreamTest, RestartRecoversClosureAndClosingProducer) {
+TEST_P(StreamTest, RestartRecoversClosureAndClosingProducer) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 0, 0, {"a"}, /*close=*/true).outcome, Outcome::kAppended);
   s.reset();
@@ -431,7 +449,7 @@ TEST_F(StreamTest, RestartRecoversClosureAndClosingProducer) {
   EXPECT_EQ(append_as(*s, "p", 0, 0, {"a"}, /*close=*/true).outcome, Outcome::kDuplicate);
 }
 
-TEST_F(StreamTest, FailedDatasyncFailsAppendAndHidesItsData) {
+TEST_P(StreamTest, FailedDatasyncFailsAppendAndHidesItsData) {
   auto s = create("s", {"acked"});
   fs_.fail_datasync(test::FaultFs::eio());
   AppendResult r = append(*s, Messages{"lost"});
@@ -441,7 +459,7 @@ TEST_F(StreamTest, FailedDatasyncFailsAppendAndHidesItsData) {
   EXPECT_EQ(read_all(*s), (Messages{"acked"}));
 }
 
-TEST_F(StreamTest, AppendAfterDatasyncFaultClearsSucceedsWithOnlyAckedData) {
+TEST_P(StreamTest, AppendAfterDatasyncFaultClearsSucceedsWithOnlyAckedData) {
   auto s = create("s", {"acked"});
   fs_.fail_datasync(test::FaultFs::eio());
   ASSERT_EQ(append(*s, Messages{"lost"}).outcome, Outcome::kError);
@@ -457,7 +475,7 @@ TEST_F(StreamTest, AppendAfterDatasyncFaultClearsSucceedsWithOnlyAckedData) {
   EXPECT_EQ(read_all(*must_find("s")), (Messages{"acked", "next"}));
 }
 
-TEST_F(StreamTest, FailedDatasyncDoesNotAdvanceProducerState) {
+TEST_P(StreamTest, FailedDatasyncDoesNotAdvanceProducerState) {
   auto s = create("s");
   ASSERT_EQ(append_as(*s, "p", 0, 0, {"a"}).outcome, Outcome::kAppended);
   fs_.fail_datasync(test::FaultFs::eio());
@@ -470,7 +488,7 @@ TEST_F(StreamTest, FailedDatasyncDoesNotAdvanceProducerState) {
   EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
 }
 
-TEST_F(StreamTest, FailedDatasyncOfCloseLeavesStreamOpen) {
+TEST_P(StreamTest, FailedDatasyncOfCloseLeavesStreamOpen) {
   auto s = create("s", {"a"});
   fs_.fail_datasync(test::FaultFs::eio());
   ASSERT_EQ(close(*s).outcome, Outcome::kError);
@@ -485,16 +503,17 @@ TEST_F(StreamTest, FailedDatasyncOfCloseLeavesStreamOpen) {
   EXPECT_EQ(read_all(*s), (Messages{"a", "b"}));
 }
 
-TEST_F(StreamTest, FailedDatasyncFailsEveryUnacknowledgedAppend) {
+TEST_P(StreamTest, FailedDatasyncFailsEveryUnacknowledgedAppend) {
   auto s = create("s", {"acked"});
   auto release = park_commit_thread();
+  fs_.fail_datasync(test::FaultFs::eio());  // the disk fails every sync covering the appends
   auto first = start_append(*s, {"one"});
   auto second = start_append(*s, {"two"});
-  fs_.fail_next_datasync(test::FaultFs::eio());  // the single sync covering both appends
   release->set_value();
 
   EXPECT_EQ(first.get().outcome, Outcome::kError);
   EXPECT_EQ(second.get().outcome, Outcome::kError);
+  fs_.clear_faults();
   EXPECT_EQ(read_all(*s), (Messages{"acked"}));
   EXPECT_EQ(append(*s, Messages{"three"}).outcome, Outcome::kAppended);
   EXPECT_EQ(read_all(*s), (Messages{"acked", "three"}));
@@ -503,14 +522,14 @@ TEST_F(StreamTest, FailedDatasyncFailsEveryUnacknowledgedAppend) {
 // When an append rolls the segment and the fdatasync of the full segment fails, appends already
 // written to it and waiting for the group commit must fail too: a later sync's success cannot vouch
 // for pages an earlier sync failed to write (Linux reports a writeback error once).
-TEST_F(StreamTest, FailedSegmentRollSyncFailsInFlightAppends) {
+TEST_P(StreamTest, FailedSegmentRollSyncFailsInFlightAppends) {
   stop();
   log_options_.segment_bytes = 64;
   start();
   auto s = create("s");
   auto release = park_commit_thread();
   auto in_flight = start_append(*s, {std::string(100, 'a')});  // fills the first segment
-  fs_.fail_next_datasync(test::FaultFs::eio());
+  fs_.fail_next_datasync(test::FaultFs::eio(), ".seg");
   AppendResult rolling = append(*s, Messages{"b"});  // rolls: syncs the full segment, fails
   EXPECT_EQ(rolling.outcome, Outcome::kError);
   release->set_value();
@@ -519,7 +538,7 @@ TEST_F(StreamTest, FailedSegmentRollSyncFailsInFlightAppends) {
   EXPECT_TRUE(read_all(*s).empty());
 }
 
-TEST_F(StreamTest, SlowDiskDelaysOnlyTheAckNotReadsOfDurableData) {
+TEST_P(StreamTest, SlowDiskDelaysOnlyTheAckNotReadsOfDurableData) {
   auto s = create("s", {"acked"});
   fs_.hold_datasyncs();
   auto pending = start_append(*s, {"slow"});
@@ -532,7 +551,7 @@ TEST_F(StreamTest, SlowDiskDelaysOnlyTheAckNotReadsOfDurableData) {
   EXPECT_EQ(read_all(*s), (Messages{"acked", "slow"}));
 }
 
-TEST_F(StreamTest, WriteEnospcMapsToNoSpace) {
+TEST_P(StreamTest, WriteEnospcMapsToNoSpace) {
   auto s = create("s", {"a"});
   fs_.fail_next_write(test::FaultFs::enospc());
   AppendResult r = append(*s, Messages{"b"});
@@ -543,7 +562,7 @@ TEST_F(StreamTest, WriteEnospcMapsToNoSpace) {
   EXPECT_EQ(read_all(*s), (Messages{"a", "c"}));
 }
 
-TEST_F(StreamTest, ShortWriteFailsAppendAndLeavesNoTornFrame) {
+TEST_P(StreamTest, ShortWriteFailsAppendAndLeavesNoTornFrame) {
   auto s = create("s", {"a"});
   fs_.short_write_next(9);
   AppendResult r = append_as(*s, "p", 0, 0, {"torn"});
@@ -558,7 +577,7 @@ TEST_F(StreamTest, ShortWriteFailsAppendAndLeavesNoTornFrame) {
 
 // Over-long Stream-Seq values (beyond kMaxTokenBytes) must be rejected rather than acknowledged
 // and then lost on recovery.
-TEST_F(StreamTest, AcknowledgedAppendWithHugeStreamSeqSurvivesRestart) {
+TEST_P(StreamTest, AcknowledgedAppendWithHugeStreamSeqSurvivesRestart) {
   auto s = create("s", {"a"});
   AppendResult r = append_seq(*s, std::string(70000, '1'), {"b"});
   if (r.outcome != Outcome::kAppended) return;  // rejecting it is fine too
@@ -568,7 +587,7 @@ TEST_F(StreamTest, AcknowledgedAppendWithHugeStreamSeqSurvivesRestart) {
   EXPECT_EQ(read_all(*must_find("s")), (Messages{"a", "b", "c"}));
 }
 
-TEST_F(StreamTest, AppendsSpanSegmentsAcrossRestart) {
+TEST_P(StreamTest, AppendsSpanSegmentsAcrossRestart) {
   stop();
   log_options_.segment_bytes = 128;
   start();
@@ -586,7 +605,7 @@ TEST_F(StreamTest, AppendsSpanSegmentsAcrossRestart) {
 
 // ---- Forks ----
 
-TEST_F(StreamTest, ForkReadsSourceBeforeForkOffsetAndOwnDataAfter) {
+TEST_P(StreamTest, ForkReadsSourceBeforeForkOffsetAndOwnDataAfter) {
   auto src = create("src", {"a", "b", "c"});
   auto f = fork("f", "src", 2);
   ASSERT_TRUE(f);
@@ -602,7 +621,7 @@ TEST_F(StreamTest, ForkReadsSourceBeforeForkOffsetAndOwnDataAfter) {
   EXPECT_EQ(read_all(*src), (Messages{"a", "b", "c", "d"}));
 }
 
-TEST_F(StreamTest, ForkWithoutOffsetStartsAtSourceTail) {
+TEST_P(StreamTest, ForkWithoutOffsetStartsAtSourceTail) {
   auto src = create("src", {"a", "b"});
   auto f = fork("f", "src", std::nullopt);
   ASSERT_TRUE(f);
@@ -610,7 +629,7 @@ TEST_F(StreamTest, ForkWithoutOffsetStartsAtSourceTail) {
   EXPECT_EQ(read_all(*f), (Messages{"a", "b"}));
 }
 
-TEST_F(StreamTest, ForkReadHonoursBudgetAcrossSourceBoundary) {
+TEST_P(StreamTest, ForkReadHonoursBudgetAcrossSourceBoundary) {
   auto src = create("src", {"0123456789", "0123456789"});
   auto f = fork("f", "src", 2);
   ASSERT_EQ(append(*f, Messages{"0123456789"}).outcome, Outcome::kAppended);
@@ -625,7 +644,7 @@ TEST_F(StreamTest, ForkReadHonoursBudgetAcrossSourceBoundary) {
   EXPECT_TRUE(r.up_to_date);
 }
 
-TEST_F(StreamTest, ForkOfForkStitchesAllAncestors) {
+TEST_P(StreamTest, ForkOfForkStitchesAllAncestors) {
   auto a = create("a", {"a0", "a1"});
   auto b = fork("b", "a", 1);
   ASSERT_EQ(append(*b, Messages{"b1", "b2"}).outcome, Outcome::kAppended);
@@ -634,7 +653,7 @@ TEST_F(StreamTest, ForkOfForkStitchesAllAncestors) {
   EXPECT_EQ(read_all(*c), (Messages{"a0", "b1", "c2"}));
 }
 
-TEST_F(StreamTest, ForkSurvivesRestart) {
+TEST_P(StreamTest, ForkSurvivesRestart) {
   auto src = create("src", {"a", "b", "c"});
   auto f = fork("f", "src", 1);
   ASSERT_EQ(append(*f, Messages{"x"}).outcome, Outcome::kAppended);
@@ -644,7 +663,7 @@ TEST_F(StreamTest, ForkSurvivesRestart) {
   EXPECT_EQ(read_all(*must_find("f")), (Messages{"a", "x"}));
 }
 
-TEST_F(StreamTest, BinarySubOffsetForkMaterialisesPrefix) {
+TEST_P(StreamTest, BinarySubOffsetForkMaterialisesPrefix) {
   CreateSpec spec;
   spec.path = "src";
   spec.content_type = "application/octet-stream";
@@ -660,7 +679,7 @@ TEST_F(StreamTest, BinarySubOffsetForkMaterialisesPrefix) {
   EXPECT_EQ(read_all(*must_find("src")), (Messages{"hello", "world"}));
 }
 
-TEST_F(StreamTest, DeletingSourceWithForksSoftDeletesIt) {
+TEST_P(StreamTest, DeletingSourceWithForksSoftDeletesIt) {
   create("src", {"a", "b"});
   auto f = fork("f", "src", 2);
   ASSERT_TRUE(store_->remove(kTenant, "src"));
@@ -670,7 +689,7 @@ TEST_F(StreamTest, DeletingSourceWithForksSoftDeletesIt) {
   EXPECT_EQ(read_all(*f), (Messages{"a", "b"}));  // the fork still reads the source's data
 }
 
-TEST_F(StreamTest, SoftDeleteSurvivesRestart) {
+TEST_P(StreamTest, SoftDeleteSurvivesRestart) {
   create("src", {"a"});
   fork("f", "src", 1);
   ASSERT_TRUE(store_->remove(kTenant, "src"));
@@ -679,7 +698,7 @@ TEST_F(StreamTest, SoftDeleteSurvivesRestart) {
   EXPECT_EQ(read_all(*must_find("f")), (Messages{"a"}));
 }
 
-TEST_F(StreamTest, DeletingLastForkCascadesToSoftDeletedSource) {
+TEST_P(StreamTest, DeletingLastForkCascadesToSoftDeletedSource) {
   auto src = create("src", {"a"});
   std::string src_dir = src->dir();
   src.reset();
@@ -699,7 +718,7 @@ TEST_F(StreamTest, DeletingLastForkCascadesToSoftDeletedSource) {
   EXPECT_EQ(find("src").code(), Status::Code::kNotFound);
 }
 
-TEST_F(StreamTest, DeletingStreamWithoutForksRemovesItAtOnce) {
+TEST_P(StreamTest, DeletingStreamWithoutForksRemovesItAtOnce) {
   auto s = create("s", {"a"});
   std::string dir = s->dir();
   s.reset();
@@ -708,6 +727,12 @@ TEST_F(StreamTest, DeletingStreamWithoutForksRemovesItAtOnce) {
   EXPECT_FALSE(std::filesystem::exists(dir));
   EXPECT_EQ(store_->remove(kTenant, "s").code(), Status::Code::kNotFound);
 }
+
+INSTANTIATE_TEST_SUITE_P(Committers, StreamTest,
+                         ::testing::Values(CommitMode::kGroupCommit, CommitMode::kJournal),
+                         [](const ::testing::TestParamInfo<CommitMode>& i) {
+                           return i.param == CommitMode::kJournal ? "Journal" : "GroupCommit";
+                         });
 
 }  // namespace
 }  // namespace ds

@@ -1,0 +1,271 @@
+#include "store/journal.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "store/journal_format.h"
+
+namespace ds {
+
+Journal::Journal(Fs* fs, std::string dir, std::string root, Options options)
+    : fs_(fs), dir_(std::move(dir)), root_(std::move(root)), options_(options) {}
+
+std::string Journal::file_path(uint64_t generation) const {
+  char name[32];
+  std::snprintf(name, sizeof name, "/%020llu.wal", static_cast<unsigned long long>(generation));
+  return dir_ + name;
+}
+
+Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Options options,
+                     uint64_t after_generation, std::unique_ptr<Journal>* out) {
+  if (Status s = fs->create_dirs(dir); !s) return s;
+  if (options.max_syncs_in_flight < 1) options.max_syncs_in_flight = 1;
+  std::unique_ptr<Journal> j(new Journal(fs, dir, root, options));
+  j->generation_ = after_generation;
+  if (Status s = j->rotate(); !s) return s;
+  j->writer_ = std::thread([p = j.get()] { p->run_writer(); });
+  for (int i = 0; i < options.max_syncs_in_flight; ++i) {
+    j->syncers_.emplace_back([p = j.get()] { p->run_syncer(); });
+  }
+  j->checkpointer_ = std::thread([p = j.get()] { p->run_checkpointer(); });
+  *out = std::move(j);
+  return Status::ok();
+}
+
+Journal::~Journal() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  room_cv_.notify_all();
+  writer_.join();  // has written everything queued
+  {
+    std::lock_guard lk(mu_);
+    syncers_stopping_ = true;
+  }
+  sync_cv_.notify_all();
+  for (auto& t : syncers_) t.join();  // have synced and delivered everything written
+  // Retire the last file too so that a clean shutdown leaves no journal behind.
+  {
+    std::lock_guard lk(mu_);
+    if (file_) retired_.push_back(Retired{file_path(generation_), std::move(dirty_)});
+    ckpt_stopping_ = true;
+  }
+  file_.reset();
+  ckpt_cv_.notify_all();
+  checkpointer_.join();
+}
+
+void Journal::commit(const Write& w, Callback done) {
+  {
+    std::lock_guard lk(mu_);
+    if (!w.bytes.empty()) {
+      std::string_view path = w.path;
+      if (path.size() > root_.size() + 1 && path.starts_with(root_) && path[root_.size()] == '/') {
+        path.remove_prefix(root_.size() + 1);
+      }
+      journal::encode_record(next_seq_++, w.offset, path, w.bytes, &pending_);
+      pending_files_.push_back(w.file);
+    }
+    pending_callbacks_.push_back(std::move(done));
+  }
+  cv_.notify_one();
+}
+
+Journal::Stats Journal::stats() const {
+  std::lock_guard lk(mu_);
+  return stats_;
+}
+
+Status Journal::rotate() {
+  uint64_t gen = generation_ + 1;
+  std::string path = file_path(gen);
+  std::unique_ptr<File> f;
+  std::string header;
+  journal::encode_header(gen, &header);
+  Status s = fs_->open(path, &f);
+  if (s) s = f->truncate(0);
+  if (s) s = f->pwrite(header.data(), header.size(), 0);
+  if (s) s = f->datasync();
+  if (s) s = fs_->sync_dir(dir_);
+  if (!s) {
+    f.reset();
+    fs_->remove_all(path);
+    return s;
+  }
+  std::unique_lock lk(mu_);
+  if (file_) {
+    // The checkpointer may fall behind a fast writer: keep at most two retired files queued so
+    // that replay after a crash stays bounded.
+    room_cv_.wait(lk, [&] { return retired_.size() < 2 || stopping_; });
+    retired_.push_back(Retired{file_path(generation_), std::move(dirty_)});
+    dirty_.clear();
+    ckpt_cv_.notify_one();
+  }
+  stats_.rotations++;
+  broken_ = false;
+  generation_ = gen;
+  file_ = std::move(f);
+  size_ = journal::kHeaderSize;
+  opened_at_ = std::chrono::steady_clock::now();
+  return Status::ok();
+}
+
+void Journal::run_writer() {
+  std::string writing;
+  std::vector<std::shared_ptr<File>> files;
+  std::unique_lock lk(mu_);
+  for (;;) {
+    // Batch while the sync slots are busy: the longer a sync takes, the bigger the next batch.
+    cv_.wait_for(lk, std::chrono::seconds(1), [&] {
+      return stopping_ ||
+             (!pending_callbacks_.empty() && syncs_in_flight_ < options_.max_syncs_in_flight);
+    });
+    auto age = std::chrono::steady_clock::now() - opened_at_;
+    if (pending_callbacks_.empty() || syncs_in_flight_ >= options_.max_syncs_in_flight) {
+      if (stopping_ && pending_callbacks_.empty()) return;
+      if (stopping_) {
+        cv_.wait(lk, [&] { return syncs_in_flight_ < options_.max_syncs_in_flight; });
+        continue;
+      }
+      if (pending_callbacks_.empty() && size_ > journal::kHeaderSize &&
+          age >= options_.rotate_interval) {
+        // Idle: retire the file so that a restart has little to replay.
+        lk.unlock();
+        if (Status s = rotate(); !s) spdlog::warn("journal: cannot start a new file: {}", s.message());
+        lk.lock();
+      }
+      continue;
+    }
+    auto ticket = std::make_shared<Ticket>();
+    ticket->callbacks.swap(pending_callbacks_);
+    writing.clear();
+    writing.swap(pending_);
+    files.swap(pending_files_);
+    ticket->records = files.size();
+    ticket->bytes = writing.size();
+    bool broken = broken_;
+    if (writing.empty()) {
+      // Only barriers: done once every ticket before them is.
+      ticket->generation = generation_;
+      ticket->done = true;
+      tickets_.push_back(std::move(ticket));
+      deliver_locked(lk);
+      continue;
+    }
+    tickets_.push_back(ticket);
+    lk.unlock();
+
+    Status s;
+    bool full = size_ > journal::kHeaderSize &&
+                (size_ + writing.size() > options_.rotate_bytes || age >= options_.rotate_interval);
+    if (broken || full) {
+      Status rs = rotate();
+      if (!rs) {
+        if (broken) s = rs;  // never write after a torn or unsynced record
+        else spdlog::warn("journal: cannot start a new file, continuing in the old: {}", rs.message());
+      }
+    }
+    if (s) {
+      for (auto& f : files) dirty_.emplace(f.get(), std::move(f));
+      s = file_->pwrite(writing.data(), writing.size(), size_);
+      if (s) size_ += writing.size();
+    }
+    files.clear();
+
+    lk.lock();
+    ticket->generation = generation_;
+    if (s) {
+      sync_jobs_.push_back(SyncJob{file_, ticket});
+      syncs_in_flight_++;
+      sync_cv_.notify_one();
+    } else {
+      spdlog::error("journal: write of {} bytes failed: {}", writing.size(), s.message());
+      broken_ = true;
+      ticket->done = true;
+      ticket->status = s;
+      deliver_locked(lk);
+    }
+  }
+}
+
+void Journal::run_syncer() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    sync_cv_.wait(lk, [&] { return syncers_stopping_ || !sync_jobs_.empty(); });
+    if (sync_jobs_.empty()) return;  // stopping and drained
+    SyncJob job = std::move(sync_jobs_.front());
+    sync_jobs_.pop_front();
+    lk.unlock();
+    Status s = job.file->datasync();
+    job.file.reset();
+    lk.lock();
+    if (!s) {
+      spdlog::error("journal: fdatasync failed: {}", s.message());
+      broken_ = true;  // the writer starts a new file; delivery fails the rest of this one
+    }
+    job.ticket->done = true;
+    job.ticket->status = s;
+    syncs_in_flight_--;
+    cv_.notify_one();
+    deliver_locked(lk);
+  }
+}
+
+void Journal::deliver_locked(std::unique_lock<std::mutex>& lk) {
+  if (delivering_) return;  // that thread will also deliver what just finished
+  delivering_ = true;
+  while (!tickets_.empty() && tickets_.front()->done) {
+    std::shared_ptr<Ticket> t = std::move(tickets_.front());
+    tickets_.pop_front();
+    if (t->status && t->generation == poisoned_generation_ && t->records > 0) {
+      // A sync of this file failed: a later sync's success cannot vouch for its pages.
+      t->status = Status::io_error("an earlier journal sync failed; retry");
+    }
+    if (!t->status && t->records > 0) poisoned_generation_ = t->generation;
+    if (t->records > 0) {
+      if (t->status) {
+        stats_.syncs++;
+        stats_.records += t->records;
+        stats_.record_bytes += t->bytes;
+      } else {
+        stats_.failed_batches++;
+      }
+    }
+    lk.unlock();
+    for (auto& cb : t->callbacks) cb(t->status);
+    lk.lock();
+  }
+  delivering_ = false;
+}
+
+void Journal::run_checkpointer() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    ckpt_cv_.wait(lk, [&] { return ckpt_stopping_ || !retired_.empty(); });
+    if (retired_.empty()) return;  // stopping and drained
+    Retired& r = retired_.front();  // only this thread pops; push_back keeps references valid
+    lk.unlock();
+    Status s;
+    for (auto& [key, file] : r.segments) {
+      if (s = file->datasync(); !s) break;
+    }
+    if (s) s = fs_->remove_all(r.path);
+    if (s) s = fs_->sync_dir(dir_);
+    lk.lock();
+    if (s) {
+      retired_.pop_front();
+      stats_.checkpoints++;
+      room_cv_.notify_all();
+      continue;
+    }
+    stats_.checkpoint_failures++;
+    spdlog::error("journal: checkpoint of {} failed (kept for replay, retrying): {}", r.path,
+                  s.message());
+    if (ckpt_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return ckpt_stopping_; })) return;
+  }
+}
+
+}  // namespace ds

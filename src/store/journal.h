@@ -1,0 +1,167 @@
+// Journal: one shared write-ahead journal that makes appends to many streams durable with one
+// fdatasync, instead of one fdatasync per stream file.
+//
+// An append writes its frame to the stream's segment file (page cache only) and then commit()s
+// the same bytes here. One writer thread appends every record queued since its previous write to
+// the current journal file with one pwrite and one fdatasync, then runs the callbacks. Segment
+// files are synced only at checkpoints: when a journal file passes `rotate_bytes`, or has records
+// and is older than `rotate_interval`, the writer starts the next journal file and a checkpoint
+// thread fdatasyncs every segment file the old one covers, then deletes it. Clean shutdown
+// checkpoints everything, leaving no journal behind.
+//
+// Files: `{dir}/{generation:020}.wal`, each a 32-byte header then records (journal_format.h).
+//
+// Recovery: replay() runs before any segment file is opened. It writes every intact record of
+// every journal file, oldest first, into its segment file at its offset (only where the bytes
+// differ), skips records whose segment file no longer exists (stream deleted), syncs what it
+// wrote and removes the journal files. Within a file it stops at the first torn or corrupt
+// record or sequence gap: a record is acknowledged only after everything before it in its file
+// was synced, so nothing acknowledged lies past that point.
+//
+// Pipelining: while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
+// the writer keeps appending the next batches; ext4 merges concurrent flushes of a file.
+//
+// Guarantees (in addition to Committer's):
+// - A callback runs only after an fdatasync of the journal file holding its record, started after
+//   the record and every record submitted before it were written, succeeded. Callbacks run in
+//   submission order on a sync thread.
+// - A failed write or sync fails its batch and every later batch of the same journal file; the
+//   writer then starts a new journal file before writing anything else (a sync that succeeds
+//   after a failed one cannot vouch for the failed one's pages). While it cannot, commits fail
+//   with that error.
+// - A journal file is deleted only after every segment file it covers was synced; a failed
+//   checkpoint keeps the journal file and is retried.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "store/committer.h"
+#include "store/fs.h"
+#include "store/status.h"
+
+namespace ds {
+
+class Journal : public Committer {
+ public:
+  struct Options {
+    uint64_t rotate_bytes = 64ull << 20;
+    std::chrono::milliseconds rotate_interval{30'000};
+    int max_syncs_in_flight = 4;
+  };
+
+  struct ReplayStats {
+    uint64_t files = 0;
+    uint64_t records = 0;         // intact records found
+    uint64_t rewritten = 0;       // records whose bytes were missing or different on disk
+    uint64_t skipped = 0;         // records of segment files that no longer exist
+    uint64_t torn_bytes = 0;      // bytes past the last intact record, all files
+    uint64_t last_generation = 0;
+  };
+
+  // Replays and removes every journal file in `dir`. `root` is the directory record paths are
+  // relative to (the data dir). Call before opening any segment file.
+  static Status replay(Fs* fs, const std::string& dir, const std::string& root, ReplayStats* stats);
+
+  // Starts a journal in `dir` (created if missing) with generation `after_generation + 1`. The
+  // directory must hold no journal files (replay() first).
+  static Status open(Fs* fs, const std::string& dir, const std::string& root, Options options,
+                     uint64_t after_generation, std::unique_ptr<Journal>* out);
+
+  ~Journal() override;  // writes what is queued, checkpoints everything, removes the journal
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  void commit(const Write& w, Callback done) override;
+
+  struct Stats {
+    uint64_t records = 0;      // records made durable
+    uint64_t record_bytes = 0;
+    uint64_t syncs = 0;        // journal fdatasyncs (one per batch)
+    uint64_t failed_batches = 0;
+    uint64_t rotations = 0;
+    uint64_t checkpoints = 0;  // journal files retired after syncing their segment files
+    uint64_t checkpoint_failures = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Retired {
+    std::string path;
+    std::unordered_map<File*, std::shared_ptr<File>> segments;
+  };
+  // One batch: the records (or barriers) taken by the writer at once, made durable by one sync.
+  struct Ticket {
+    uint64_t generation = 0;
+    std::vector<Callback> callbacks;
+    size_t records = 0;
+    size_t bytes = 0;
+    bool done = false;
+    Status status;
+  };
+  struct SyncJob {
+    std::shared_ptr<File> file;
+    std::shared_ptr<Ticket> ticket;
+  };
+
+  Journal(Fs* fs, std::string dir, std::string root, Options options);
+  void run_writer();
+  void run_syncer();
+  void run_checkpointer();
+  // Writer thread only: starts the next journal file and hands the current one to the
+  // checkpointer.
+  Status rotate();
+  // With mu_ held (released while callbacks run): runs the callbacks of finished tickets in
+  // order, one thread at a time.
+  void deliver_locked(std::unique_lock<std::mutex>& lk);
+  std::string file_path(uint64_t generation) const;
+
+  Fs* fs_;
+  const std::string dir_;
+  const std::string root_;
+  const Options options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // writer: work queued (and a sync slot free) or stopping
+  std::condition_variable sync_cv_;  // sync threads: a job queued or stopping
+  std::condition_variable room_cv_;  // writer: the checkpointer freed a slot
+  std::string pending_;              // encoded records not yet written
+  std::vector<Callback> pending_callbacks_;
+  std::vector<std::shared_ptr<File>> pending_files_;
+  uint64_t next_seq_ = 1;
+  bool stopping_ = false;
+  Stats stats_;
+  std::deque<std::shared_ptr<Ticket>> tickets_;  // written or barrier, in order, not delivered
+  std::deque<SyncJob> sync_jobs_;
+  int syncs_in_flight_ = 0;          // jobs queued or running
+  bool syncers_stopping_ = false;
+  uint64_t poisoned_generation_ = 0;  // a delivered ticket of this generation failed
+  bool delivering_ = false;
+  bool broken_ = false;  // a write or sync failed: rotate before writing again
+
+  // Writer thread state.
+  uint64_t generation_ = 0;
+  std::shared_ptr<File> file_;
+  uint64_t size_ = 0;
+  std::chrono::steady_clock::time_point opened_at_;
+  std::unordered_map<File*, std::shared_ptr<File>> dirty_;  // segment files the file covers
+
+  // Checkpointer.
+  std::condition_variable ckpt_cv_;
+  std::deque<Retired> retired_;  // guarded by mu_
+  bool ckpt_stopping_ = false;
+
+  std::thread writer_;
+  std::vector<std::thread> syncers_;
+  std::thread checkpointer_;
+};
+
+}  // namespace ds

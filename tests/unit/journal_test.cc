@@ -1,0 +1,360 @@
+// store::Journal: records made durable by the shared journal, and replay after a crash that lost
+// what the segment files held only in the page cache.
+//
+// A crash is simulated by copying the data dir while the journal runs (after the acks), then
+// cutting the copy's segment files back to what an fdatasync-less disk might have kept.
+#include "store/journal.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fault_fs.h"
+#include "store/journal_format.h"
+#include "temp_dir.h"
+
+namespace ds {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<std::string> wal_files(const std::string& dir) {
+  std::vector<std::string> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".wal") out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override { fs::create_directories(tmp_ / "streams/1"); }
+
+  std::unique_ptr<Journal> open_journal(Journal::Options o = {}, Fs* fs = nullptr) {
+    std::unique_ptr<Journal> j;
+    Status s = Journal::open(fs != nullptr ? fs : &fs_, tmp_ / "journal", tmp_.path(), o, 0, &j);
+    EXPECT_TRUE(s) << s.message();
+    return j;
+  }
+  std::shared_ptr<File> open_segment(const std::string& rel) {
+    std::unique_ptr<File> f;
+    EXPECT_TRUE(fs_.open(tmp_ / rel, &f));
+    return std::shared_ptr<File>(std::move(f));
+  }
+  // Writes `bytes` at `offset` of `file` and commits them; returns the commit's status.
+  static std::future<Status> write_and_commit(Journal& j, const std::shared_ptr<File>& file,
+                                              const std::string& path, uint64_t offset,
+                                              const std::string& bytes) {
+    EXPECT_TRUE(file->pwrite(bytes.data(), bytes.size(), offset));
+    auto p = std::make_shared<std::promise<Status>>();
+    Committer::Write w;
+    w.file = file;
+    w.path = path;
+    w.offset = offset;
+    w.bytes = bytes;
+    j.commit(w, [p](const Status& s) { p->set_value(s); });
+    return p->get_future();
+  }
+  // A copy of the data dir as a crash would leave it if the page cache held the segment files.
+  std::string snapshot(const std::string& name) {
+    std::string dst = tmp_ / name;
+    fs::create_directories(dst);
+    fs::copy(tmp_ / "streams", dst + "/streams", fs::copy_options::recursive);
+    // The checkpointer may delete a retired journal file meanwhile; one that vanished had its
+    // segment files synced, so skipping it is what a crash at that instant would leave.
+    fs::create_directories(dst + "/journal");
+    for (const auto& e : fs::directory_iterator(tmp_ / "journal")) {
+      std::error_code ec;
+      fs::copy_file(e.path(), dst + "/journal/" + e.path().filename().string(), ec);
+    }
+    return dst;
+  }
+
+  test::TempDir tmp_;
+  test::FaultFs fs_;
+};
+
+TEST_F(JournalTest, ReplayRestoresAcknowledgedBytesTheSegmentFileLost) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  std::string expected;
+  std::vector<std::future<Status>> acks;
+  for (int i = 0; i < 50; ++i) {
+    std::string rec = "record-" + std::to_string(i) + std::string(100, 'x');
+    acks.push_back(write_and_commit(*j, seg, path, expected.size(), rec));
+    expected += rec;
+  }
+  for (auto& a : acks) ASSERT_TRUE(a.get());
+  std::string crash = snapshot("crash");
+  // The disk kept only the first 300 bytes of the segment file, and a torn page after them.
+  fs::resize_file(crash + "/streams/1/a.seg", 300);
+  {
+    std::ofstream out(crash + "/streams/1/a.seg", std::ios::binary | std::ios::app);
+    out << std::string(37, '\0');
+  }
+  Journal::ReplayStats st;
+  Status s = Journal::replay(Fs::posix(), crash + "/journal", crash, &st);
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), expected);
+  EXPECT_EQ(st.records, 50u);
+  EXPECT_GT(st.rewritten, 0u);
+  EXPECT_LT(st.rewritten, 50u);  // records still intact on disk are left alone
+  EXPECT_EQ(st.skipped, 0u);
+  EXPECT_TRUE(wal_files(crash + "/journal").empty());  // replayed journals are removed
+}
+
+TEST_F(JournalTest, ReplayOfIntactSegmentsRewritesNothing) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 0, "hello").get());
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 5, "world").get());
+  std::string crash = snapshot("crash");
+  Journal::ReplayStats st;
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  EXPECT_EQ(st.records, 2u);
+  EXPECT_EQ(st.rewritten, 0u);
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), "helloworld");
+}
+
+TEST_F(JournalTest, ReplaySkipsSegmentFilesThatNoLongerExist) {
+  auto j = open_journal();
+  auto a = open_segment("streams/1/a.seg");
+  fs::create_directories(tmp_ / "streams/2");
+  auto b = open_segment("streams/2/b.seg");
+  ASSERT_TRUE(write_and_commit(*j, a, tmp_ / "streams/1/a.seg", 0, "keep").get());
+  ASSERT_TRUE(write_and_commit(*j, b, tmp_ / "streams/2/b.seg", 0, "deleted").get());
+  std::string crash = snapshot("crash");
+  fs::remove_all(crash + "/streams/2");  // the stream was deleted before the crash
+  fs::resize_file(crash + "/streams/1/a.seg", 0);
+  Journal::ReplayStats st;
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  EXPECT_EQ(st.skipped, 1u);
+  EXPECT_FALSE(fs::exists(crash + "/streams/2"));  // replay never recreates a deleted stream
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), "keep");
+}
+
+// Hand-built journal files: the replay rules on torn records and sequence gaps.
+class JournalReplayRules : public JournalTest {
+ protected:
+  void write_journal(uint64_t gen, const std::vector<std::string>& records, size_t cut = 0) {
+    std::string buf;
+    journal::encode_header(gen, &buf);
+    for (const auto& r : records) buf += r;
+    buf.resize(buf.size() - cut);
+    fs::create_directories(tmp_ / "journal");
+    char name[32];
+    std::snprintf(name, sizeof name, "%020llu.wal", static_cast<unsigned long long>(gen));
+    std::ofstream(tmp_ / ("journal/" + std::string(name)), std::ios::binary) << buf;
+  }
+  static std::string rec(uint64_t seq, uint64_t offset, const std::string& bytes) {
+    std::string out;
+    journal::encode_record(seq, offset, "streams/1/a.seg", bytes, &out);
+    return out;
+  }
+  Journal::ReplayStats replay() {
+    Journal::ReplayStats st;
+    Status s = Journal::replay(Fs::posix(), tmp_ / "journal", tmp_.path(), &st);
+    EXPECT_TRUE(s) << s.message();
+    return st;
+  }
+};
+
+TEST_F(JournalReplayRules, StopsAtATornRecord) {
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  write_journal(1, {rec(1, 0, "aaaa"), rec(2, 4, "bbbb"), rec(3, 8, "cccc")}, /*cut=*/2);
+  auto st = replay();
+  EXPECT_EQ(st.records, 2u);
+  EXPECT_GT(st.torn_bytes, 0u);
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaabbbb");
+}
+
+TEST_F(JournalReplayRules, StopsAtACorruptRecord) {
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  std::string bad = rec(2, 4, "bbbb");
+  bad[bad.size() - 1] ^= 0x40;  // checksum no longer matches
+  write_journal(1, {rec(1, 0, "aaaa"), bad, rec(3, 8, "cccc")});
+  auto st = replay();
+  EXPECT_EQ(st.records, 1u);
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaa");
+}
+
+TEST_F(JournalReplayRules, StopsAtASequenceGap) {
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  write_journal(1, {rec(1, 0, "aaaa"), rec(3, 4, "bbbb")});
+  auto st = replay();
+  EXPECT_EQ(st.records, 1u);
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaa");
+}
+
+TEST_F(JournalReplayRules, LaterFilesWinOverEarlierOnes) {
+  // A rolled-back frame rewritten after a failed sync: the newer journal file has the last word.
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  write_journal(1, {rec(1, 0, "aaaa"), rec(2, 4, "old!")});
+  write_journal(2, {rec(3, 4, "new!")});
+  auto st = replay();
+  EXPECT_EQ(st.files, 2u);
+  EXPECT_EQ(st.last_generation, 2u);
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaanew!");
+  EXPECT_TRUE(wal_files(tmp_ / "journal").empty());
+}
+
+TEST_F(JournalReplayRules, AFileWithATornHeaderIsIgnored) {
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  write_journal(1, {rec(1, 0, "aaaa")});
+  fs::create_directories(tmp_ / "journal");
+  std::ofstream(tmp_ / "journal/00000000000000000002.wal", std::ios::binary) << "DSJOU";
+  auto st = replay();
+  EXPECT_EQ(st.records, 1u);
+  EXPECT_EQ(st.last_generation, 2u);  // the next journal must not reuse generation 2
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaa");
+}
+
+TEST_F(JournalTest, FailedSyncFailsItsBatchAndTheNextRecordGoesToANewFile) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 0, "acked").get());
+  auto before = wal_files(tmp_ / "journal");
+  ASSERT_EQ(before.size(), 1u);
+  fs_.fail_next_datasync(test::FaultFs::eio());
+  Status failed = write_and_commit(*j, seg, path, 5, "lost!").get();
+  EXPECT_FALSE(failed);
+  ASSERT_TRUE(seg->truncate(5));  // the owner cuts its log back, as Stream does
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 5, "after").get());
+  auto after = wal_files(tmp_ / "journal");
+  EXPECT_NE(after.back(), before.back());  // written to a newer journal file
+  std::string crash = snapshot("crash");
+  // "acked" is durable either way (the retired file's checkpoint synced it, or that file is still
+  // there to replay); the disk lost everything after it.
+  fs::resize_file(crash + "/streams/1/a.seg", 5);
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, nullptr));
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), "ackedafter");
+  EXPECT_EQ(j->stats().failed_batches, 1u);
+}
+
+TEST_F(JournalTest, FailedWriteFailsTheBatchAndRecoversOnceTheDiskDoes) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  ASSERT_TRUE(seg->pwrite("x", 1, 0));
+  fs_.fail_next_write(test::FaultFs::enospc());  // hits the journal's pwrite
+  Committer::Write w;
+  w.file = seg;
+  w.path = path;
+  w.offset = 0;
+  w.bytes = "x";
+  std::promise<Status> p;
+  j->commit(w, [&p](const Status& s) { p.set_value(s); });
+  Status s = p.get_future().get();
+  EXPECT_EQ(s.code(), Status::Code::kNoSpace);
+  EXPECT_TRUE(write_and_commit(*j, seg, path, 0, "y").get());
+}
+
+TEST_F(JournalTest, CallbacksRunInSubmissionOrderAndBarriersWaitForEarlierRecords) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  std::mutex mu;
+  std::vector<int> order;
+  std::promise<void> all;
+  const int n = 200;
+  fs_.hold_datasyncs();  // everything queues up behind a slow disk
+  for (int i = 0; i < n; ++i) {
+    std::string b = std::to_string(i);
+    ASSERT_TRUE(seg->pwrite(b.data(), b.size(), 0));
+    Committer::Write w;
+    w.file = seg;
+    w.path = path;
+    w.bytes = (i % 3 == 2) ? std::string_view() : std::string_view(b);  // every third: a barrier
+    j->commit(w, [&, i](const Status& s) {
+      EXPECT_TRUE(s) << s.message();
+      std::lock_guard lk(mu);
+      order.push_back(i);
+      if (static_cast<int>(order.size()) == n) all.set_value();
+    });
+  }
+  {
+    std::lock_guard lk(mu);
+    EXPECT_TRUE(order.empty());  // nothing acknowledged while the disk holds the syncs
+  }
+  fs_.release_datasyncs();
+  all.get_future().wait();
+  std::vector<int> expected(n);
+  for (int i = 0; i < n; ++i) expected[i] = i;
+  EXPECT_EQ(order, expected);
+  auto st = j->stats();
+  EXPECT_EQ(st.records, static_cast<uint64_t>(n - n / 3));
+  EXPECT_LT(st.syncs, static_cast<uint64_t>(n - n / 3));  // batched
+}
+
+TEST_F(JournalTest, RotationCheckpointsAndRemovesOldFiles) {
+  Journal::Options o;
+  o.rotate_bytes = 4096;
+  auto j = open_journal(o);
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  std::string expected;
+  for (int i = 0; i < 200; ++i) {
+    std::string rec(100, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(write_and_commit(*j, seg, path, expected.size(), rec).get());
+    expected += rec;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (j->stats().checkpoints < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(j->stats().rotations, 4u);
+  EXPECT_GE(j->stats().checkpoints, 3u);
+  EXPECT_LE(wal_files(tmp_ / "journal").size(), 3u);  // current + at most two retired
+  // What the journal no longer holds was synced to the segment file by the checkpoints; what it
+  // still holds replays: either way a crash now loses nothing.
+  std::string crash = snapshot("crash");
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, nullptr));
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), expected);
+}
+
+TEST_F(JournalTest, CleanShutdownSyncsSegmentsAndLeavesNoJournal) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  ASSERT_TRUE(write_and_commit(*j, seg, tmp_ / "streams/1/a.seg", 0, "data").get());
+  int syncs_before = fs_.datasyncs();
+  j.reset();
+  EXPECT_GT(fs_.datasyncs(), syncs_before);  // the checkpoint synced the segment file
+  EXPECT_TRUE(wal_files(tmp_ / "journal").empty());
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "data");
+}
+
+TEST_F(JournalTest, IdleJournalIsRetiredAfterTheRotateInterval) {
+  Journal::Options o;
+  o.rotate_interval = std::chrono::milliseconds(50);
+  auto j = open_journal(o);
+  auto seg = open_segment("streams/1/a.seg");
+  ASSERT_TRUE(write_and_commit(*j, seg, tmp_ / "streams/1/a.seg", 0, "data").get());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (j->stats().checkpoints < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(j->stats().checkpoints, 1u);
+  auto files = wal_files(tmp_ / "journal");
+  ASSERT_EQ(files.size(), 1u);  // only the new, empty file
+  EXPECT_EQ(fs::file_size(tmp_ / ("journal/" + files[0])), journal::kHeaderSize);
+}
+
+}  // namespace
+}  // namespace ds
