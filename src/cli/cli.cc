@@ -97,6 +97,14 @@ int run_cli(int argc, char** argv) {
                     "Make appends durable through one shared write-ahead journal (true) or by "
                     "fsyncing each stream's own file (false)")
       ->envname(env("JOURNAL"))->capture_default_str();
+  serve->add_option("--journal-file-bytes", o.journal_file_bytes,
+                    "Journal file size that triggers a checkpoint (sync the stream files it "
+                    "covers, then delete it)")
+      ->envname(env("JOURNAL_FILE_BYTES"))->capture_default_str()->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40));
+  serve->add_option("--journal-checkpoint-interval", o.journal_checkpoint_interval,
+                    "Seconds after which a journal file with records is checkpointed even if "
+                    "not full (bounds replay work after a crash)")
+      ->envname(env("JOURNAL_CHECKPOINT_INTERVAL"))->capture_default_str()->check(CLI::Range(0.01, 1e7));
   serve->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));

@@ -95,8 +95,11 @@ int run_serve(const ServeOptions& o) {
                    rs.torn_bytes);
     }
     std::unique_ptr<Journal> j;
-    if (Status s = Journal::open(fs, journal_dir, o.data_dir, Journal::Options{},
-                                 rs.last_generation, &j); !s) {
+    Journal::Options jo;
+    jo.rotate_bytes = o.journal_file_bytes;
+    jo.rotate_interval = std::chrono::milliseconds(
+        static_cast<int64_t>(o.journal_checkpoint_interval * 1000));
+    if (Status s = Journal::open(fs, journal_dir, o.data_dir, jo, rs.last_generation, &j); !s) {
       spdlog::error("cannot open the journal: {}", s.message());
       return 1;
     }

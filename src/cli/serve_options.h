@@ -42,7 +42,9 @@ struct ServeOptions {
   bool s3_virtual_host = false;      // bucket.host addressing instead of host/bucket
   double s3_flush_interval = 1;      // seconds between upload passes
   std::string durability = "local";
-  bool journal = true;               // shared write-ahead journal (false: fsync each stream file)  // local: ack on fsync; s3: ack once in the bucket
+  bool journal = true;               // shared write-ahead journal (false: fsync each stream file)
+  uint64_t journal_file_bytes = 64ull << 20;  // start a new journal file (checkpoint) past this
+  double journal_checkpoint_interval = 30;    // seconds: checkpoint a journal file at least this often  // local: ack on fsync; s3: ack once in the bucket
 };
 
 }  // namespace ds

@@ -40,7 +40,6 @@ Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
 
   // Segment files touched so far; null when the file does not exist (its stream was deleted).
   std::map<std::string, std::unique_ptr<File>> segments;
-  std::map<std::string, bool> written;
   std::string buf, existing;
   for (const auto& [gen, path] : files) {
     stats->files++;
@@ -86,12 +85,16 @@ Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
       if (got == r.bytes.size() && std::string_view(existing) == r.bytes) continue;
       if (Status s = it->second->pwrite(r.bytes.data(), r.bytes.size(), r.offset); !s) return s;
       stats->rewritten++;
-      written[target] = true;
     }
     stats->torn_bytes += buf.size() - pos;
   }
-  for (const auto& [target, unused] : written) {
-    if (Status s = segments[target]->datasync(); !s) return s;
+  // Sync every segment file the journal covers, not only those replay wrote to: bytes that
+  // survived a process crash in the page cache are not on disk until synced, and the journal
+  // that vouches for them is about to go.
+  for (const auto& [target, file] : segments) {
+    if (file) {
+      if (Status s = file->datasync(); !s) return s;
+    }
   }
   // Only now, with every replayed byte durable in its segment file, may the journal go.
   for (const auto& [gen, path] : files) {

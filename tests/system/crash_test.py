@@ -20,6 +20,13 @@ For each of CYCLES cycles, on one data dir that accumulates across cycles:
        - the only other value allowed is this cycle's in-flight append
          (written but not acknowledged: may or may not be present).
 
+Every even cycle also simulates a power loss rather than a process crash: after the SIGKILL,
+every segment file is cut back to the size it had when the server last became ready (the bytes
+written since then were never fsynced to the segment files; only the shared journal was synced).
+The server runs with checkpoints effectively off (--journal-checkpoint-interval 3600,
+--journal-file-bytes 1 GiB), so on restart the journal replay alone must bring back every
+acknowledged append.
+
 Prints a summary and a final line `N passed, M failed`; exit status 1 on any
 failure (2 on setup errors such as a missing binary).
 
@@ -199,6 +206,23 @@ def check_writer(w: Writer, items: list, previously_seen: list[int]) -> list[str
 # --------------------------------------------------------------------------
 
 
+def segment_sizes(data_dir: Path) -> dict[Path, int]:
+    """Sizes of every segment file; right after /readyz they are all durable (the journal
+    replay synced every file it covers, earlier files were synced by earlier replays)."""
+    return {p: p.stat().st_size for p in (data_dir / "streams").rglob("*.seg")}
+
+
+def lose_unsynced_segment_bytes(data_dir: Path, durable: dict[Path, int]) -> int:
+    """Cuts every segment file back to its durable size (0 for files created since)."""
+    cut = 0
+    for p, size in segment_sizes(data_dir).items():
+        keep = durable.get(p, 0)
+        if size > keep:
+            os.truncate(p, keep)
+            cut += size - keep
+    return cut
+
+
 def main() -> int:
     binary = harness.find_binary(log)
     if binary is None:
@@ -207,7 +231,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ds-crash-test."))
     data_dir = tmp / "data"
     data_dir.mkdir()
-    server = harness.Server(binary, data_dir, tmp / "server.log", ["--long-poll-timeout", "3"],
+    server = harness.Server(binary, data_dir, tmp / "server.log",
+                            ["--long-poll-timeout", "3", "--journal-checkpoint-interval", "3600",
+                             "--journal-file-bytes", str(1 << 30)],
                             log=log, announce=True)
     writers = [Writer(i) for i in range(WRITERS)]
     seen: dict[int, list[int]] = {i: [] for i in range(WRITERS)}  # n visible after last restart
@@ -218,6 +244,7 @@ def main() -> int:
 
     try:
         server.start()
+        durable_sizes = segment_sizes(data_dir)
         for cycle in range(1, CYCLES + 1):
             # ---- load ----
             stop = threading.Event()
@@ -245,9 +272,14 @@ def main() -> int:
                 + ", ".join(f"w{w.idx}={w.cycle_acked}" for w in writers)
                 + f" (total {sum(w.cycle_acked for w in writers)})")
 
+            if cycle % 2 == 0:
+                cut = lose_unsynced_segment_bytes(data_dir, durable_sizes)
+                log(f"cycle {cycle}: power loss: dropped {cut} unsynced byte(s) from segment files")
+
             # ---- restart + verify ----
             try:
                 server.start()
+                durable_sizes = segment_sizes(data_dir)
             except RuntimeError as e:
                 log(f"cycle {cycle}: ERROR restarting server: {e}")
                 remaining = (CYCLES - cycle + 1) * WRITERS
