@@ -4,11 +4,10 @@
 #include <atomic>
 #include <memory>
 
-#include <spdlog/logger.h>
-
 #include "cli/serve_options.h"
 #include "core/session_store.h"
 #include "core/stream_store.h"
+#include "api/access_log.h"
 #include "api/limits.h"
 #include "store/api_keys.h"
 #include "store/catalog.h"
@@ -25,7 +24,7 @@ struct ApiContext {
   ApiKeys* keys = nullptr;
   Catalog* catalog = nullptr;
   TenantLimits* limits = nullptr;
-  std::shared_ptr<spdlog::logger> access_log;  // null = no access log
+  AccessLog* access_log = nullptr;  // null = no access log
   SearchIndex* search_index = nullptr;  // null = search disabled
   Indexer* indexer = nullptr;
   Tier* tier = nullptr;  // set only with --durability s3: appends wait for their upload

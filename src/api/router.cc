@@ -5,6 +5,8 @@
 #include <chrono>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "core/clock.h"
 #include "core/metrics.h"
 
@@ -75,12 +77,15 @@ asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
   const std::string method = kMethods.count(req.method) ? req.method : "OTHER";
   Metrics::get().observe_request(label, method, res.status(), secs);
   if (ctx.access_log) {
-    ctx.access_log->info(
+    thread_local fmt::memory_buffer line;
+    line.clear();
+    fmt::format_to(std::back_inserter(line),
         "{{\"ts\":\"{}\",\"request_id\":\"{}\",\"method\":\"{}\",\"route\":\"{}\",\"path\":{},"
         "\"status\":{},\"ms\":{:.3f},\"tenant\":{},\"bytes_in\":{}}}",
         format_rfc3339_millis(now_unix_millis()), req.request_id, req.method, label,
         json_quote(req.path.size() > 256 ? req.path.substr(0, 256) : req.path), res.status(),
         secs * 1000, json_quote(tenant), req.body.size());
+    ctx.access_log->write(std::string_view(line.data(), line.size()));
   }
 }
 

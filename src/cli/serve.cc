@@ -268,10 +268,10 @@ int run_serve(const ServeOptions& o) {
 
   ApiContext ctx;
   ctx.limits = &limits;
+  std::unique_ptr<AccessLog> access_log;
   if (o.access_log && spdlog::get_level() <= spdlog::level::info) {
-    spdlog::init_thread_pool(16384, 1);
-    ctx.access_log = spdlog::create_async_nb<spdlog::sinks::stdout_sink_mt>("access");
-    ctx.access_log->set_pattern("%v");
+    access_log = std::make_unique<AccessLog>();
+    ctx.access_log = access_log.get();
   }
   ctx.streams = &streams;
   ctx.sessions = &sessions;
