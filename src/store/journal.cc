@@ -40,6 +40,7 @@ Journal::~Journal() {
   }
   cv_.notify_all();
   room_cv_.notify_all();
+  if (!writer_.joinable()) return;  // open() failed before starting the threads
   writer_.join();  // has written everything queued
   {
     std::lock_guard lk(mu_);
@@ -159,8 +160,10 @@ void Journal::run_writer() {
     lk.unlock();
 
     Status s;
+    // Also checkpoint once the file covers many segment files: each is held open until then.
     bool full = size_ > journal::kHeaderSize &&
-                (size_ + writing.size() > options_.rotate_bytes || age >= options_.rotate_interval);
+                (size_ + writing.size() > options_.rotate_bytes || age >= options_.rotate_interval ||
+                 dirty_.size() >= options_.max_dirty_files);
     if (broken || full) {
       Status rs = rotate();
       if (!rs) {

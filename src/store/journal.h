@@ -4,8 +4,9 @@
 // An append writes its frame to the stream's segment file (page cache only) and then commit()s
 // the same bytes here. One writer thread appends every record queued since its previous write to
 // the current journal file with one pwrite and one fdatasync, then runs the callbacks. Segment
-// files are synced only at checkpoints: when a journal file passes `rotate_bytes`, or has records
-// and is older than `rotate_interval`, the writer starts the next journal file and a checkpoint
+// files are synced only at checkpoints: when a journal file passes `rotate_bytes`, covers
+// `max_dirty_files` segment files (each is held open until its checkpoint), or has records and is
+// older than `rotate_interval`, the writer starts the next journal file and a checkpoint
 // thread fdatasyncs every segment file the old one covers, then deletes it. Clean shutdown
 // checkpoints everything, leaving no journal behind.
 //
@@ -56,6 +57,7 @@ class Journal : public Committer {
     uint64_t rotate_bytes = 64ull << 20;
     std::chrono::milliseconds rotate_interval{30'000};
     int max_syncs_in_flight = 4;
+    size_t max_dirty_files = 1024;  // checkpoint once a journal file covers this many files
   };
 
   struct ReplayStats {

@@ -361,3 +361,30 @@ TEST_F(JournalTest, IdleJournalIsRetiredAfterTheRotateInterval) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+TEST_F(JournalTest, CheckpointsOnceAFileCoversManySegmentFiles) {
+  Journal::Options o;
+  o.max_dirty_files = 4;
+  auto j = open_journal(o);
+  for (int i = 0; i < 12; ++i) {
+    std::string rel = "streams/1/" + std::to_string(i) + ".seg";
+    auto seg = open_segment(rel);
+    ASSERT_TRUE(write_and_commit(*j, seg, tmp_ / rel, 0, "x").get());
+  }
+  EXPECT_GE(j->stats().rotations, 3u);  // the first file plus one per 4 segment files
+}
+
+TEST_F(JournalTest, OpenFailsCleanlyWhenTheFirstFileCannotBeSynced) {
+  fs_.fail_datasync(test::FaultFs::eio());
+  std::unique_ptr<Journal> j;
+  Status s = Journal::open(&fs_, tmp_ / "journal", tmp_.path(), Journal::Options{}, 0, &j);
+  EXPECT_FALSE(s);
+  EXPECT_EQ(j, nullptr);
+  fs_.clear_faults();
+}
+
+}  // namespace
+}  // namespace ds
