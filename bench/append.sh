@@ -17,7 +17,8 @@
 #   EVENTS             events per request (1)
 #   LOADGEN_THREADS    epoll threads in ds_loadgen (1)
 #   WORKLOADS          space-separated subset of "per-stream hot" (both)
-#   SERVERS            space-separated subset/order of "null ours reference" (all)
+#   SERVERS            space-separated subset/order of "null ours reference ours-nojournal"
+#                      (default "null ours reference"; ours-nojournal = --journal=false)
 #   BUILD              CMake build dir (build)
 #   DS_BIN             durable-sessions binary ($BUILD/durable-sessions)
 #   BENCH_TMPDIR       where the servers' temp data dirs go (${TMPDIR:-/tmp}); the fsync ceiling
@@ -77,7 +78,9 @@ if [[ " $SERVERS " == *" reference "* ]]; then
     die "reference server not installed; run \`npm ci\` in tests/compat"
 fi
 for w in $WORKLOADS; do [[ "$w" == per-stream || "$w" == hot ]] || die "unknown workload: $w"; done
-for s in $SERVERS; do [[ "$s" == null || "$s" == ours || "$s" == reference ]] || die "unknown server: $s"; done
+for s in $SERVERS; do
+  [[ "$s" == null || "$s" == ours || "$s" == reference || "$s" == ours-nojournal ]] || die "unknown server: $s"
+done
 
 WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/ds-bench.XXXXXX")"
 OUT="$WORK/out"
@@ -145,6 +148,9 @@ start_server() {
     case "$name" in
       ours)
         "$DS_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >>"$SERVER_LOG" 2>&1 &
+        READY_ARGS=(--ready-path /readyz) ;;
+      ours-nojournal)
+        "$DS_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" --journal=false >>"$SERVER_LOG" 2>&1 &
         READY_ARGS=(--ready-path /readyz) ;;
       reference)
         node bench/reference-server.mjs --port "$PORT" --data-dir "$data" >>"$SERVER_LOG" 2>&1 &

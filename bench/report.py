@@ -18,6 +18,7 @@ repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NAMES = {
     "ours": "durable-sessions",
+    "ours-nojournal": "durable-sessions --journal=false (per-stream fsync)",
     "reference": "@durable-streams/server (file-backed)",
     "null": "null Beast server (204)",
 }
@@ -182,6 +183,7 @@ for w in workloads:
         "ours_over_null": ratio(rps.get("ours"), rps.get("null")),
         "reference_over_null": ratio(rps.get("reference"), rps.get("null")),
         "ours_appends_per_fdatasync_ceiling": ratio(eps.get("ours"), fsync_append),
+        "ours_over_ours_nojournal": ratio(eps.get("ours"), eps.get("ours-nojournal")),
     }
     result["workloads"][w] = entry
 
@@ -265,6 +267,10 @@ for w, entry in result["workloads"].items():
         f" (reference / null = {fmt_x(ra['reference_over_null'])}; "
         f"ours / single-writer fdatasync rate = {fmt_x(ra['ours_appends_per_fdatasync_ceiling'])})"
     )
+    if ra.get("ours_over_ours_nojournal") is not None:
+        lines.append("")
+        lines.append(f"What the shared journal bought: ours / ours with `--journal=false` = "
+                     f"**{fmt_x(ra['ours_over_ours_nojournal'])}**")
 lines.append("")
 lines.append("## Durability ceiling: raw fdatasync rate of the data filesystem")
 lines.append("")
