@@ -227,6 +227,19 @@ std::string join_array(const std::vector<std::string>& items) {
   return s;
 }
 
+// Appends "[a,b,…]" to *out, sized once (no allocation per item).
+void append_array(const std::vector<std::string_view>& items, std::string* out) {
+  size_t n = 2 + items.size();
+  for (auto i : items) n += i.size();
+  out->reserve(out->size() + n);
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out->push_back(',');
+    out->append(items[i]);
+  }
+  out->push_back(']');
+}
+
 // ---- event queries ------------------------------------------------------------------------
 
 struct EventFilter {
@@ -278,7 +291,8 @@ std::string parse_filter(const QueryParams& q, EventFilter* f) {
 }
 
 struct QueryResult {
-  std::vector<std::string> events;
+  std::vector<std::string_view> events;  // views into `batches`
+  std::vector<MessageBatch> batches;
   uint64_t next = 0;       // resume position (asc) / exclusive upper bound (desc)
   uint64_t tail = 0;
   bool closed = false;
@@ -288,20 +302,25 @@ struct QueryResult {
 Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter& f,
                  QueryResult* out) {
   out->events.clear();
+  out->batches.clear();
   size_t scanned = 0;
   uint64_t pos = from;
   for (;;) {
-    ReadResult rr;
+    BatchReadResult rr;
     if (Status s = stream.read(pos, kReadChunk, &rr); !s) return s;
     out->tail = rr.tail;
     out->closed = rr.closed;
     size_t i = 0;
+    bool all = f.empty();
     for (; i < rr.messages.size() && out->events.size() < limit; ++i) {
-      scanned += rr.messages[i].size();
-      if (f.matches(rr.messages[i])) out->events.push_back(std::move(rr.messages[i]));
+      std::string_view m = rr.messages[i];
+      scanned += m.size();
+      if (all || f.matches(m)) out->events.push_back(m);
     }
+    size_t got = rr.messages.size();
+    if (got > 0) out->batches.push_back(std::move(rr.messages));
     pos += i;
-    if (out->events.size() >= limit || rr.messages.empty() || pos >= rr.tail ||
+    if (out->events.size() >= limit || got == 0 || pos >= rr.tail ||
         scanned >= kMaxScanBytes) {
       out->closed = rr.closed && pos >= rr.tail;
       break;
@@ -315,21 +334,24 @@ Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter&
 Status query_desc(Stream& stream, uint64_t end, size_t limit, const EventFilter& f,
                   QueryResult* out) {
   out->events.clear();
+  out->batches.clear();
   out->tail = stream.tail();
   out->closed = stream.closed();
   uint64_t hi = std::min(end, out->tail);
   size_t scanned = 0;
   while (hi > 0 && out->events.size() < limit && scanned < kMaxScanBytes) {
     uint64_t lo = hi > 256 ? hi - 256 : 0;
-    std::vector<std::string> chunk;
+    MessageBatch chunk;
     if (Status s = stream.read_range(lo, hi, SIZE_MAX, &chunk); !s) return s;
     if (chunk.size() != hi - lo) return Status::io_error("short read");
     uint64_t p = hi;
-    for (auto it = chunk.rbegin(); it != chunk.rend() && out->events.size() < limit; ++it) {
+    for (size_t i = chunk.size(); i > 0 && out->events.size() < limit; --i) {
       --p;
-      scanned += it->size();
-      if (f.matches(*it)) out->events.push_back(std::move(*it));
+      std::string_view m = chunk[i - 1];
+      scanned += m.size();
+      if (f.matches(m)) out->events.push_back(m);
     }
+    out->batches.push_back(std::move(chunk));
     hi = p;
   }
   out->next = hi;
@@ -337,8 +359,14 @@ Status query_desc(Stream& stream, uint64_t end, size_t limit, const EventFilter&
   return Status::ok();
 }
 
-std::string page_body(const std::vector<std::string>& events, const std::optional<std::string>& next) {
-  std::string body = "{\"data\":" + join_array(events) + ",\"next_page\":";
+std::string page_body(const std::vector<std::string_view>& events, const std::optional<std::string>& next) {
+  std::string body;
+  size_t n = 40 + (next ? next->size() : 0) + events.size();
+  for (auto e : events) n += e.size();
+  body.reserve(n);
+  body += "{\"data\":";
+  append_array(events, &body);
+  body += ",\"next_page\":";
   body += next ? json_quote(*next) : "null";
   body += '}';
   return body;
@@ -429,6 +457,42 @@ void set_read_headers(HttpResponse& r, uint64_t next, uint64_t tail, bool closed
   if (closed && next >= tail) r.set("Stream-Closed", "true");
 }
 
+// For an unfiltered SSE reader at `pos`: reads like query_asc and, when events were found, returns
+// their `event: data` block in *frame. Readers at the tail share that block (one read and one
+// encoding per append, however many readers); a reader that is behind reads on its own. On a
+// shared hit q->events stays empty and q's positions describe the frame.
+Status sse_data_frame(Stream& stream, uint64_t pos, QueryResult* q,
+                      std::shared_ptr<const LiveFrameCache::Frame>* frame) {
+  constexpr std::string_view kVariant = "session-sse";
+  frame->reset();
+  uint64_t tail = 0;
+  bool closed = false;
+  if (Status s = stream.durable_state(&tail, &closed); !s) return s;
+  if (pos < tail) {
+    if (auto f = stream.live_frames().find(pos, tail, closed, kVariant)) {
+      q->events.clear();
+      q->batches.clear();
+      q->next = tail;  // shared frames always reach the tail they were read at
+      q->tail = tail;
+      q->closed = closed;
+      q->more = false;
+      *frame = std::move(f);
+      return Status::ok();
+    }
+  }
+  if (Status s = query_asc(stream, pos, kMaxLimit, EventFilter{}, q); !s) return s;
+  if (q->events.empty()) return Status::ok();
+  auto f = std::make_shared<LiveFrameCache::Frame>();
+  f->bytes = "event: data\ndata:";
+  append_array(q->events, &f->bytes);
+  f->bytes += "\n\n";
+  f->next_position = q->next;
+  f->count = q->events.size();
+  if (q->next >= q->tail) stream.live_frames().put(pos, q->tail, q->closed, kVariant, f);
+  *frame = std::move(f);
+  return Status::ok();
+}
+
 asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Responder& res,
                                  std::shared_ptr<Stream> stream, uint64_t from,
                                  const EventFilter& filter, const std::string* cursor) {
@@ -443,9 +507,16 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   uint64_t pos = from;
   bool first = true;
   std::string out;
+  QueryResult q;
+  std::shared_ptr<const LiveFrameCache::Frame> frame;
   for (;;) {
-    QueryResult q;
-    Status s = query_asc(*stream, pos, kMaxLimit, filter, &q);
+    frame.reset();
+    Status s;
+    if (filter.empty()) {
+      s = sse_data_frame(*stream, pos, &q, &frame);
+    } else {
+      s = query_asc(*stream, pos, kMaxLimit, filter, &q);
+    }
     out.clear();
     if (!s) {
       // Deleted: tell the reader, then end.
@@ -456,10 +527,17 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
     bool advanced = q.next != pos;
     pos = q.next;
     bool up_to_date = pos >= q.tail;
-    if (!q.events.empty()) {
-      out += "event: data\ndata:" + join_array(q.events) + "\n\n";
+    bool has_data = frame || !q.events.empty();
+    if (frame) {
+      out += frame->bytes;
+    } else if (!q.events.empty()) {
+      out += "event: data\ndata:";
+      append_array(q.events, &out);
+      out += "\n\n";
     }
-    if (!q.events.empty() || first || q.closed || advanced) {
+    frame.reset();
+    q.batches.clear();
+    if (has_data || first || q.closed || advanced) {
       out += "event: control\ndata:{\"streamNextOffset\":\"" + format_offset(pos) + "\"";
       if (!q.closed) out += ",\"streamCursor\":\"" + next_cursor(cursor) + "\"";
       if (up_to_date) out += ",\"upToDate\":true";
