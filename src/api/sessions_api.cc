@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <set>
 
 #include "api/append_headers.h"
@@ -457,19 +458,44 @@ void set_read_headers(HttpResponse& r, uint64_t next, uint64_t tail, bool closed
   if (closed && next >= tail) r.set("Stream-Closed", "true");
 }
 
-// For an unfiltered SSE reader at `pos`: reads like query_asc and, when events were found, returns
-// their `event: data` block in *frame. Readers at the tail share that block (one read and one
-// encoding per append, however many readers); a reader that is behind reads on its own. On a
-// shared hit q->events stays empty and q's positions describe the frame.
-Status sse_data_frame(Stream& stream, uint64_t pos, QueryResult* q,
-                      std::shared_ptr<const LiveFrameCache::Frame>* frame) {
-  constexpr std::string_view kVariant = "session-sse";
+// The Durable Streams control event of the session SSE endpoint. `cursor` is ignored when closed.
+void append_session_control(uint64_t pos, std::string_view cursor, bool up_to_date, bool closed,
+                            std::string* out) {
+  out->append("event: control\ndata:{\"streamNextOffset\":\"");
+  out->append(format_offset(pos));
+  out->push_back('"');
+  if (!closed) {
+    out->append(",\"streamCursor\":\"");
+    out->append(cursor);
+    out->push_back('"');
+  }
+  if (up_to_date) out->append(",\"upToDate\":true");
+  if (closed) out->append(",\"streamClosed\":true");
+  out->append("}\n\n");
+}
+
+// For an unfiltered SSE reader at `pos`: reads like query_asc and, when the events found reach the
+// tail, returns them encoded in *frame, shared with the other readers at the same position (one
+// read and one encoding per append, however many readers). With a non-empty `cursor` (the value
+// every reader without a client cursor sends now) the frame also holds the control event and is
+// written as is; otherwise it holds only the `event: data` block. A reader that is behind gets no
+// frame: q->events holds its events. On a shared hit q->events stays empty and q's positions
+// describe the frame.
+Status sse_shared_frame(Stream& stream, uint64_t pos, std::string_view cursor, QueryResult* q,
+                        std::shared_ptr<const LiveFrameCache::Frame>* frame) {
+  char variant_buf[64];
+  std::string_view variant = "session-sse";
+  if (!cursor.empty()) {
+    int n = std::snprintf(variant_buf, sizeof variant_buf, "session-sse+control/%.*s",
+                          static_cast<int>(cursor.size()), cursor.data());
+    variant = std::string_view(variant_buf, static_cast<size_t>(std::max(0, n)));
+  }
   frame->reset();
   uint64_t tail = 0;
   bool closed = false;
   if (Status s = stream.durable_state(&tail, &closed); !s) return s;
   if (pos < tail) {
-    if (auto f = stream.live_frames().find(pos, tail, closed, kVariant)) {
+    if (auto f = stream.live_frames().find(pos, tail, closed, variant)) {
       q->events.clear();
       q->batches.clear();
       q->next = tail;  // shared frames always reach the tail they were read at
@@ -481,14 +507,15 @@ Status sse_data_frame(Stream& stream, uint64_t pos, QueryResult* q,
     }
   }
   if (Status s = query_asc(stream, pos, kMaxLimit, EventFilter{}, q); !s) return s;
-  if (q->events.empty()) return Status::ok();
+  if (q->events.empty() || q->next < q->tail) return Status::ok();
   auto f = std::make_shared<LiveFrameCache::Frame>();
   f->bytes = "event: data\ndata:";
   append_array(q->events, &f->bytes);
   f->bytes += "\n\n";
+  if (!cursor.empty()) append_session_control(q->next, cursor, true, q->closed, &f->bytes);
   f->next_position = q->next;
   f->count = q->events.size();
-  if (q->next >= q->tail) stream.live_frames().put(pos, q->tail, q->closed, kVariant, f);
+  stream.live_frames().put(pos, q->tail, q->closed, variant, f);
   *frame = std::move(f);
   return Status::ok();
 }
@@ -509,11 +536,18 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   std::string out;
   QueryResult q;
   std::shared_ptr<const LiveFrameCache::Frame> frame;
+  std::string shared_cursor;
   for (;;) {
     frame.reset();
     Status s;
+    bool frame_has_control = false;
     if (filter.empty()) {
-      s = sse_data_frame(*stream, pos, &q, &frame);
+      // Without a client cursor every reader sends the same cursor now, so the whole frame
+      // (data and control) can be shared.
+      shared_cursor.clear();
+      if (cursor == nullptr) shared_cursor = next_cursor(nullptr);
+      s = sse_shared_frame(*stream, pos, shared_cursor, &q, &frame);
+      frame_has_control = !shared_cursor.empty();
     } else {
       s = query_asc(*stream, pos, kMaxLimit, filter, &q);
     }
@@ -527,25 +561,30 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
     bool advanced = q.next != pos;
     pos = q.next;
     bool up_to_date = pos >= q.tail;
-    bool has_data = frame || !q.events.empty();
-    if (frame) {
-      out += frame->bytes;
-    } else if (!q.events.empty()) {
-      out += "event: data\ndata:";
-      append_array(q.events, &out);
-      out += "\n\n";
+    bool written = true;
+    if (frame && frame_has_control) {
+      first = false;
+      written = co_await res.write(frame->bytes);
+    } else {
+      bool has_data = frame || !q.events.empty();
+      if (frame) {
+        out += frame->bytes;
+      } else if (!q.events.empty()) {
+        out += "event: data\ndata:";
+        append_array(q.events, &out);
+        out += "\n\n";
+      }
+      if (has_data || first || q.closed || advanced) {
+        std::string next;
+        if (!q.closed) next = next_cursor(cursor);
+        append_session_control(pos, next, up_to_date, q.closed, &out);
+        first = false;
+        written = co_await res.write(out);
+      }
     }
     frame.reset();
     q.batches.clear();
-    if (has_data || first || q.closed || advanced) {
-      out += "event: control\ndata:{\"streamNextOffset\":\"" + format_offset(pos) + "\"";
-      if (!q.closed) out += ",\"streamCursor\":\"" + next_cursor(cursor) + "\"";
-      if (up_to_date) out += ",\"upToDate\":true";
-      if (q.closed) out += ",\"streamClosed\":true";
-      out += "}\n\n";
-      first = false;
-      if (!co_await res.write(out)) break;
-    }
+    if (!written) break;
     if (q.closed) break;
     if (!up_to_date) continue;
     auto now = steady_clock::now();
