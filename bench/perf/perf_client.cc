@@ -365,10 +365,12 @@ int cmd_post() {
   return errors ? 1 : 0;
 }
 
-// Counts top-level JSON values in a JSON-array body (events per response).
+// Counts the objects of a JSON-array body, or of the "data" array of a session page body
+// ({"data":[…],"next_page":…}): events per response.
 long count_events(const std::string& b) {
   long n = 0;
   int depth = 0;
+  const int level = !b.empty() && b[0] == '{' ? 2 : 1;
   bool in_str = false, esc = false;
   for (char ch : b) {
     if (in_str) {
@@ -379,7 +381,7 @@ long count_events(const std::string& b) {
     }
     if (ch == '"') in_str = true;
     else if (ch == '{' || ch == '[') {
-      if (depth == 1 && ch == '{') ++n;
+      if (depth == level && ch == '{') ++n;
       ++depth;
     } else if (ch == '}' || ch == ']') --depth;
   }

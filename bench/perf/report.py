@@ -120,7 +120,7 @@ def main():
           f"Shared machine: the 1/5/15-min load average is given per row (other jobs were running). "
           f"Reproduce: `FAMILIES={a.family} bash bench/perf/run.sh`.", "",
           "Ratio on each row's primary metric: MB/s for catch-up and random-offset reads (the "
-          "reference answers a read with the whole rest of the stream while we page at 1 MiB; for live rows: reference p99 / ours p99; for "
+          "reference answers a read with the whole rest of the stream while we page at 4 MiB; for live rows: reference p99 / ours p99; for "
           "memory and time rows: reference/ours).", "",
           "| workload | durable-sessions | reference (@durable-streams/server) | ratio | load |",
           "|---|---|---|---|---|"]

@@ -109,6 +109,15 @@ fam_read() {
       record read "random-offset reads, $c conn" "$s" \
         "$("$PERF" random --port "$SRV_PORT" --path /v1/stream/catchup --offsets "$WORK/offsets-$s.txt" --connections $c --duration $dur)"
     done
+    if [[ "$s" == ours ]]; then
+      # The same data through the session events endpoint (10,000 events per page, its maximum).
+      record read "session setup ($n events, 200 B as sent, $per per POST)" ours \
+        "$("$PERF" post --port "$SRV_PORT" --path /v1/sessions/catchup/events --typed --count $reqs --events $per)"
+      record read "session catch-up from -1, limit=10000 (event count verified)" ours \
+        "$("$PERF" catchup --port "$SRV_PORT" --path '/v1/sessions/catchup/events?limit=10000' --reps 1)"
+      record read "session catch-up from -1, limit=10000" ours \
+        "$("$PERF" catchup --port "$SRV_PORT" --path '/v1/sessions/catchup/events?limit=10000' --reps 5 --no-count --expect-events $n)"
+    fi
     record read "server RSS after reads" "$s" "{\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)}"
     stop_srv
     rm -rf "$WORK/read-$s"

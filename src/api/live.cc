@@ -17,17 +17,22 @@ namespace asio = boost::asio;
 asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
                                     std::chrono::steady_clock::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<asio::steady_timer>(ex, deadline);
-  auto woke = std::make_shared<std::atomic<bool>>(false);
+  // One allocation for the timer and the flag; the wake-up posts the cancel to our strand.
+  struct State {
+    State(const asio::any_io_executor& e, std::chrono::steady_clock::time_point d) : timer(e, d) {}
+    asio::steady_timer timer;
+    std::atomic<bool> woke{false};
+  };
+  auto st = std::make_shared<State>(ex, deadline);
   uint64_t id = 0;
-  bool registered = stream->add_waiter(from, &id, [timer, ex, woke] {
-    woke->store(true);
-    asio::post(ex, [timer] { timer->cancel(); });
+  bool registered = stream->add_waiter(from, &id, [st] {
+    st->woke.store(true);
+    asio::post(st->timer.get_executor(), [st] { st->timer.cancel(); });
   });
   if (!registered) co_return true;
-  co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
-  stream->remove_waiter(id);
-  co_return woke->load();
+  co_await st->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (!st->woke.load()) stream->remove_waiter(id);  // a wake-up already removed it
+  co_return st->woke.load();
 }
 
 asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point deadline) {

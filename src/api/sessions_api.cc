@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <set>
 
 #include "api/append_headers.h"
@@ -227,6 +228,19 @@ std::string join_array(const std::vector<std::string>& items) {
   return s;
 }
 
+// Appends "[a,b,…]" to *out, sized once (no allocation per item).
+void append_array(const std::vector<std::string_view>& items, std::string* out) {
+  size_t n = 2 + items.size();
+  for (auto i : items) n += i.size();
+  out->reserve(out->size() + n);
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out->push_back(',');
+    out->append(items[i]);
+  }
+  out->push_back(']');
+}
+
 // ---- event queries ------------------------------------------------------------------------
 
 struct EventFilter {
@@ -278,7 +292,8 @@ std::string parse_filter(const QueryParams& q, EventFilter* f) {
 }
 
 struct QueryResult {
-  std::vector<std::string> events;
+  std::vector<std::string_view> events;  // views into `batches`
+  std::vector<MessageBatch> batches;
   uint64_t next = 0;       // resume position (asc) / exclusive upper bound (desc)
   uint64_t tail = 0;
   bool closed = false;
@@ -288,20 +303,25 @@ struct QueryResult {
 Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter& f,
                  QueryResult* out) {
   out->events.clear();
+  out->batches.clear();
   size_t scanned = 0;
   uint64_t pos = from;
   for (;;) {
-    ReadResult rr;
+    BatchReadResult rr;
     if (Status s = stream.read(pos, kReadChunk, &rr); !s) return s;
     out->tail = rr.tail;
     out->closed = rr.closed;
     size_t i = 0;
+    bool all = f.empty();
     for (; i < rr.messages.size() && out->events.size() < limit; ++i) {
-      scanned += rr.messages[i].size();
-      if (f.matches(rr.messages[i])) out->events.push_back(std::move(rr.messages[i]));
+      std::string_view m = rr.messages[i];
+      scanned += m.size();
+      if (all || f.matches(m)) out->events.push_back(m);
     }
+    size_t got = rr.messages.size();
+    if (got > 0) out->batches.push_back(std::move(rr.messages));
     pos += i;
-    if (out->events.size() >= limit || rr.messages.empty() || pos >= rr.tail ||
+    if (out->events.size() >= limit || got == 0 || pos >= rr.tail ||
         scanned >= kMaxScanBytes) {
       out->closed = rr.closed && pos >= rr.tail;
       break;
@@ -315,21 +335,24 @@ Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter&
 Status query_desc(Stream& stream, uint64_t end, size_t limit, const EventFilter& f,
                   QueryResult* out) {
   out->events.clear();
+  out->batches.clear();
   out->tail = stream.tail();
   out->closed = stream.closed();
   uint64_t hi = std::min(end, out->tail);
   size_t scanned = 0;
   while (hi > 0 && out->events.size() < limit && scanned < kMaxScanBytes) {
     uint64_t lo = hi > 256 ? hi - 256 : 0;
-    std::vector<std::string> chunk;
+    MessageBatch chunk;
     if (Status s = stream.read_range(lo, hi, SIZE_MAX, &chunk); !s) return s;
     if (chunk.size() != hi - lo) return Status::io_error("short read");
     uint64_t p = hi;
-    for (auto it = chunk.rbegin(); it != chunk.rend() && out->events.size() < limit; ++it) {
+    for (size_t i = chunk.size(); i > 0 && out->events.size() < limit; --i) {
       --p;
-      scanned += it->size();
-      if (f.matches(*it)) out->events.push_back(std::move(*it));
+      std::string_view m = chunk[i - 1];
+      scanned += m.size();
+      if (f.matches(m)) out->events.push_back(m);
     }
+    out->batches.push_back(std::move(chunk));
     hi = p;
   }
   out->next = hi;
@@ -337,8 +360,14 @@ Status query_desc(Stream& stream, uint64_t end, size_t limit, const EventFilter&
   return Status::ok();
 }
 
-std::string page_body(const std::vector<std::string>& events, const std::optional<std::string>& next) {
-  std::string body = "{\"data\":" + join_array(events) + ",\"next_page\":";
+std::string page_body(const std::vector<std::string_view>& events, const std::optional<std::string>& next) {
+  std::string body;
+  size_t n = 40 + (next ? next->size() : 0) + events.size();
+  for (auto e : events) n += e.size();
+  body.reserve(n);
+  body += "{\"data\":";
+  append_array(events, &body);
+  body += ",\"next_page\":";
   body += next ? json_quote(*next) : "null";
   body += '}';
   return body;
@@ -429,6 +458,68 @@ void set_read_headers(HttpResponse& r, uint64_t next, uint64_t tail, bool closed
   if (closed && next >= tail) r.set("Stream-Closed", "true");
 }
 
+// The Durable Streams control event of the session SSE endpoint. `cursor` is ignored when closed.
+void append_session_control(uint64_t pos, std::string_view cursor, bool up_to_date, bool closed,
+                            std::string* out) {
+  out->append("event: control\ndata:{\"streamNextOffset\":\"");
+  out->append(format_offset(pos));
+  out->push_back('"');
+  if (!closed) {
+    out->append(",\"streamCursor\":\"");
+    out->append(cursor);
+    out->push_back('"');
+  }
+  if (up_to_date) out->append(",\"upToDate\":true");
+  if (closed) out->append(",\"streamClosed\":true");
+  out->append("}\n\n");
+}
+
+// For an unfiltered SSE reader at `pos`: reads like query_asc and, when the events found reach the
+// tail, returns them encoded in *frame, shared with the other readers at the same position (one
+// read and one encoding per append, however many readers). With a non-empty `cursor` (the value
+// every reader without a client cursor sends now) the frame also holds the control event and is
+// written as is; otherwise it holds only the `event: data` block. A reader that is behind gets no
+// frame: q->events holds its events. On a shared hit q->events stays empty and q's positions
+// describe the frame.
+Status sse_shared_frame(Stream& stream, uint64_t pos, std::string_view cursor, QueryResult* q,
+                        std::shared_ptr<const LiveFrameCache::Frame>* frame) {
+  char variant_buf[64];
+  std::string_view variant = "session-sse";
+  if (!cursor.empty()) {
+    int n = std::snprintf(variant_buf, sizeof variant_buf, "session-sse+control/%.*s",
+                          static_cast<int>(cursor.size()), cursor.data());
+    variant = std::string_view(variant_buf, static_cast<size_t>(std::max(0, n)));
+  }
+  frame->reset();
+  uint64_t tail = 0;
+  bool closed = false;
+  if (Status s = stream.durable_state(&tail, &closed); !s) return s;
+  if (pos < tail) {
+    if (auto f = stream.live_frames().find(pos, tail, closed, variant)) {
+      q->events.clear();
+      q->batches.clear();
+      q->next = tail;  // shared frames always reach the tail they were read at
+      q->tail = tail;
+      q->closed = closed;
+      q->more = false;
+      *frame = std::move(f);
+      return Status::ok();
+    }
+  }
+  if (Status s = query_asc(stream, pos, kMaxLimit, EventFilter{}, q); !s) return s;
+  if (q->events.empty() || q->next < q->tail) return Status::ok();
+  auto f = std::make_shared<LiveFrameCache::Frame>();
+  f->bytes = "event: data\ndata:";
+  append_array(q->events, &f->bytes);
+  f->bytes += "\n\n";
+  if (!cursor.empty()) append_session_control(q->next, cursor, true, q->closed, &f->bytes);
+  f->next_position = q->next;
+  f->count = q->events.size();
+  stream.live_frames().put(pos, q->tail, q->closed, variant, f);
+  *frame = std::move(f);
+  return Status::ok();
+}
+
 asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Responder& res,
                                  std::shared_ptr<Stream> stream, uint64_t from,
                                  const EventFilter& filter, const std::string* cursor) {
@@ -443,9 +534,23 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   uint64_t pos = from;
   bool first = true;
   std::string out;
+  QueryResult q;
+  std::shared_ptr<const LiveFrameCache::Frame> frame;
+  std::string shared_cursor;
   for (;;) {
-    QueryResult q;
-    Status s = query_asc(*stream, pos, kMaxLimit, filter, &q);
+    frame.reset();
+    Status s;
+    bool frame_has_control = false;
+    if (filter.empty()) {
+      // Without a client cursor every reader sends the same cursor now, so the whole frame
+      // (data and control) can be shared.
+      shared_cursor.clear();
+      if (cursor == nullptr) shared_cursor = next_cursor(nullptr);
+      s = sse_shared_frame(*stream, pos, shared_cursor, &q, &frame);
+      frame_has_control = !shared_cursor.empty();
+    } else {
+      s = query_asc(*stream, pos, kMaxLimit, filter, &q);
+    }
     out.clear();
     if (!s) {
       // Deleted: tell the reader, then end.
@@ -456,18 +561,30 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
     bool advanced = q.next != pos;
     pos = q.next;
     bool up_to_date = pos >= q.tail;
-    if (!q.events.empty()) {
-      out += "event: data\ndata:" + join_array(q.events) + "\n\n";
-    }
-    if (!q.events.empty() || first || q.closed || advanced) {
-      out += "event: control\ndata:{\"streamNextOffset\":\"" + format_offset(pos) + "\"";
-      if (!q.closed) out += ",\"streamCursor\":\"" + next_cursor(cursor) + "\"";
-      if (up_to_date) out += ",\"upToDate\":true";
-      if (q.closed) out += ",\"streamClosed\":true";
-      out += "}\n\n";
+    bool written = true;
+    if (frame && frame_has_control) {
       first = false;
-      if (!co_await res.write(out)) break;
+      written = co_await res.write(frame->bytes);
+    } else {
+      bool has_data = frame || !q.events.empty();
+      if (frame) {
+        out += frame->bytes;
+      } else if (!q.events.empty()) {
+        out += "event: data\ndata:";
+        append_array(q.events, &out);
+        out += "\n\n";
+      }
+      if (has_data || first || q.closed || advanced) {
+        std::string next;
+        if (!q.closed) next = next_cursor(cursor);
+        append_session_control(pos, next, up_to_date, q.closed, &out);
+        first = false;
+        written = co_await res.write(out);
+      }
     }
+    frame.reset();
+    q.batches.clear();
+    if (!written) break;
     if (q.closed) break;
     if (!up_to_date) continue;
     auto now = steady_clock::now();

@@ -49,11 +49,16 @@ void append_lines(std::string_view text, std::string* out) {
 }
 }  // namespace
 
-void append_sse_data(SseEncoding enc, const std::vector<std::string>& messages, std::string* out) {
+template <typename Messages>
+void append_sse_data_of(SseEncoding enc, const Messages& messages, std::string* out) {
   *out += "event: data\n";
   switch (enc) {
     case SseEncoding::kJson: {
-      std::string arr = "[";
+      std::string arr;
+      size_t n = 2 + messages.size();
+      for (size_t i = 0; i < messages.size(); ++i) n += messages[i].size();
+      arr.reserve(n);
+      arr += '[';
       for (size_t i = 0; i < messages.size(); ++i) {
         if (i) arr += ',';
         arr += messages[i];
@@ -64,13 +69,13 @@ void append_sse_data(SseEncoding enc, const std::vector<std::string>& messages, 
     }
     case SseEncoding::kText: {
       std::string all;
-      for (const auto& m : messages) all += m;
+      for (size_t i = 0; i < messages.size(); ++i) all += messages[i];
       append_lines(all, out);
       break;
     }
     case SseEncoding::kBase64: {
       std::string all;
-      for (const auto& m : messages) all += m;
+      for (size_t i = 0; i < messages.size(); ++i) all += messages[i];
       std::string b64 = base64_encode(all);
       // Lines of at most 76 characters (a multiple of 4, so each line is whole base64 groups).
       for (size_t i = 0; i < b64.size() || i == 0; i += 76) {
@@ -83,6 +88,14 @@ void append_sse_data(SseEncoding enc, const std::vector<std::string>& messages, 
     }
   }
   *out += '\n';
+}
+
+void append_sse_data(SseEncoding enc, const std::vector<std::string>& messages, std::string* out) {
+  append_sse_data_of(enc, messages, out);
+}
+
+void append_sse_data(SseEncoding enc, const MessageBatch& messages, std::string* out) {
+  append_sse_data_of(enc, messages, out);
 }
 
 void append_sse_control(const std::string& next_offset, const std::optional<std::string>& cursor,

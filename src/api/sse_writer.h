@@ -7,12 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "store/message_batch.h"
+
 namespace ds {
 
 enum class SseEncoding { kJson, kText, kBase64 };
 
 // Appends an `event: data` event holding `messages` to *out.
 void append_sse_data(SseEncoding enc, const std::vector<std::string>& messages, std::string* out);
+void append_sse_data(SseEncoding enc, const MessageBatch& messages, std::string* out);
 
 // Appends an `event: control` event. `cursor` is omitted when closed.
 void append_sse_control(const std::string& next_offset, const std::optional<std::string>& cursor,

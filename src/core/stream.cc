@@ -261,6 +261,28 @@ std::vector<std::function<void()>> Stream::take_waiters_locked() {
 }
 
 Status Stream::read(uint64_t from, size_t max_bytes, ReadResult* out) {
+  BatchReadResult b;
+  if (Status s = read(from, max_bytes, &b); !s) return s;
+  out->messages.clear();
+  out->messages.reserve(b.messages.size());
+  for (size_t i = 0; i < b.messages.size(); ++i) out->messages.emplace_back(b.messages[i]);
+  out->next_position = b.next_position;
+  out->tail = b.tail;
+  out->up_to_date = b.up_to_date;
+  out->closed = b.closed;
+  return Status::ok();
+}
+
+Status Stream::read_range(uint64_t from, uint64_t to, size_t max_bytes,
+                          std::vector<std::string>* out) {
+  MessageBatch b;
+  if (Status s = read_range(from, to, max_bytes, &b); !s) return s;
+  out->reserve(out->size() + b.size());
+  for (size_t i = 0; i < b.size(); ++i) out->emplace_back(b[i]);
+  return Status::ok();
+}
+
+Status Stream::read(uint64_t from, size_t max_bytes, BatchReadResult* out) {
   uint64_t tail;
   bool closed;
   {
@@ -282,9 +304,9 @@ Status Stream::read(uint64_t from, size_t max_bytes, ReadResult* out) {
   return Status::ok();
 }
 
-Status Stream::read_range(uint64_t from, uint64_t to, size_t max_bytes,
-                          std::vector<std::string>* out) {
+Status Stream::read_range(uint64_t from, uint64_t to, size_t max_bytes, MessageBatch* out) {
   size_t before = out->size();
+  size_t bytes_before = out->message_bytes();
   if (from < record_.fork_offset && source_) {
     uint64_t src_to = std::min(to, record_.fork_offset);
     if (Status s = source_->read_range(from, src_to, max_bytes, out); !s) return s;
@@ -292,22 +314,22 @@ Status Stream::read_range(uint64_t from, uint64_t to, size_t max_bytes,
     if (from < src_to) return Status::ok();  // budget exhausted inside the source
   }
   if (from >= to) return Status::ok();
-  size_t used = 0;
-  for (size_t i = before; i < out->size(); ++i) used += (*out)[i].size();
+  size_t used = out->message_bytes() - bytes_before;
   if (used >= max_bytes && out->size() > before) return Status::ok();
-  std::lock_guard lk(mu_);
-  if (Status s = load_locked(); !s) return s;
-  uint64_t own_to = std::min(to, durable_next_);
-  if (from >= own_to) return Status::ok();
-  // Guarantee progress: when the source part already used the budget, the own part may still
-  // add nothing; when nothing was read at all it reads at least one message.
-  size_t budget = max_bytes > used ? max_bytes - used : 0;
-  if (budget == 0) return Status::ok();
-  if (out->size() > before) {
+  {
+    std::lock_guard lk(mu_);
+    if (Status s = load_locked(); !s) return s;
+    uint64_t own_to = std::min(to, durable_next_);
+    if (from >= own_to) return Status::ok();
+    // Guarantee progress: when the source part already used the budget, the own part may still
+    // add nothing; when nothing was read at all it reads at least one message.
+    size_t budget = max_bytes > used ? max_bytes - used : 0;
+    if (budget == 0) return Status::ok();
     // Do not exceed the budget with the first own message when something was already read.
-    if (log_->message_size(from) > budget) return Status::ok();
+    if (out->size() > before && log_->message_size(from) > budget) return Status::ok();
+    log_->plan_read(from, own_to, budget, out);
   }
-  return log_->read(from, own_to, budget, out);
+  return out->load();
 }
 
 Status Stream::message_at(uint64_t position, std::string* out) {
@@ -319,6 +341,15 @@ Status Stream::message_at(uint64_t position, std::string* out) {
   std::vector<std::string> v;
   if (Status s = log_->read(position, position + 1, SIZE_MAX, &v); !s) return s;
   *out = std::move(v.at(0));
+  return Status::ok();
+}
+
+Status Stream::durable_state(uint64_t* tail, bool* closed) {
+  std::lock_guard lk(mu_);
+  if (Status s = load_locked(); !s) return s;
+  last_access_ms_ = now_unix_millis();  // as read(): live reading keeps a sliding TTL alive
+  *tail = durable_next_;
+  *closed = closed_durable_;
   return Status::ok();
 }
 
@@ -388,6 +419,7 @@ bool Stream::try_unload() {
   std::lock_guard lk(mu_);
   // Waiters need no open log (they are woken by appends, which reopen it first).
   if (!log_ || inflight_ > 0 || broken_) return false;
+  live_frames_.clear();
   log_.reset();
   --g_open_logs;
   return true;

@@ -22,10 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "core/live_frames.h"
 #include "store/catalog.h"
 #include "store/frame.h"
 #include "store/fs.h"
 #include "store/committer.h"
+#include "store/message_batch.h"
 #include "store/status.h"
 #include "store/stream_log.h"
 
@@ -76,6 +78,15 @@ struct ReadResult {
   bool closed = false;      // closed and next_position is the final position
 };
 
+// ReadResult with the messages in one contiguous batch (no allocation per message).
+struct BatchReadResult {
+  MessageBatch messages;
+  uint64_t next_position = 0;
+  uint64_t tail = 0;
+  bool up_to_date = false;  // next_position reached the tail
+  bool closed = false;      // closed and next_position is the final position
+};
+
 class Stream : public std::enable_shared_from_this<Stream> {
  public:
   Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
@@ -97,6 +108,16 @@ class Stream : public std::enable_shared_from_this<Stream> {
   Status read(uint64_t from, size_t max_bytes, ReadResult* out);
   // Messages in [from, to) (no budget beyond max_bytes), crossing into the source for forks.
   Status read_range(uint64_t from, uint64_t to, size_t max_bytes, std::vector<std::string>* out);
+  // The same reads into a batch (appended to *out; `out->load()` is done). The stream's lock is
+  // held only to plan the read (copy the message locations); the file reads run without it, so
+  // readers of one stream, and its appender, do not wait for each other's I/O.
+  Status read(uint64_t from, size_t max_bytes, BatchReadResult* out);
+  Status read_range(uint64_t from, uint64_t to, size_t max_bytes, MessageBatch* out);
+
+  // The durable tail and closed flag, read together (kNotFound once deleted).
+  Status durable_state(uint64_t* tail, bool* closed);
+  // Encoded live data shared by the live readers of this stream (see live_frames.h).
+  LiveFrameCache& live_frames() { return live_frames_; }
 
   uint64_t tail();          // durable next position
   bool closed();            // durably closed
@@ -173,6 +194,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
   uint64_t next_waiter_id_ = 1;
   std::map<uint64_t, std::function<void()>> waiters_;
   MessageHook hook_;
+  LiveFrameCache live_frames_;
 };
 
 }  // namespace ds

@@ -110,10 +110,29 @@ class BeastResponder final : public Responder {
   asio::awaitable<bool> write(std::string_view data) override {
     if (failed_) co_return false;
     if (data.empty()) co_return true;
-    stream_.expires_after(std::chrono::seconds(30));
-    auto [ec, n] = co_await asio::async_write(
-        stream_, http::make_chunk(asio::const_buffer(data.data(), data.size())), use_nothrow);
-    if (ec) failed_ = true;
+    auto chunk = http::make_chunk(asio::const_buffer(data.data(), data.size()));
+    beast::buffers_suffix<decltype(chunk)> rest(chunk);
+    // Fast path: a live write nearly always fits in the socket's send buffer. Try it at once,
+    // without arming the timeout or suspending (one sendmsg); only what does not fit is written
+    // asynchronously under the 30 s timeout (a stuck reader is still cut off).
+    beast::error_code ec;
+    if (!nonblocking_) {
+      stream_.socket().non_blocking(true, ec);
+      nonblocking_ = !ec;
+    }
+    if (nonblocking_) {
+      size_t n = stream_.socket().write_some(rest, ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        failed_ = true;
+        co_return false;
+      }
+      if (!ec) rest.consume(n);
+    }
+    if (beast::buffer_bytes(rest) > 0) {
+      stream_.expires_after(std::chrono::seconds(30));
+      auto [wec, n] = co_await asio::async_write(stream_, rest, use_nothrow);
+      if (wec) failed_ = true;
+    }
     co_return !failed_ && !server_->stopping.load();
   }
 
@@ -149,6 +168,7 @@ class BeastResponder final : public Responder {
   bool done_ = false;
   bool failed_ = false;
   bool streamed_ = false;
+  bool nonblocking_ = false;  // the socket is in non-blocking mode (write()'s fast path)
   int status_ = 0;
 };
 

@@ -193,3 +193,38 @@ Status StreamLog::read(uint64_t from, uint64_t to, size_t max_bytes,
 }
 
 }  // namespace ds
+
+namespace ds {
+
+void StreamLog::plan_read(uint64_t from, uint64_t to, size_t max_bytes, MessageBatch* out) const {
+  to = std::min(to, next_position());
+  if (from < base_) from = base_;
+  size_t total = 0;
+  uint64_t p = from;
+  while (p < to) {
+    const Loc& first = index_[p - base_];
+    uint64_t q = p;
+    uint64_t end = first.offset;
+    size_t run_bytes = 0;
+    while (q < to) {
+      const Loc& l = index_[q - base_];
+      if (l.segment != first.segment) break;
+      if ((q > p || total > 0) && total + run_bytes + l.length > max_bytes) break;
+      run_bytes += l.length;
+      end = l.offset + l.length;
+      ++q;
+    }
+    if (q == p) break;  // the next message alone would pass the budget
+    size_t at = out->add_run(segments_[first.segment].file, first.offset, end - first.offset);
+    out->reserve_messages(q - p);
+    for (uint64_t i = p; i < q; ++i) {
+      const Loc& l = index_[i - base_];
+      out->add_message(at + (l.offset - first.offset), l.length);
+    }
+    total += run_bytes;
+    p = q;
+    if (total >= max_bytes) break;
+  }
+}
+
+}  // namespace ds

@@ -20,6 +20,7 @@
 
 #include "store/frame.h"
 #include "store/fs.h"
+#include "store/message_batch.h"
 #include "store/status.h"
 
 namespace ds {
@@ -74,6 +75,10 @@ class StreamLog {
   // Appends to *out the messages at positions [from, to) in order, stopping once `max_bytes`
   // would be exceeded (but always at least one message when the range is non-empty).
   Status read(uint64_t from, uint64_t to, size_t max_bytes, std::vector<std::string>* out) const;
+  // The same selection as read() (same budget rule), but only planned: each run of messages in
+  // one segment becomes one run of *out (one pread when out->load() is called, which the caller
+  // does after releasing its lock). Cost under the lock: one span per message, no I/O.
+  void plan_read(uint64_t from, uint64_t to, size_t max_bytes, MessageBatch* out) const;
   // Length of the message at `position`.
   uint32_t message_size(uint64_t position) const;
 

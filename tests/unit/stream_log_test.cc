@@ -415,5 +415,92 @@ TEST_F(StreamLogTest, FailedWriteReportsItsStatus) {
   EXPECT_EQ(read(*log, 0, 10), (std::vector<std::string>{"y"}));
 }
 
+// ---- planned (batch) reads ----
+
+std::vector<std::string> batch_strings(const MessageBatch& b) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < b.size(); ++i) out.emplace_back(b[i]);
+  return out;
+}
+
+TEST_F(StreamLogTest, PlannedReadSelectsTheSameMessagesAsReadAcrossSegmentsAndBudgets) {
+  StreamLog::Options small;
+  small.segment_bytes = 100;
+  auto log = open(0, small);
+  for (int i = 0; i < 20; ++i) {
+    append(log.get(), {"m" + std::to_string(i), std::string(static_cast<size_t>(i % 7) * 5, 'x')});
+  }
+  ASSERT_GT(segment_files().size(), 2u);
+  for (uint64_t from : {0u, 1u, 7u, 39u, 40u}) {
+    for (uint64_t to : {0u, 5u, 21u, 40u, 100u}) {
+      for (size_t budget : {size_t{0}, size_t{1}, size_t{17}, size_t{60}, SIZE_MAX}) {
+        MessageBatch b;
+        log->plan_read(from, to, budget, &b);
+        ASSERT_TRUE(b.load());
+        EXPECT_EQ(batch_strings(b), read(*log, from, to, budget))
+            << "from " << from << " to " << to << " budget " << budget;
+      }
+    }
+  }
+}
+
+TEST_F(StreamLogTest, PlannedReadLoadsAfterTheLogIsClosed) {
+  auto log = open();
+  append(log.get(), {"a", "bb"});
+  append(log.get(), {"ccc"});
+  MessageBatch b;
+  log->plan_read(0, 3, SIZE_MAX, &b);
+  log.reset();  // unloaded (or deleted) while the read was pending: the run keeps its file
+  ASSERT_TRUE(b.load());
+  EXPECT_EQ(batch_strings(b), (std::vector<std::string>{"a", "bb", "ccc"}));
+  EXPECT_EQ(b.message_bytes(), 6u);
+}
+
+TEST_F(StreamLogTest, BatchAccumulatesSeveralLoadsAndIsReusableAfterClear) {
+  auto log = open();
+  append(log.get(), {"a", "bb", "ccc", "dddd"});
+  MessageBatch b;
+  log->plan_read(0, 2, SIZE_MAX, &b);
+  ASSERT_TRUE(b.load());
+  log->plan_read(2, 4, SIZE_MAX, &b);  // grows the buffer: the first load's bytes are kept
+  ASSERT_TRUE(b.load());
+  EXPECT_EQ(batch_strings(b), (std::vector<std::string>{"a", "bb", "ccc", "dddd"}));
+  b.clear();
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.message_bytes(), 0u);
+  log->plan_read(1, 3, SIZE_MAX, &b);
+  ASSERT_TRUE(b.load());
+  EXPECT_EQ(batch_strings(b), (std::vector<std::string>{"bb", "ccc"}));
+}
+
+TEST_F(StreamLogTest, BatchJoinsMessagesAsJsonArrayOrConcatenation) {
+  auto log = open();
+  append(log.get(), {"{\"a\":1}", "2", "[3]"});
+  MessageBatch b;
+  std::string out = "x";
+  b.append_json_array(&out);
+  EXPECT_EQ(out, "x[]");
+  log->plan_read(0, 3, SIZE_MAX, &b);
+  ASSERT_TRUE(b.load());
+  out.clear();
+  b.append_json_array(&out);
+  EXPECT_EQ(out, "[{\"a\":1},2,[3]]");
+  out.clear();
+  b.append_json_array(&out, 1);
+  EXPECT_EQ(out, "[2,[3]]");
+  out.clear();
+  b.append_concatenated(&out);
+  EXPECT_EQ(out, "{\"a\":1}2[3]");
+}
+
+TEST_F(StreamLogTest, PlannedReadOfTruncatedSegmentReportsCorruption) {
+  auto log = open();
+  append(log.get(), {"hello", "world"});
+  MessageBatch b;
+  log->plan_read(0, 2, SIZE_MAX, &b);
+  fs::resize_file(only_segment(), fs::file_size(only_segment()) - 3);
+  EXPECT_FALSE(b.load());
+}
+
 }  // namespace
 }  // namespace ds

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <thread>
@@ -726,6 +727,88 @@ TEST_P(StreamTest, DeletingStreamWithoutForksRemovesItAtOnce) {
   EXPECT_EQ(find("s").code(), Status::Code::kNotFound);
   EXPECT_FALSE(std::filesystem::exists(dir));
   EXPECT_EQ(store_->remove(kTenant, "s").code(), Status::Code::kNotFound);
+}
+
+// ---- batch reads ----
+
+Messages batch_messages(const MessageBatch& b) {
+  Messages out;
+  for (size_t i = 0; i < b.size(); ++i) out.emplace_back(b[i]);
+  return out;
+}
+
+TEST_P(StreamTest, BatchReadMatchesReadIncludingForkBudgets) {
+  auto src = create("src", {"0123456789", "0123456789"});
+  auto f = fork("f", "src", 2);
+  ASSERT_EQ(append(*f, Messages{"0123456789", "tail"}).outcome, Outcome::kAppended);
+  for (uint64_t from = 0; from <= 4; ++from) {
+    for (size_t budget : {size_t{0}, size_t{15}, size_t{20}, size_t{25}, SIZE_MAX}) {
+      ReadResult r;
+      BatchReadResult b;
+      ASSERT_TRUE(f->read(from, budget, &r));
+      ASSERT_TRUE(f->read(from, budget, &b));
+      EXPECT_EQ(batch_messages(b.messages), r.messages) << "from " << from << " budget " << budget;
+      EXPECT_EQ(b.next_position, r.next_position);
+      EXPECT_EQ(b.tail, r.tail);
+      EXPECT_EQ(b.up_to_date, r.up_to_date);
+      EXPECT_EQ(b.closed, r.closed);
+    }
+  }
+}
+
+TEST_P(StreamTest, DurableStateReportsTailAndClosureTogetherAndNotFoundAfterDelete) {
+  auto s = create("s", {"a"});
+  uint64_t tail = 0;
+  bool closed = true;
+  ASSERT_TRUE(s->durable_state(&tail, &closed));
+  EXPECT_EQ(tail, 1u);
+  EXPECT_FALSE(closed);
+  AppendRequest req;
+  req.messages = {"b"};
+  req.close = true;
+  ASSERT_EQ(append(*s, std::move(req)).outcome, Outcome::kAppended);
+  ASSERT_TRUE(s->durable_state(&tail, &closed));
+  EXPECT_EQ(tail, 2u);
+  EXPECT_TRUE(closed);
+  ASSERT_TRUE(store_->remove(kTenant, "s"));
+  EXPECT_EQ(s->durable_state(&tail, &closed).code(), Status::Code::kNotFound);
+}
+
+TEST_P(StreamTest, ConcurrentBatchReadersSeeOnlyWholeDurablePrefixesWhileAppending) {
+  auto s = create("s");
+  constexpr int kMessages = 400;
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::atomic<long> reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      BatchReadResult r;
+      while (!done.load()) {
+        uint64_t from = static_cast<uint64_t>(reads.load() % 7);
+        if (!s->read(from, 64, &r)) {
+          ++bad;
+          continue;
+        }
+        ++reads;
+        for (size_t i = 0; i < r.messages.size(); ++i) {
+          if (r.messages[i] != "m" + std::to_string(from + i)) ++bad;
+        }
+        if (from <= r.tail && r.next_position > r.tail) ++bad;  // from > tail: next stays at from
+      }
+    });
+  }
+  for (int i = 0; i < kMessages; i += 2) {
+    ASSERT_EQ(append(*s, Messages{"m" + std::to_string(i), "m" + std::to_string(i + 1)}).outcome,
+              Outcome::kAppended);
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  BatchReadResult all;
+  ASSERT_TRUE(s->read(0, SIZE_MAX, &all));
+  EXPECT_EQ(all.messages.size(), static_cast<size_t>(kMessages));
 }
 
 INSTANTIATE_TEST_SUITE_P(Committers, StreamTest,
