@@ -93,6 +93,14 @@ int run_cli(int argc, char** argv) {
   serve->add_option("--durability", o.durability,
                     "local: acknowledge appends on local fsync; s3: once they are in the bucket")
       ->envname(env("DURABILITY"))->check(CLI::IsMember({"local", "s3"}))->capture_default_str();
+  serve->add_option("--cache-size", o.cache_size,
+                    "With S3: bytes of local segment data to keep; older sealed segments already in "
+                    "the bucket are evicted and fetched back on demand (0 = keep everything)")
+      ->envname(env("CACHE_SIZE"))->capture_default_str();
+  serve->add_option("--segment-bytes", o.segment_bytes,
+                    "Size past which a stream log starts a new segment file")
+      ->envname(env("SEGMENT_BYTES"))->check(CLI::Range(uint64_t{1024}, uint64_t{1} << 32))
+      ->capture_default_str();
   serve->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));

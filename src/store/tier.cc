@@ -5,6 +5,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <algorithm>
 #include <future>
 #include <spdlog/spdlog.h>
 
@@ -22,6 +23,13 @@ constexpr std::string_view kSessionsPath = "\x01sessions/";
 std::string offset16(uint64_t v) {
   std::string s = std::to_string(v);
   return std::string(s.size() < 16 ? 16 - s.size() : 0, '0') + s;
+}
+
+Status exec_sql(sqlite3* db, const char* sql) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return Status::io_error(std::string("catalog: ") + sqlite3_errmsg(db));
+  }
+  return Status::ok();
 }
 
 std::string fingerprint(std::string_view text) { return s3::sha256_hex(text); }
@@ -183,7 +191,13 @@ Tier::Tier(TierOptions options, s3::S3Client* s3, Catalog* catalog, StreamStore*
       s3_(s3),
       catalog_(catalog),
       streams_(streams),
-      sessions_(sessions) {}
+      sessions_(sessions) {
+  if (options_.cache) {
+    options_.cache->set_fetcher([this](const SegmentSummary& summary, std::vector<std::string>* out) {
+      return fetch_messages(summary, out);
+    });
+  }
+}
 
 Tier::~Tier() { stop(); }
 
@@ -248,6 +262,10 @@ Status Tier::open() {
 
 Status Tier::save_state(int64_t id, const State& s) {
   std::lock_guard clk(catalog_->mutex());
+  return save_state_locked(id, s);
+}
+
+Status Tier::save_state_locked(int64_t id, const State& s) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(catalog_->db(),
                      "INSERT OR REPLACE INTO tier_uploads (stream_id, tenant, path, created_ms,"
@@ -270,6 +288,82 @@ void Tier::start() {
   if (thread_.joinable()) return;
   stop_ = false;
   thread_ = std::thread([this] { run(); });
+  for (int i = 0; i < std::max(1, options_.upload_threads); ++i) {
+    workers_.emplace_back([this] { work(); });
+  }
+}
+
+bool Tier::acquire(int64_t id) {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return stop_ || !busy_.count(id); });
+  if (stop_) return false;
+  busy_.insert(id);
+  return true;
+}
+
+void Tier::release(int64_t id) {
+  {
+    std::lock_guard lk(mu_);
+    busy_.erase(id);
+  }
+  cv_.notify_all();
+}
+
+void Tier::work() {
+  for (;;) {
+    int64_t id = 0;
+    std::shared_ptr<Stream> stream;
+    {
+      std::unique_lock lk(mu_);
+      auto ready = urgent_.end();
+      cv_.wait(lk, [&] {
+        if (stop_) return true;
+        for (ready = urgent_.begin(); ready != urgent_.end(); ++ready) {
+          if (!busy_.count(ready->first)) return true;
+        }
+        return false;
+      });
+      if (stop_) return;
+      id = ready->first;
+      stream = std::move(ready->second.stream);
+      urgent_.erase(ready);
+      busy_.insert(id);
+    }
+    uint64_t b = 0, bb = 0;
+    Status s = upload_stream(stream, false, &b, &bb);
+    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()));
+    release(id);
+  }
+}
+
+Status Tier::persist_states() {
+  std::vector<std::pair<int64_t, State>> todo;
+  {
+    std::lock_guard lk(mu_);
+    for (int64_t id : dirty_) {
+      if (auto it = state_.find(id); it != state_.end()) todo.emplace_back(id, it->second);
+    }
+    dirty_.clear();
+  }
+  if (todo.empty()) return Status::ok();
+  Status result;
+  {
+    std::lock_guard clk(catalog_->mutex());
+    result = exec_sql(catalog_->db(), "BEGIN;");
+    for (size_t i = 0; result && i < todo.size(); ++i) {
+      result = save_state_locked(todo[i].first, todo[i].second);
+    }
+    if (result) {
+      result = exec_sql(catalog_->db(), "COMMIT;");
+    } else {
+      exec_sql(catalog_->db(), "ROLLBACK;");
+    }
+  }
+  if (!result) {
+    std::lock_guard lk(mu_);
+    for (const auto& [id, st] : todo) dirty_.insert(id);
+  }
+  return result;
 }
 
 void Tier::stop() {
@@ -279,6 +373,9 @@ void Tier::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  persist_states();
   std::map<int64_t, std::vector<Waiter>> left;
   {
     std::lock_guard lk(mu_);
@@ -351,29 +448,19 @@ TierStats Tier::stats() {
 void Tier::run() {
   auto next_full = std::chrono::steady_clock::now();
   for (;;) {
-    std::map<int64_t, std::shared_ptr<Stream>> urgent;
     {
       std::unique_lock lk(mu_);
-      cv_.wait_until(lk, next_full, [&] { return stop_ || !urgent_.empty(); });
+      cv_.wait_until(lk, next_full, [&] { return stop_; });
       if (stop_) return;
-      for (auto& [id, u] : urgent_) urgent[id] = u.stream;
-      urgent_.clear();
     }
-    bool full = std::chrono::steady_clock::now() >= next_full;
-    pass(full, urgent);
-    if (full) next_full = std::chrono::steady_clock::now() + options_.flush_interval;
+    if (std::chrono::steady_clock::now() < next_full) continue;
+    pass();
+    persist_states();
+    next_full = std::chrono::steady_clock::now() + options_.flush_interval;
   }
 }
 
-void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urgent) {
-  // Waiters first (durability s3): their streams only, one PUT each for everything durable.
-  for (auto& [id, stream] : urgent) {
-    uint64_t b = 0, bb = 0;
-    Status s = upload_stream(stream, false, &b, &bb);
-    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()));
-  }
-  if (!full) return;
-
+void Tier::pass() {
   // Streams gone from the catalog: queue the deletion of their objects.
   std::vector<StreamRecord> records;
   catalog_->for_each_stream([&](const StreamRecord& r) { records.push_back(r); });
@@ -394,6 +481,7 @@ void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urg
     }
   }
   for (auto& [id, prefix] : vanished) {
+    if (!acquire(id)) return;  // no upload of it may be in flight while its state goes
     {
       std::lock_guard clk(catalog_->mutex());
       sqlite3_stmt* st = nullptr;
@@ -403,13 +491,20 @@ void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urg
       sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
       int rc = sqlite3_step(st);
       sqlite3_finalize(st);
-      if (rc != SQLITE_DONE) continue;
+      if (rc != SQLITE_DONE) {
+        release(id);
+        continue;
+      }
     }
     catalog_->exec("DELETE FROM tier_uploads WHERE stream_id=" + std::to_string(id));
-    std::lock_guard lk(mu_);
-    deleting_.insert(prefix);
-    state_.erase(id);
-    pending_since_ms_.erase(id);
+    {
+      std::lock_guard lk(mu_);
+      deleting_.insert(prefix);
+      state_.erase(id);
+      dirty_.erase(id);
+      pending_since_ms_.erase(id);
+    }
+    release(id);
   }
   process_deletions();
 
@@ -423,13 +518,93 @@ void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urg
     }
     std::shared_ptr<Stream> stream;
     if (!streams_->find(r.tenant, r.path, &stream)) continue;
+    if (!acquire(r.id)) return;
     Status s = upload_stream(stream, true, &backlog, &backlog_bytes);
+    release(r.id);
     if (!s) spdlog::warn("s3 upload of {} failed (will retry): {}", prefix_for(r), s.message());
     resolve_waiters(r.id, s ? Status::ok() : Status::unavailable(s.message()));
   }
-  std::lock_guard lk(mu_);
-  stats_.backlog_events = backlog;
-  stats_.backlog_bytes = backlog_bytes;
+  {
+    std::lock_guard lk(mu_);
+    stats_.backlog_events = backlog;
+    stats_.backlog_bytes = backlog_bytes;
+  }
+  enforce_cache(records);
+}
+
+void Tier::enforce_cache(const std::vector<StreamRecord>& records) {
+  if (!options_.cache) return;
+  std::vector<SegmentCache::LogDir> dirs;
+  for (const auto& r : records) {
+    if (r.soft_deleted) continue;
+    std::shared_ptr<Stream> stream;
+    if (!streams_->find(r.tenant, r.path, &stream)) continue;
+    SegmentCache::LogDir d;
+    d.dir = stream->dir();
+    d.bucket_prefix = prefix_for(r);
+    bool session = r.kind == 1 && r.path.starts_with(kSessionsPath);
+    d.encoding = session ? BucketEncoding::kSessionEvents
+                 : r.content_type.find("json") != std::string::npos ? BucketEncoding::kStreamJson
+                                                                     : BucketEncoding::kStreamText;
+    {
+      std::lock_guard lk(mu_);
+      auto it = state_.find(r.id);
+      if (it == state_.end() || it->second.created_ms != r.created_ms) continue;
+      d.uploaded_next = it->second.uploaded_next;
+    }
+    dirs.push_back(std::move(d));
+  }
+  options_.cache->enforce(dirs);
+}
+
+Status Tier::fetch_messages(const SegmentSummary& summary, std::vector<std::string>* out) {
+  uint64_t first = summary.first_position, end = summary.end_position();
+  std::vector<s3::ObjectInfo> objects;
+  std::string events = summary.bucket_prefix + "events/";
+  if (Status s = s3_->list_objects(events, &objects); !s) return s;
+  // Objects overlapping [first, end), in offset order ("{first}-{last}.jsonl.zst", 16 digits).
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (const auto& o : objects) {
+    std::string_view leaf = std::string_view(o.key).substr(events.size());
+    if (leaf.size() != 43 || !leaf.ends_with(".jsonl.zst") || leaf[16] != '-') continue;
+    uint64_t a = std::stoull(std::string(leaf.substr(0, 16)));
+    uint64_t b = std::stoull(std::string(leaf.substr(17, 16)));
+    if (b < first || a >= end) continue;
+    keys.emplace_back(a, o.key);
+  }
+  std::sort(keys.begin(), keys.end());
+  out->clear();
+  bool session = summary.encoding == BucketEncoding::kSessionEvents;
+  for (const auto& [a, key] : keys) {
+    if (first + out->size() >= end) break;
+    std::string z, body;
+    if (Status s = s3_->get_object(key, &z); !s) return s;
+    if (Status s = zstd_decompress(z, &body); !s) return Status::corruption(key + ": " + s.message());
+    size_t start = 0;
+    while (start < body.size()) {
+      size_t nl = body.find('\n', start);
+      if (nl == std::string::npos) return Status::corruption(key + ": torn line");
+      std::string_view line(body.data() + start, nl - start);
+      start = nl + 1;
+      uint64_t pos = 0;
+      std::string msg;
+      if (session) {
+        if (!session_line_offset(line, &pos)) return Status::corruption(key + ": no offset");
+        msg = std::string(line);
+      } else if (Status s = parse_stream_line(line, &pos, &msg); !s) {
+        return Status::corruption(key + ": " + s.message());
+      }
+      uint64_t expect = first + out->size();
+      if (pos < expect) continue;  // before the segment, or an overlap already taken
+      if (pos >= end) break;
+      if (pos > expect) return Status::corruption(key + ": gap before offset " + offset16(pos));
+      out->push_back(std::move(msg));
+    }
+  }
+  if (first + out->size() != end) {
+    return Status::not_found("the bucket does not hold every event of the segment");
+  }
+  return Status::ok();
 }
 
 Status Tier::process_deletions() {
@@ -524,9 +699,9 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
         Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
         if (!s) return fail(s);
         st.meta_hash = hash;
-        if (Status ss = save_state(r.id, st); !ss) return fail(ss);
         std::lock_guard lk(mu_);
         state_[r.id] = st;
+        dirty_.insert(r.id);
       }
     }
   }
@@ -562,9 +737,9 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
       return s;
     }
     st.uploaded_next = last + 1;
-    if (Status s = save_state(r.id, st); !s) return fail(s);
     std::lock_guard lk(mu_);
     state_[r.id] = st;
+    dirty_.insert(r.id);
     stats_.objects_uploaded++;
     stats_.bytes_uploaded += z.size();
     stats_.events_uploaded += msgs.size();
