@@ -93,6 +93,9 @@ int run_cli(int argc, char** argv) {
   serve->add_option("--durability", o.durability,
                     "local: acknowledge appends on local fsync; s3: once they are in the bucket")
       ->envname(env("DURABILITY"))->check(CLI::IsMember({"local", "s3"}))->capture_default_str();
+  serve->add_option("--s3-upload-concurrency", o.s3_upload_concurrency,
+                    "Streams uploaded in parallel for appends waiting on the bucket (durability s3)")
+      ->envname(env("S3_UPLOAD_CONCURRENCY"))->check(CLI::Range(1, 64))->capture_default_str();
   serve->add_option("--cache-size", o.cache_size,
                     "With S3: bytes of local segment data to keep; older sealed segments already in "
                     "the bucket are evicted and fetched back on demand (0 = keep everything)")

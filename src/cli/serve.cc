@@ -124,6 +124,9 @@ int run_serve(const ServeOptions& o) {
     while (!to.prefix.empty() && to.prefix.back() == '/') to.prefix.pop_back();
     to.flush_interval = std::chrono::milliseconds(static_cast<int64_t>(o.s3_flush_interval * 1000));
     to.cache = cache.get();
+    to.fs = cache.get();
+    to.segment_bytes = o.segment_bytes;
+    to.upload_threads = o.s3_upload_concurrency;
     tier = std::make_unique<Tier>(to, s3_client.get(), catalog.get(), &streams, &sessions);
     if (Status s = tier->open(); !s) {
       spdlog::error("cannot open the S3 tier: {}", s.message());

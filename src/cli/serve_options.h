@@ -42,6 +42,7 @@ struct ServeOptions {
   bool s3_virtual_host = false;      // bucket.host addressing instead of host/bucket
   double s3_flush_interval = 1;      // seconds between upload passes
   std::string durability = "local";  // local: ack on fsync; s3: ack once in the bucket
+  int s3_upload_concurrency = 4;     // streams uploaded in parallel for --durability s3 waiters
   uint64_t cache_size = 0;           // bytes of local segments kept once in the bucket (0 = all)
   uint64_t segment_bytes = 64ull << 20;  // a stream log rolls to a new segment file past this
 };

@@ -234,11 +234,13 @@ Status Tier::open() {
       !s) {
     return s;
   }
+  // Added with the writer state in the metadata objects (fails harmlessly once it exists).
+  catalog_->exec("ALTER TABLE tier_uploads ADD COLUMN writer TEXT NOT NULL DEFAULT '';");
   std::lock_guard clk(catalog_->mutex());
   std::lock_guard lk(mu_);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(catalog_->db(),
-                     "SELECT stream_id, tenant, path, created_ms, uploaded_next, meta_hash "
+                     "SELECT stream_id, tenant, path, created_ms, uploaded_next, meta_hash, writer "
                      "FROM tier_uploads",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
@@ -249,6 +251,7 @@ Status Tier::open() {
     s.created_ms = sqlite3_column_int64(st, 3);
     s.uploaded_next = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
     s.meta_hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 5));
+    s.writer = reinterpret_cast<const char*>(sqlite3_column_text(st, 6));
     state_[sqlite3_column_int64(st, 0)] = std::move(s);
   }
   sqlite3_finalize(st);
@@ -269,7 +272,7 @@ Status Tier::save_state_locked(int64_t id, const State& s) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(catalog_->db(),
                      "INSERT OR REPLACE INTO tier_uploads (stream_id, tenant, path, created_ms,"
-                     " uploaded_next, meta_hash) VALUES (?,?,?,?,?,?)",
+                     " uploaded_next, meta_hash, writer) VALUES (?,?,?,?,?,?,?)",
                      -1, &st, nullptr);
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_text(st, 2, s.tenant.c_str(), -1, SQLITE_TRANSIENT);
@@ -277,6 +280,7 @@ Status Tier::save_state_locked(int64_t id, const State& s) {
   sqlite3_bind_int64(st, 4, s.created_ms);
   sqlite3_bind_int64(st, 5, static_cast<int64_t>(s.uploaded_next));
   sqlite3_bind_text(st, 6, s.meta_hash.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 7, s.writer.c_str(), -1, SQLITE_TRANSIENT);
   int rc = sqlite3_step(st);
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
@@ -640,7 +644,8 @@ Status Tier::process_deletions() {
   return result;
 }
 
-Status Tier::meta_for(const std::shared_ptr<Stream>& stream, std::string* out) {
+Status Tier::meta_for(const std::shared_ptr<Stream>& stream, const std::string& writer,
+                      std::string* out) {
   const StreamRecord& r = stream->record();
   json::object o;
   if (r.kind == 1 && r.path.starts_with(kSessionsPath)) {
@@ -661,6 +666,14 @@ Status Tier::meta_for(const std::shared_ptr<Stream>& stream, std::string* out) {
     if (r.expires_at) o["expires_at"] = *r.expires_at;
     o["created_ms"] = r.created_ms;
     o["closed"] = stream->closed();
+    if (const auto& src = stream->source(); src && r.fork_source) {
+      o["fork"] = json::object{{"source", src->record().path}, {"offset", r.fork_offset}};
+    }
+  }
+  if (!writer.empty()) {
+    boost::system::error_code ec;
+    json::value w = json::parse(writer, ec);
+    if (!ec) o["writer"] = std::move(w);
   }
   *out = json::serialize(o);
   return Status::ok();
@@ -687,23 +700,30 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     return s;
   };
 
-  // The record first, so that a listing finds the session even before its first event object.
-  uint64_t tail = stream->tail();
-  if (with_meta || st.meta_hash.empty()) {
+  // The metadata object: uploaded (when it changed) before the first events object, so that a
+  // listing finds the session early, and after the events, with the writer state (producers,
+  // Stream-Seq, closing producer) as of the end of what is in the bucket. The writer state is
+  // exact only at a position with no append in flight; otherwise the previous one stays.
+  auto put_meta = [&](const std::string& writer) {
     std::string meta;
-    if (meta_for(stream, &meta)) {
-      std::string hash = fingerprint(meta);
-      if (hash != st.meta_hash) {
-        s3::PutOptions po;
-        po.content_type = "application/json";
-        Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
-        if (!s) return fail(s);
-        st.meta_hash = hash;
-        std::lock_guard lk(mu_);
-        state_[r.id] = st;
-        dirty_.insert(r.id);
-      }
-    }
+    if (!meta_for(stream, writer, &meta)) return Status::ok();  // the session went away
+    std::string hash = fingerprint(meta);
+    if (hash == st.meta_hash) return Status::ok();
+    s3::PutOptions po;
+    po.content_type = "application/json";
+    Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
+    if (!s) return fail(s);
+    st.meta_hash = hash;
+    st.writer = writer;
+    std::lock_guard lk(mu_);
+    state_[r.id] = st;
+    dirty_.insert(r.id);
+    return Status::ok();
+  };
+  WriterSnapshot snap = stream->writer_snapshot();
+  uint64_t tail = snap.durable_next;
+  if (st.meta_hash.empty()) {
+    if (Status s = put_meta(st.writer); !s) return s;
   }
 
   while (st.uploaded_next < tail) {
@@ -743,6 +763,26 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     stats_.objects_uploaded++;
     stats_.bytes_uploaded += z.size();
     stats_.events_uploaded += msgs.size();
+  }
+  std::string writer = st.writer;
+  if (snap.written_next == snap.durable_next && st.uploaded_next == tail) {
+    json::object w;
+    w["as_of"] = tail;
+    json::object producers;
+    for (const auto& [id, p] : snap.producers) {
+      producers[id] = json::object{{"epoch", p.first}, {"seq", p.second}};
+    }
+    w["producers"] = std::move(producers);
+    if (snap.stream_seq) w["stream_seq"] = *snap.stream_seq;
+    if (snap.closed_by) {
+      w["closed_by"] = json::object{{"id", snap.closed_by->id},
+                                    {"epoch", snap.closed_by->epoch},
+                                    {"seq", snap.closed_by->seq}};
+    }
+    writer = json::serialize(w);
+  }
+  if (with_meta || writer != st.writer) {
+    if (Status s = put_meta(writer); !s) return s;
   }
   std::lock_guard lk(mu_);
   pending_since_ms_.erase(r.id);
@@ -832,8 +872,122 @@ Status Tier::append_sync(const std::shared_ptr<Stream>& s, std::vector<std::stri
   return r.status ? Status::io_error("restore: append refused") : r.status;
 }
 
+Status Tier::restore_writer(const std::shared_ptr<Stream>& stream, const json::object& meta,
+                            uint64_t restored_next) {
+  bool closed = false;
+  if (auto* c = meta.if_contains("closed"); c && c->is_bool()) closed = c->as_bool();
+  std::vector<FrameMeta> frames;
+  const json::object* w = nullptr;
+  if (auto* v = meta.if_contains("writer"); v && v->is_object()) w = &v->as_object();
+  uint64_t now = static_cast<uint64_t>(now_unix_millis());
+  std::optional<ProducerStamp> closed_by;
+  if (w) {
+    if (auto* a = w->if_contains("as_of"); a && a->to_number<uint64_t>() != restored_next) {
+      spdlog::warn("restore: {}: writer state is as of offset {} but the bucket holds {} events; "
+                   "producer deduplication may not cover the last ones",
+                   stream->record().path, a->to_number<uint64_t>(), restored_next);
+    }
+    auto stamp = [](const json::object& o, const std::string& id) {
+      ProducerStamp p;
+      p.id = id;
+      p.epoch = o.at("epoch").to_number<uint64_t>();
+      p.seq = o.at("seq").to_number<uint64_t>();
+      return p;
+    };
+    if (auto* ps = w->if_contains("producers"); ps && ps->is_object()) {
+      for (const auto& [id, v] : ps->as_object()) {
+        FrameMeta m;
+        m.unix_millis = now;
+        m.producer = stamp(v.as_object(), std::string(id));
+        frames.push_back(std::move(m));
+      }
+    }
+    if (auto* ss = w->if_contains("stream_seq"); ss && ss->is_string()) {
+      FrameMeta m;
+      m.unix_millis = now;
+      m.stream_seq = std::string(ss->as_string());
+      frames.push_back(std::move(m));
+    }
+    if (auto* cb = w->if_contains("closed_by"); cb && cb->is_object()) {
+      closed_by = stamp(cb->as_object(), std::string(cb->as_object().at("id").as_string()));
+    }
+  }
+  if (closed) {
+    FrameMeta m;
+    m.unix_millis = now;
+    m.closes = true;
+    m.producer = closed_by;
+    frames.push_back(std::move(m));
+  }
+  if (frames.empty()) return Status::ok();
+  // Writer state travels in frame metadata (frame.h): write empty frames carrying it straight to
+  // the stream's log, with the stream's own log closed; its next use replays them.
+  if (!stream->try_unload() && stream->loaded()) {
+    return Status::io_error("restore: " + stream->record().path + " is busy");
+  }
+  Fs* fs = options_.fs ? options_.fs : Fs::posix();
+  std::unique_ptr<StreamLog> log;
+  StreamLog::Options lo;
+  if (options_.segment_bytes) lo.segment_bytes = options_.segment_bytes;
+  if (Status s = StreamLog::open(
+          fs, stream->dir(), stream->record().fork_offset, lo,
+          [](const FrameMeta&, uint32_t) {}, &log, nullptr);
+      !s) {
+    return s;
+  }
+  for (auto& m : frames) {
+    if (Status s = log->append(m, {}); !s) return s;
+  }
+  return log->active_file()->datasync();
+}
+
 Status Tier::restore_logs(const RestorePlan& plan) {
+  // Sources before their forks; a fork whose source is not in the bucket comes back as a plain
+  // stream (its objects hold every position).
+  std::vector<const RestoreItem*> order;
+  std::set<std::string> placed;  // tenant '\0' path
+  std::vector<const RestoreItem*> forks;
+  auto fork_source = [](const json::object& meta) -> std::optional<std::string> {
+    if (auto* f = meta.if_contains("fork"); f && f->is_object()) {
+      if (auto* src = f->as_object().if_contains("source"); src && src->is_string()) {
+        return std::string(src->as_string());
+      }
+    }
+    return std::nullopt;
+  };
+  std::set<std::string> all;
   for (const auto& item : plan.items) {
+    if (!item.session) all.insert(item.tenant + '\0' + item.name);
+  }
+  for (const auto& item : plan.items) {
+    boost::system::error_code ec;
+    json::value v = json::parse(item.meta, ec);
+    if (!item.session && !ec && v.is_object() && fork_source(v.as_object())) {
+      forks.push_back(&item);
+    } else {
+      order.push_back(&item);
+      placed.insert(item.tenant + '\0' + item.name);
+    }
+  }
+  for (bool progress = true; progress && !forks.empty();) {
+    progress = false;
+    for (auto it = forks.begin(); it != forks.end();) {
+      std::string src = *fork_source(json::parse((*it)->meta).as_object());
+      std::string k = (*it)->tenant + '\0' + src;
+      if (placed.count(k) || !all.count(k)) {
+        order.push_back(*it);
+        placed.insert((*it)->tenant + '\0' + (*it)->name);
+        it = forks.erase(it);
+        progress = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  order.insert(order.end(), forks.begin(), forks.end());  // cycles: cannot happen; be safe
+
+  for (const RestoreItem* ip : order) {
+    const RestoreItem& item = *ip;
     boost::system::error_code ec;
     json::object meta = json::parse(item.meta, ec).as_object();
     std::shared_ptr<Stream> stream;
@@ -849,6 +1003,14 @@ Status Tier::restore_logs(const RestorePlan& plan) {
       spec.json_mode = spec.content_type.find("json") != std::string::npos;
       if (auto* t = meta.if_contains("ttl_seconds")) spec.ttl_seconds = t->to_number<uint64_t>();
       if (auto* e = meta.if_contains("expires_at")) spec.expires_at = std::string(e->as_string());
+      if (auto src = fork_source(meta); src && placed.count(item.tenant + '\0' + *src) &&
+                                        all.count(item.tenant + '\0' + *src)) {
+        std::shared_ptr<Stream> source;
+        if (streams_->find(item.tenant, *src, &source)) {
+          spec.forked_from = *src;
+          spec.fork_offset = meta["fork"].as_object()["offset"].to_number<uint64_t>();
+        }
+      }
       std::promise<CreateOutcome> p;
       auto f = p.get_future();
       streams_->create(std::move(spec), [&p](CreateOutcome o) { p.set_value(std::move(o)); });
@@ -893,9 +1055,8 @@ Status Tier::restore_logs(const RestorePlan& plan) {
         next += n;
       }
     }
-    if (auto* c = meta.if_contains("closed"); c && c->is_bool() && c->as_bool()) {
-      if (Status s = append_sync(stream, {}, true); !s) return s;
-    }
+    // Producer, Stream-Seq and closure state as of the end of the restored events.
+    if (Status s = restore_writer(stream, meta, next); !s) return s;
     // Everything restored is, by construction, in the bucket.
     State st;
     st.tenant = stream->record().tenant;

@@ -40,6 +40,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/json/object.hpp>
+
 #include "core/session_store.h"
 #include "core/stream_store.h"
 #include "store/catalog.h"
@@ -58,6 +60,8 @@ struct TierOptions {
   // Local cache of the bucket (--cache-size): when set, every full pass evicts uploaded sealed
   // segments beyond its budget, and the tier fetches evicted segments back for it.
   SegmentCache* cache = nullptr;
+  Fs* fs = nullptr;             // the stores' Fs (restore writes writer state into logs)
+  uint64_t segment_bytes = 0;   // their segment size (0 = StreamLog's default)
 };
 
 struct TierStats {
@@ -126,6 +130,7 @@ class Tier {
     int64_t created_ms = 0;
     uint64_t uploaded_next = 0;
     std::string meta_hash;
+    std::string writer;  // writer state last put in the metadata object (JSON, "" = none)
   };
 
   void run();
@@ -140,13 +145,16 @@ class Tier {
                        uint64_t* backlog_bytes);
   Status process_deletions();
   std::string prefix_for(const StreamRecord& r) const;
-  Status meta_for(const std::shared_ptr<Stream>& stream, std::string* out);
+  Status meta_for(const std::shared_ptr<Stream>& stream, const std::string& writer,
+                  std::string* out);
   Status save_state(int64_t id, const State& st);
   Status save_state_locked(int64_t id, const State& st);  // catalog mutex held
   void resolve_waiters(int64_t id, const Status& failure);
   // The messages [summary.first_position, summary.end_position()) from the bucket objects.
   Status fetch_messages(const SegmentSummary& summary, std::vector<std::string>* out);
   void enforce_cache(const std::vector<StreamRecord>& records);
+  Status restore_writer(const std::shared_ptr<Stream>& stream, const boost::json::object& meta,
+                        uint64_t restored_next);
   Status append_sync(const std::shared_ptr<Stream>& s, std::vector<std::string> msgs, bool close);
 
   TierOptions options_;
