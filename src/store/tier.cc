@@ -553,8 +553,8 @@ void Tier::enforce_cache(const std::vector<StreamRecord>& records) {
     {
       std::lock_guard lk(mu_);
       auto it = state_.find(r.id);
-      if (it == state_.end() || it->second.created_ms != r.created_ms) continue;
-      d.uploaded_next = it->second.uploaded_next;
+      bool known = it != state_.end() && it->second.created_ms == r.created_ms;
+      d.uploaded_next = known ? it->second.uploaded_next : 0;  // measured, nothing evictable
     }
     dirs.push_back(std::move(d));
   }
