@@ -319,18 +319,20 @@ void Tier::work() {
     std::shared_ptr<Stream> stream;
     {
       std::unique_lock lk(mu_);
-      auto ready = urgent_.end();
+      // Oldest request first (FIFO), skipping streams another thread is uploading.
+      auto ready = urgent_order_.end();
       cv_.wait(lk, [&] {
         if (stop_) return true;
-        for (ready = urgent_.begin(); ready != urgent_.end(); ++ready) {
-          if (!busy_.count(ready->first)) return true;
+        for (ready = urgent_order_.begin(); ready != urgent_order_.end(); ++ready) {
+          if (!busy_.count(*ready)) return true;
         }
         return false;
       });
       if (stop_) return;
-      id = ready->first;
-      stream = std::move(ready->second.stream);
-      urgent_.erase(ready);
+      id = *ready;
+      urgent_order_.erase(ready);
+      stream = std::move(urgent_[id].stream);
+      urgent_.erase(id);
       busy_.insert(id);
     }
     uint64_t b = 0, bb = 0;
@@ -400,7 +402,7 @@ void Tier::when_uploaded(const std::shared_ptr<Stream>& stream, uint64_t next,
                 it->second.uploaded_next >= next;
     if (!have && !stop_) {
       waiters_[id].push_back(Waiter{next, std::move(done)});
-      urgent_[id] = Urgent{stream};
+      if (urgent_.emplace(id, Urgent{stream}).second) urgent_order_.push_back(id);
     }
     if (!have && stop_) {
       done(Status::unavailable("server is shutting down"));
@@ -764,7 +766,14 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     stats_.bytes_uploaded += z.size();
     stats_.events_uploaded += msgs.size();
   }
+  // Writer state only moves forward (seqs, epochs, Stream-Seq, closure), so when the state with
+  // appends in flight equals the one in the bucket, the durable one does too: the metadata is
+  // rewritten only when the state changed, at a point with nothing in flight.
   std::string writer = st.writer;
+  auto without_as_of = [](const std::string& w) {
+    size_t at = w.find(",\"producers\"");
+    return at == std::string::npos ? std::string() : w.substr(at);
+  };
   if (snap.written_next == snap.durable_next && st.uploaded_next == tail) {
     json::object w;
     w["as_of"] = tail;
@@ -780,6 +789,7 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
                                     {"seq", snap.closed_by->seq}};
     }
     writer = json::serialize(w);
+    if (without_as_of(writer) == without_as_of(st.writer)) writer = st.writer;
   }
   if (with_meta || writer != st.writer) {
     if (Status s = put_meta(writer); !s) return s;
@@ -882,11 +892,14 @@ Status Tier::restore_writer(const std::shared_ptr<Stream>& stream, const json::o
   uint64_t now = static_cast<uint64_t>(now_unix_millis());
   std::optional<ProducerStamp> closed_by;
   if (w) {
-    if (auto* a = w->if_contains("as_of"); a && a->to_number<uint64_t>() != restored_next) {
-      spdlog::warn("restore: {}: writer state is as of offset {} but the bucket holds {} events; "
-                   "producer deduplication may not cover the last ones",
-                   stream->record().path, a->to_number<uint64_t>(), restored_next);
+    if (auto* a = w->if_contains("as_of"); a && a->to_number<uint64_t>() > restored_next) {
+      // Deduplicating appends whose events are not there would lose them: drop the state.
+      spdlog::error("restore: {}: writer state is ahead of the events in the bucket; producer "
+                    "state not restored", stream->record().path);
+      w = nullptr;
     }
+  }
+  if (w) {
     auto stamp = [](const json::object& o, const std::string& id) {
       ProducerStamp p;
       p.id = id;

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -169,6 +170,7 @@ class Tier {
   std::map<int64_t, State> state_;  // by catalog stream id
   std::map<int64_t, std::vector<Waiter>> waiters_;
   std::map<int64_t, Urgent> urgent_;
+  std::deque<int64_t> urgent_order_;  // ids of urgent_, in the order they became urgent
   std::map<int64_t, int64_t> pending_since_ms_;  // stream id -> when a backlog was first seen
   std::set<std::string> deleting_;               // prefixes with a deletion not yet done
   TierStats stats_;
