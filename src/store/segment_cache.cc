@@ -222,7 +222,10 @@ Status SegmentCache::enforce(const std::vector<LogDir>& dirs) {
     if (!base_->list(d.dir, &names)) continue;
     std::vector<std::pair<uint64_t, bool>> firsts;  // (first position, resident)
     for (const auto& n : names) {
-      if (n.size() != 24) continue;
+      if (n.size() != 24 ||
+          !std::all_of(n.begin(), n.begin() + 20, [](char c) { return c >= '0' && c <= '9'; })) {
+        continue;
+      }
       if (n.ends_with(".seg")) firsts.emplace_back(std::stoull(n.substr(0, 20)), true);
       if (n.ends_with(".sum")) firsts.emplace_back(std::stoull(n.substr(0, 20)), false);
     }

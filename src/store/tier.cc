@@ -1077,6 +1077,7 @@ Status Tier::restore_logs(const RestorePlan& plan) {
     st.created_ms = stream->record().created_ms;
     st.uploaded_next = stream->tail();
     st.meta_hash = "";  // re-upload the metadata once (its form may have changed)
+    if (auto* w = meta.if_contains("writer"); w && w->is_object()) st.writer = json::serialize(*w);
     if (Status s = save_state(stream->record().id, st); !s) return s;
     std::lock_guard lk(mu_);
     state_[stream->record().id] = st;
