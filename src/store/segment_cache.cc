@@ -222,6 +222,14 @@ Status SegmentCache::enforce(const std::vector<LogDir>& dirs) {
     if (!base_->list(d.dir, &names)) continue;
     std::vector<std::pair<uint64_t, bool>> firsts;  // (first position, resident)
     for (const auto& n : names) {
+      if (n.size() == 28 && n.ends_with(".tmp")) {
+        // Left by a crash during a fetch or an eviction (both hold the slot while writing it).
+        std::string seg = d.dir + "/" + n.substr(0, 20) + ".seg";
+        std::shared_ptr<Slot> sl = slot(seg);
+        std::lock_guard lk(sl->mu);
+        base_->remove_all(d.dir + "/" + n);
+        continue;
+      }
       if (n.size() != 24 ||
           !std::all_of(n.begin(), n.begin() + 20, [](char c) { return c >= '0' && c <= '9'; })) {
         continue;
