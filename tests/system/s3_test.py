@@ -555,13 +555,21 @@ def test_cache_read_of_evicted_segment_with_s3_down_is_503_never_wrong_data(ctx:
             st, _, _ = srv.request("POST", "/v1/stream/s", f"line {i:04d} ".encode() + b"z" * 200,
                                    headers={"content-type": "text/plain"})
             assert st == 204, st
+        for i in range(20):
+            st, _, _ = srv.append("sess", [{"type": "x", "i": i, "pad": "s" * 300}])
+            assert st == 204, st
         exp = srv.read_stream("s")
-        wait_for(lambda: srv.metric("ds_cache_evictions_total") > 0, 20, "eviction")
+        exp_sess = srv.export("sess")
+
+        def both_evicted():
+            dirs = {p.parent for p in seg_files(data, ".sum")}
+            return len(dirs) >= 2
+        wait_for(both_evicted, 20, "eviction in the stream and the session")
     finally:
         srv.stop()
+    fake.mode = "5xx"  # before the restart: nothing (indexer included) can fetch in between
     srv = Server(data, fake.endpoint, *args, prefix="e")
     try:
-        fake.mode = "5xx"
         st, h, body = srv.request("GET", "/v1/stream/s?offset=-1")
         assert st == 503 and "retry-after" in h, (st, h, body[:200])
         assert srv.metric("ds_cache_fetch_errors_total") > 0
@@ -570,8 +578,11 @@ def test_cache_read_of_evicted_segment_with_s3_down_is_503_never_wrong_data(ctx:
         tail = h2["stream-next-offset"]
         st, _, body = srv.request("GET", f"/v1/stream/s?offset={tail}")
         assert st == 200 and body == b"", (st, body[:100])
+        st, h, body = srv.request("GET", "/v1/sessions/sess/events")
+        assert st == 503 and "retry-after" in h, (st, h, body[:200])
         fake.mode = "ok"
         assert srv.read_stream("s") == exp, "bytes differ once S3 is back"
+        assert srv.export("sess") == exp_sess, "session differs once S3 is back"
     finally:
         srv.stop()
         fake.shutdown()
