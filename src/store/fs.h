@@ -46,7 +46,8 @@ class Fs {
   // kUnavailable.
   virtual Status open_evicted(const std::string& segment_path, std::unique_ptr<File>* out) {
     (void)out;
-    return Status::unavailable(segment_path + " is evicted to the S3 tier, which is not configured");
+    return Status::unavailable(segment_path +
+                               " is evicted to the S3 tier, which is not configured");
   }
 
   // The process-wide POSIX implementation.

@@ -55,7 +55,9 @@ class SegmentCache::TrackedFile : public File {
  public:
   TrackedFile(std::unique_ptr<File> f, std::shared_ptr<Slot> slot)
       : f_(std::move(f)), slot_(std::move(slot)) {}
-  Status pwrite(const void* data, size_t n, uint64_t off) override { return f_->pwrite(data, n, off); }
+  Status pwrite(const void* data, size_t n, uint64_t off) override {
+    return f_->pwrite(data, n, off);
+  }
   Status pread(void* data, size_t n, uint64_t off, size_t* got) const override {
     slot_->last_read.store(now_ticks(), std::memory_order_relaxed);
     return f_->pread(data, n, off, got);
@@ -250,7 +252,8 @@ Status SegmentCache::enforce(const std::vector<LogDir>& dirs) {
     for (size_t i = 0; i < segs.size(); ++i) {
       if (!segs[i].second) continue;
       char name[32];
-      std::snprintf(name, sizeof name, "/%020llu.seg", static_cast<unsigned long long>(segs[i].first));
+      std::snprintf(name, sizeof name, "/%020llu.seg",
+                    static_cast<unsigned long long>(segs[i].first));
       std::string path = d.dir + name;
       std::error_code ec;
       uint64_t size = std::filesystem::file_size(path, ec);

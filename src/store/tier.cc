@@ -193,9 +193,10 @@ Tier::Tier(TierOptions options, s3::S3Client* s3, Catalog* catalog, StreamStore*
       streams_(streams),
       sessions_(sessions) {
   if (options_.cache) {
-    options_.cache->set_fetcher([this](const SegmentSummary& summary, std::vector<std::string>* out) {
-      return fetch_messages(summary, out);
-    });
+    options_.cache->set_fetcher(
+        [this](const SegmentSummary& summary, std::vector<std::string>* out) {
+          return fetch_messages(summary, out);
+        });
   }
 }
 
@@ -585,7 +586,9 @@ Status Tier::fetch_messages(const SegmentSummary& summary, std::vector<std::stri
     if (first + out->size() >= end) break;
     std::string z, body;
     if (Status s = s3_->get_object(key, &z); !s) return s;
-    if (Status s = zstd_decompress(z, &body); !s) return Status::corruption(key + ": " + s.message());
+    if (Status s = zstd_decompress(z, &body); !s) {
+      return Status::corruption(key + ": " + s.message());
+    }
     size_t start = 0;
     while (start < body.size()) {
       size_t nl = body.find('\n', start);
