@@ -105,6 +105,17 @@ int run_cli(int argc, char** argv) {
                     "Seconds after which a journal file with records is checkpointed even if "
                     "not full (bounds replay work after a crash)")
       ->envname(env("JOURNAL_CHECKPOINT_INTERVAL"))->capture_default_str()->check(CLI::Range(0.01, 1e7));
+  serve->add_option("--s3-upload-concurrency", o.s3_upload_concurrency,
+                    "Streams uploaded in parallel for appends waiting on the bucket (durability s3)")
+      ->envname(env("S3_UPLOAD_CONCURRENCY"))->check(CLI::Range(1, 64))->capture_default_str();
+  serve->add_option("--cache-size", o.cache_size,
+                    "With S3: bytes of local segment data to keep; older sealed segments already in "
+                    "the bucket are evicted and fetched back on demand (0 = keep everything)")
+      ->envname(env("CACHE_SIZE"))->capture_default_str();
+  serve->add_option("--segment-bytes", o.segment_bytes,
+                    "Size past which a stream log starts a new segment file")
+      ->envname(env("SEGMENT_BYTES"))->check(CLI::Range(uint64_t{1024}, uint64_t{1} << 32))
+      ->capture_default_str();
   serve->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
                   "Allow open mode (no API keys) on a non-loopback address")
       ->envname(env("ALLOW_UNAUTHENTICATED"));

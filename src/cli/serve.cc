@@ -28,6 +28,7 @@
 #include "store/group_commit.h"
 #include "store/journal.h"
 #include "store/s3/s3_client.h"
+#include "store/segment_cache.h"
 #include "store/tier.h"
 
 namespace ds {
@@ -117,9 +118,14 @@ int run_serve(const ServeOptions& o) {
     commit_owner = std::move(g);
   }
   Committer& commit = *commit_owner;
+  // With the S3 tier the local logs are a cache of the bucket (--cache-size): evicted segments are
+  // fetched back through this Fs.
+  std::unique_ptr<SegmentCache> cache;
+  if (!o.s3_bucket.empty()) cache = std::make_unique<SegmentCache>(fs, o.cache_size);
   StreamStore::Options sto;
   sto.data_dir = o.data_dir;
-  sto.fs = fs;
+  sto.fs = cache ? static_cast<Fs*>(cache.get()) : fs;
+  sto.log.segment_bytes = o.segment_bytes;
   {
     // Keep a quarter of the descriptor budget for connections, the index and the catalog.
     struct rlimit rl;
@@ -156,6 +162,10 @@ int run_serve(const ServeOptions& o) {
     to.prefix = o.s3_prefix;
     while (!to.prefix.empty() && to.prefix.back() == '/') to.prefix.pop_back();
     to.flush_interval = std::chrono::milliseconds(static_cast<int64_t>(o.s3_flush_interval * 1000));
+    to.cache = cache.get();
+    to.fs = cache.get();
+    to.segment_bytes = o.segment_bytes;
+    to.upload_threads = o.s3_upload_concurrency;
     tier = std::make_unique<Tier>(to, s3_client.get(), catalog.get(), &streams, &sessions);
     if (Status s = tier->open(); !s) {
       spdlog::error("cannot open the S3 tier: {}", s.message());
@@ -186,7 +196,8 @@ int run_serve(const ServeOptions& o) {
                    o.s3_bucket, o.s3_prefix);
     }
     tier->start();
-    Metrics::get().add_collector([t = tier.get(), c = s3_client.get()](std::string* out) {
+    Metrics::get().add_collector([t = tier.get(), c = s3_client.get(),
+                                  k = cache.get()](std::string* out) {
       TierStats st = t->stats();
       auto line = [out](const char* name, const char* type, const char* help, std::string v) {
         *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type +
@@ -207,6 +218,19 @@ int run_serve(const ServeOptions& o) {
       line("ds_s3_requests_total", "counter", "S3 requests sent (attempts).",
            std::to_string(c->requests()));
       line("ds_s3_retries_total", "counter", "S3 requests retried.", std::to_string(c->retries()));
+      SegmentCache::Stats cs = k->stats();
+      line("ds_cache_bytes", "gauge", "Bytes of segment files on local disk (S3 tier cache).",
+           std::to_string(cs.resident_bytes));
+      line("ds_cache_budget_bytes", "gauge", "--cache-size (0 = no eviction).",
+           std::to_string(k->budget()));
+      line("ds_cache_evictions_total", "counter", "Sealed segments evicted to the bucket.",
+           std::to_string(cs.evictions));
+      line("ds_cache_fetches_total", "counter", "Evicted segments fetched back from the bucket.",
+           std::to_string(cs.fetches));
+      line("ds_cache_fetch_errors_total", "counter", "Reads of evicted segments that failed (503).",
+           std::to_string(cs.fetch_errors));
+      line("ds_cache_fetched_bytes_total", "counter", "Segment bytes rebuilt from the bucket.",
+           std::to_string(cs.fetched_bytes));
     });
   }
   ApiKeys keys(catalog.get());

@@ -41,10 +41,13 @@ struct ServeOptions {
   std::string s3_prefix;
   bool s3_virtual_host = false;      // bucket.host addressing instead of host/bucket
   double s3_flush_interval = 1;      // seconds between upload passes
-  std::string durability = "local";
+  std::string durability = "local";  // local: ack on fsync; s3: ack once in the bucket
+  int s3_upload_concurrency = 4;     // streams uploaded in parallel for --durability s3 waiters
+  uint64_t cache_size = 0;           // bytes of local segments kept once in the bucket (0 = all)
+  uint64_t segment_bytes = 64ull << 20;  // a stream log rolls to a new segment file past this
   bool journal = true;               // shared write-ahead journal (false: fsync each stream file)
   uint64_t journal_file_bytes = 64ull << 20;  // start a new journal file (checkpoint) past this
-  double journal_checkpoint_interval = 30;    // seconds: checkpoint a journal file at least this often  // local: ack on fsync; s3: ack once in the bucket
+  double journal_checkpoint_interval = 30;    // seconds: checkpoint a journal file at least this often
 };
 
 }  // namespace ds

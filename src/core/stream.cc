@@ -332,6 +332,19 @@ Status Stream::read_range(uint64_t from, uint64_t to, size_t max_bytes, MessageB
   return out->load();
 }
 
+WriterSnapshot Stream::writer_snapshot() {
+  std::lock_guard lk(mu_);
+  WriterSnapshot w;
+  if (!load_locked()) return w;
+  for (const auto& [id, p] : producers_) w.producers[id] = {p.epoch, p.last_seq};
+  w.stream_seq = last_stream_seq_;
+  if (closed_durable_) w.closed_by = closed_by_;
+  w.written_next = written_next_;
+  w.durable_next = durable_next_;
+  if (closed_written_ != closed_durable_) w.written_next = UINT64_MAX;  // a close is in flight
+  return w;
+}
+
 Status Stream::message_at(uint64_t position, std::string* out) {
   std::lock_guard lk(mu_);
   if (Status s = load_locked(); !s) return s;

@@ -87,6 +87,15 @@ struct BatchReadResult {
   bool closed = false;      // closed and next_position is the final position
 };
 
+// The writer state of a stream (what deduplicates and orders appends), for the S3 tier.
+struct WriterSnapshot {
+  std::map<std::string, std::pair<uint64_t, uint64_t>> producers;  // id -> (epoch, last seq)
+  std::optional<std::string> stream_seq;
+  std::optional<ProducerStamp> closed_by;
+  uint64_t written_next = 0;  // the state is exactly that of position `durable_next` only when
+  uint64_t durable_next = 0;  // no append is in flight (written_next == durable_next)
+};
+
 class Stream : public std::enable_shared_from_this<Stream> {
  public:
   Stream(StreamRecord record, std::shared_ptr<Stream> source, Fs* fs, std::string dir,
@@ -147,6 +156,8 @@ class Stream : public std::enable_shared_from_this<Stream> {
   void touch();
   bool expired(int64_t now_ms);
   std::optional<int64_t> expires_at_ms;  // parsed record().expires_at
+
+  WriterSnapshot writer_snapshot();
 
   // Size of the message at `position` of this stream's own log (binary sub-offset forks).
   Status message_at(uint64_t position, std::string* out);

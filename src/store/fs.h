@@ -41,6 +41,14 @@ class Fs {
   virtual bool exists(const std::string& path) = 0;
   // fsyncs a directory so that entries created in it survive a crash.
   virtual Status sync_dir(const std::string& path) = 0;
+  // Opens a sealed segment whose file was evicted to the S3 tier (a `.sum` summary is beside it):
+  // the File reads the bytes back from the bucket on demand (segment_cache.h). Without a tier:
+  // kUnavailable.
+  virtual Status open_evicted(const std::string& segment_path, std::unique_ptr<File>* out) {
+    (void)out;
+    return Status::unavailable(segment_path +
+                               " is evicted to the S3 tier, which is not configured");
+  }
 
   // The process-wide POSIX implementation.
   static Fs* posix();

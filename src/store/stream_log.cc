@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+
+#include "store/segment_summary.h"
 
 namespace ds {
 
@@ -9,6 +12,11 @@ std::string StreamLog::segment_path(uint64_t first_position) const {
   char name[48];
   std::snprintf(name, sizeof name, "/%020llu.seg", static_cast<unsigned long long>(first_position));
   return dir_ + name;
+}
+
+std::string StreamLog::summary_path(uint64_t first_position) const {
+  std::string p = segment_path(first_position);
+  return p.replace(p.size() - 4, 4, ".sum");
 }
 
 Status StreamLog::open(Fs* fs, const std::string& dir, uint64_t base_position,
@@ -21,16 +29,39 @@ Status StreamLog::open(Fs* fs, const std::string& dir, uint64_t base_position,
   std::vector<std::string> names;
   if (Status s = fs->list(dir, &names); !s) return s;
   std::vector<uint64_t> firsts;
+  std::map<uint64_t, std::string> evicted;  // first position -> summary bytes (no segment file)
   for (const auto& n : names) {
     if (n.size() == 24 && n.ends_with(".seg")) firsts.push_back(std::stoull(n.substr(0, 20)));
+  }
+  for (const auto& n : names) {
+    if (n.size() != 24 || !n.ends_with(".sum")) continue;
+    uint64_t f = std::stoull(n.substr(0, 20));
+    if (std::find(firsts.begin(), firsts.end(), f) == firsts.end()) {
+      firsts.push_back(f);
+      evicted[f];
+    }
   }
   std::sort(firsts.begin(), firsts.end());
   for (uint64_t f : firsts) {
     std::unique_ptr<File> file;
     std::string path = log->segment_path(f);
-    if (Status s = fs->open(path, &file); !s) return s;
     uint64_t size = 0;
-    if (Status s = file->size(&size); !s) return s;
+    if (auto ev = evicted.find(f); ev != evicted.end()) {
+      std::unique_ptr<File> sum;
+      if (Status s = fs->open(log->summary_path(f), &sum); !s) return s;
+      if (Status s = sum->size(&size); !s) return s;
+      ev->second.resize(size);
+      size_t got = 0;
+      if (Status s = sum->pread(ev->second.data(), size, 0, &got); !s) return s;
+      ev->second.resize(got);
+      SegmentSummary summary;
+      if (Status s = SegmentSummary::decode(ev->second, &summary); !s) return s;
+      size = summary.size;
+      if (Status s = fs->open_evicted(path, &file); !s) return s;
+    } else {
+      if (Status s = fs->open(path, &file); !s) return s;
+      if (Status s = file->size(&size); !s) return s;
+    }
     log->segments_.push_back(Segment{f, std::move(file), size, std::move(path)});
   }
   for (size_t i = 0; i < log->segments_.size(); ++i) {
@@ -41,11 +72,21 @@ Status StreamLog::open(Fs* fs, const std::string& dir, uint64_t base_position,
         stats->truncated_bytes += log->segments_[j].size;
         log->segments_[j].file.reset();
         fs->remove_all(log->segment_path(log->segments_[j].first_position));
+        fs->remove_all(log->summary_path(log->segments_[j].first_position));
       }
       log->segments_.resize(i);
       break;
     }
-    if (Status s = log->recover_segment(i, last, visitor, stats); !s) return s;
+    auto ev = evicted.find(log->segments_[i].first_position);
+    if (ev != evicted.end()) {
+      if (Status s = log->recover_from_summary(i, ev->second, visitor, stats); !s) return s;
+    } else if (Status s = log->recover_segment(i, last, visitor, stats); !s) {
+      return s;
+    }
+  }
+  // Appends never go to an evicted segment (the tier never evicts the active one).
+  if (!log->segments_.empty() && evicted.count(log->segments_.back().first_position)) {
+    if (Status s = log->add_segment(log->next_position()); !s) return s;
   }
   if (log->segments_.empty()) {
     if (Status s = log->add_segment(base_position); !s) return s;
@@ -81,6 +122,26 @@ Status StreamLog::recover_segment(size_t seg_index, bool last, const FrameVisito
     if (Status s = seg.file->datasync(); !s) return s;
     seg.size = pos;
     (void)last;
+  }
+  return Status::ok();
+}
+
+Status StreamLog::recover_from_summary(size_t seg_index, const std::string& summary,
+                                       const FrameVisitor& visitor, RecoveryStats* stats) {
+  SegmentSummary sum;
+  if (Status s = SegmentSummary::decode(summary, &sum); !s) return s;
+  uint64_t pos = 0;
+  for (const auto& f : sum.frames) {
+    if (f.meta.first_position != next_position()) {
+      return Status::corruption("segment summary does not continue the log");
+    }
+    for (auto [off, len] : f.messages) {
+      index_.push_back(Loc{static_cast<uint32_t>(seg_index), len, pos + off});
+      bytes_ += len;
+    }
+    visitor(f.meta, static_cast<uint32_t>(f.messages.size()));
+    ++stats->frames;
+    pos += f.total_size;
   }
   return Status::ok();
 }

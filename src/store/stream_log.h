@@ -8,6 +8,9 @@
 //   caller tracks the durable position.
 // - open() replays every intact frame in order and truncates a torn or corrupt tail, so a frame
 //   is either entirely present after a crash or entirely absent.
+// - A sealed segment may be evicted to the S3 tier (segment_cache.h): its file is replaced by a
+//   summary (segment_summary.h). open() recovers such a segment from the summary, with the same
+//   index and frame metadata, and reads it through Fs::open_evicted (fetched on demand).
 // - Not thread-safe: the owning Stream serialises calls with its own mutex.
 #pragma once
 
@@ -99,8 +102,11 @@ class StreamLog {
       : fs_(fs), dir_(std::move(dir)), base_(base), options_(o) {}
   Status recover_segment(size_t seg_index, bool last, const FrameVisitor& visitor,
                          RecoveryStats* stats);
+  Status recover_from_summary(size_t seg_index, const std::string& summary,
+                              const FrameVisitor& visitor, RecoveryStats* stats);
   Status add_segment(uint64_t first_position);
   std::string segment_path(uint64_t first_position) const;
+  std::string summary_path(uint64_t first_position) const;
 
   Fs* fs_;
   std::string dir_;

@@ -5,6 +5,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <algorithm>
 #include <future>
 #include <spdlog/spdlog.h>
 
@@ -22,6 +23,13 @@ constexpr std::string_view kSessionsPath = "\x01sessions/";
 std::string offset16(uint64_t v) {
   std::string s = std::to_string(v);
   return std::string(s.size() < 16 ? 16 - s.size() : 0, '0') + s;
+}
+
+Status exec_sql(sqlite3* db, const char* sql) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return Status::io_error(std::string("catalog: ") + sqlite3_errmsg(db));
+  }
+  return Status::ok();
 }
 
 std::string fingerprint(std::string_view text) { return s3::sha256_hex(text); }
@@ -183,7 +191,14 @@ Tier::Tier(TierOptions options, s3::S3Client* s3, Catalog* catalog, StreamStore*
       s3_(s3),
       catalog_(catalog),
       streams_(streams),
-      sessions_(sessions) {}
+      sessions_(sessions) {
+  if (options_.cache) {
+    options_.cache->set_fetcher(
+        [this](const SegmentSummary& summary, std::vector<std::string>* out) {
+          return fetch_messages(summary, out);
+        });
+  }
+}
 
 Tier::~Tier() { stop(); }
 
@@ -220,11 +235,13 @@ Status Tier::open() {
       !s) {
     return s;
   }
+  // Added with the writer state in the metadata objects (fails harmlessly once it exists).
+  catalog_->exec("ALTER TABLE tier_uploads ADD COLUMN writer TEXT NOT NULL DEFAULT '';");
   std::lock_guard clk(catalog_->mutex());
   std::lock_guard lk(mu_);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(catalog_->db(),
-                     "SELECT stream_id, tenant, path, created_ms, uploaded_next, meta_hash "
+                     "SELECT stream_id, tenant, path, created_ms, uploaded_next, meta_hash, writer "
                      "FROM tier_uploads",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
@@ -235,6 +252,7 @@ Status Tier::open() {
     s.created_ms = sqlite3_column_int64(st, 3);
     s.uploaded_next = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
     s.meta_hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 5));
+    s.writer = reinterpret_cast<const char*>(sqlite3_column_text(st, 6));
     state_[sqlite3_column_int64(st, 0)] = std::move(s);
   }
   sqlite3_finalize(st);
@@ -248,10 +266,14 @@ Status Tier::open() {
 
 Status Tier::save_state(int64_t id, const State& s) {
   std::lock_guard clk(catalog_->mutex());
+  return save_state_locked(id, s);
+}
+
+Status Tier::save_state_locked(int64_t id, const State& s) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(catalog_->db(),
                      "INSERT OR REPLACE INTO tier_uploads (stream_id, tenant, path, created_ms,"
-                     " uploaded_next, meta_hash) VALUES (?,?,?,?,?,?)",
+                     " uploaded_next, meta_hash, writer) VALUES (?,?,?,?,?,?,?)",
                      -1, &st, nullptr);
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_text(st, 2, s.tenant.c_str(), -1, SQLITE_TRANSIENT);
@@ -259,6 +281,7 @@ Status Tier::save_state(int64_t id, const State& s) {
   sqlite3_bind_int64(st, 4, s.created_ms);
   sqlite3_bind_int64(st, 5, static_cast<int64_t>(s.uploaded_next));
   sqlite3_bind_text(st, 6, s.meta_hash.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 7, s.writer.c_str(), -1, SQLITE_TRANSIENT);
   int rc = sqlite3_step(st);
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
@@ -270,6 +293,84 @@ void Tier::start() {
   if (thread_.joinable()) return;
   stop_ = false;
   thread_ = std::thread([this] { run(); });
+  for (int i = 0; i < std::max(1, options_.upload_threads); ++i) {
+    workers_.emplace_back([this] { work(); });
+  }
+}
+
+bool Tier::acquire(int64_t id) {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return stop_ || !busy_.count(id); });
+  if (stop_) return false;
+  busy_.insert(id);
+  return true;
+}
+
+void Tier::release(int64_t id) {
+  {
+    std::lock_guard lk(mu_);
+    busy_.erase(id);
+  }
+  cv_.notify_all();
+}
+
+void Tier::work() {
+  for (;;) {
+    int64_t id = 0;
+    std::shared_ptr<Stream> stream;
+    {
+      std::unique_lock lk(mu_);
+      // Oldest request first (FIFO), skipping streams another thread is uploading.
+      auto ready = urgent_order_.end();
+      cv_.wait(lk, [&] {
+        if (stop_) return true;
+        for (ready = urgent_order_.begin(); ready != urgent_order_.end(); ++ready) {
+          if (!busy_.count(*ready)) return true;
+        }
+        return false;
+      });
+      if (stop_) return;
+      id = *ready;
+      urgent_order_.erase(ready);
+      stream = std::move(urgent_[id].stream);
+      urgent_.erase(id);
+      busy_.insert(id);
+    }
+    uint64_t b = 0, bb = 0;
+    Status s = upload_stream(stream, false, &b, &bb);
+    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()));
+    release(id);
+  }
+}
+
+Status Tier::persist_states() {
+  std::vector<std::pair<int64_t, State>> todo;
+  {
+    std::lock_guard lk(mu_);
+    for (int64_t id : dirty_) {
+      if (auto it = state_.find(id); it != state_.end()) todo.emplace_back(id, it->second);
+    }
+    dirty_.clear();
+  }
+  if (todo.empty()) return Status::ok();
+  Status result;
+  {
+    std::lock_guard clk(catalog_->mutex());
+    result = exec_sql(catalog_->db(), "BEGIN;");
+    for (size_t i = 0; result && i < todo.size(); ++i) {
+      result = save_state_locked(todo[i].first, todo[i].second);
+    }
+    if (result) {
+      result = exec_sql(catalog_->db(), "COMMIT;");
+    } else {
+      exec_sql(catalog_->db(), "ROLLBACK;");
+    }
+  }
+  if (!result) {
+    std::lock_guard lk(mu_);
+    for (const auto& [id, st] : todo) dirty_.insert(id);
+  }
+  return result;
 }
 
 void Tier::stop() {
@@ -279,6 +380,9 @@ void Tier::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  persist_states();
   std::map<int64_t, std::vector<Waiter>> left;
   {
     std::lock_guard lk(mu_);
@@ -299,7 +403,7 @@ void Tier::when_uploaded(const std::shared_ptr<Stream>& stream, uint64_t next,
                 it->second.uploaded_next >= next;
     if (!have && !stop_) {
       waiters_[id].push_back(Waiter{next, std::move(done)});
-      urgent_[id] = Urgent{stream};
+      if (urgent_.emplace(id, Urgent{stream}).second) urgent_order_.push_back(id);
     }
     if (!have && stop_) {
       done(Status::unavailable("server is shutting down"));
@@ -351,29 +455,19 @@ TierStats Tier::stats() {
 void Tier::run() {
   auto next_full = std::chrono::steady_clock::now();
   for (;;) {
-    std::map<int64_t, std::shared_ptr<Stream>> urgent;
     {
       std::unique_lock lk(mu_);
-      cv_.wait_until(lk, next_full, [&] { return stop_ || !urgent_.empty(); });
+      cv_.wait_until(lk, next_full, [&] { return stop_; });
       if (stop_) return;
-      for (auto& [id, u] : urgent_) urgent[id] = u.stream;
-      urgent_.clear();
     }
-    bool full = std::chrono::steady_clock::now() >= next_full;
-    pass(full, urgent);
-    if (full) next_full = std::chrono::steady_clock::now() + options_.flush_interval;
+    if (std::chrono::steady_clock::now() < next_full) continue;
+    pass();
+    persist_states();
+    next_full = std::chrono::steady_clock::now() + options_.flush_interval;
   }
 }
 
-void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urgent) {
-  // Waiters first (durability s3): their streams only, one PUT each for everything durable.
-  for (auto& [id, stream] : urgent) {
-    uint64_t b = 0, bb = 0;
-    Status s = upload_stream(stream, false, &b, &bb);
-    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()));
-  }
-  if (!full) return;
-
+void Tier::pass() {
   // Streams gone from the catalog: queue the deletion of their objects.
   std::vector<StreamRecord> records;
   catalog_->for_each_stream([&](const StreamRecord& r) { records.push_back(r); });
@@ -394,6 +488,7 @@ void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urg
     }
   }
   for (auto& [id, prefix] : vanished) {
+    if (!acquire(id)) return;  // no upload of it may be in flight while its state goes
     {
       std::lock_guard clk(catalog_->mutex());
       sqlite3_stmt* st = nullptr;
@@ -403,13 +498,20 @@ void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urg
       sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
       int rc = sqlite3_step(st);
       sqlite3_finalize(st);
-      if (rc != SQLITE_DONE) continue;
+      if (rc != SQLITE_DONE) {
+        release(id);
+        continue;
+      }
     }
     catalog_->exec("DELETE FROM tier_uploads WHERE stream_id=" + std::to_string(id));
-    std::lock_guard lk(mu_);
-    deleting_.insert(prefix);
-    state_.erase(id);
-    pending_since_ms_.erase(id);
+    {
+      std::lock_guard lk(mu_);
+      deleting_.insert(prefix);
+      state_.erase(id);
+      dirty_.erase(id);
+      pending_since_ms_.erase(id);
+    }
+    release(id);
   }
   process_deletions();
 
@@ -423,13 +525,95 @@ void Tier::pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urg
     }
     std::shared_ptr<Stream> stream;
     if (!streams_->find(r.tenant, r.path, &stream)) continue;
+    if (!acquire(r.id)) return;
     Status s = upload_stream(stream, true, &backlog, &backlog_bytes);
+    release(r.id);
     if (!s) spdlog::warn("s3 upload of {} failed (will retry): {}", prefix_for(r), s.message());
     resolve_waiters(r.id, s ? Status::ok() : Status::unavailable(s.message()));
   }
-  std::lock_guard lk(mu_);
-  stats_.backlog_events = backlog;
-  stats_.backlog_bytes = backlog_bytes;
+  {
+    std::lock_guard lk(mu_);
+    stats_.backlog_events = backlog;
+    stats_.backlog_bytes = backlog_bytes;
+  }
+  enforce_cache(records);
+}
+
+void Tier::enforce_cache(const std::vector<StreamRecord>& records) {
+  if (!options_.cache) return;
+  std::vector<SegmentCache::LogDir> dirs;
+  for (const auto& r : records) {
+    if (r.soft_deleted) continue;
+    std::shared_ptr<Stream> stream;
+    if (!streams_->find(r.tenant, r.path, &stream)) continue;
+    SegmentCache::LogDir d;
+    d.dir = stream->dir();
+    d.bucket_prefix = prefix_for(r);
+    bool session = r.kind == 1 && r.path.starts_with(kSessionsPath);
+    d.encoding = session ? BucketEncoding::kSessionEvents
+                 : r.content_type.find("json") != std::string::npos ? BucketEncoding::kStreamJson
+                                                                     : BucketEncoding::kStreamText;
+    {
+      std::lock_guard lk(mu_);
+      auto it = state_.find(r.id);
+      bool known = it != state_.end() && it->second.created_ms == r.created_ms;
+      d.uploaded_next = known ? it->second.uploaded_next : 0;  // measured, nothing evictable
+    }
+    dirs.push_back(std::move(d));
+  }
+  options_.cache->enforce(dirs);
+}
+
+Status Tier::fetch_messages(const SegmentSummary& summary, std::vector<std::string>* out) {
+  uint64_t first = summary.first_position, end = summary.end_position();
+  std::vector<s3::ObjectInfo> objects;
+  std::string events = summary.bucket_prefix + "events/";
+  if (Status s = s3_->list_objects(events, &objects); !s) return s;
+  // Objects overlapping [first, end), in offset order ("{first}-{last}.jsonl.zst", 16 digits).
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (const auto& o : objects) {
+    std::string_view leaf = std::string_view(o.key).substr(events.size());
+    if (leaf.size() != 43 || !leaf.ends_with(".jsonl.zst") || leaf[16] != '-') continue;
+    uint64_t a = std::stoull(std::string(leaf.substr(0, 16)));
+    uint64_t b = std::stoull(std::string(leaf.substr(17, 16)));
+    if (b < first || a >= end) continue;
+    keys.emplace_back(a, o.key);
+  }
+  std::sort(keys.begin(), keys.end());
+  out->clear();
+  bool session = summary.encoding == BucketEncoding::kSessionEvents;
+  for (const auto& [a, key] : keys) {
+    if (first + out->size() >= end) break;
+    std::string z, body;
+    if (Status s = s3_->get_object(key, &z); !s) return s;
+    if (Status s = zstd_decompress(z, &body); !s) {
+      return Status::corruption(key + ": " + s.message());
+    }
+    size_t start = 0;
+    while (start < body.size()) {
+      size_t nl = body.find('\n', start);
+      if (nl == std::string::npos) return Status::corruption(key + ": torn line");
+      std::string_view line(body.data() + start, nl - start);
+      start = nl + 1;
+      uint64_t pos = 0;
+      std::string msg;
+      if (session) {
+        if (!session_line_offset(line, &pos)) return Status::corruption(key + ": no offset");
+        msg = std::string(line);
+      } else if (Status s = parse_stream_line(line, &pos, &msg); !s) {
+        return Status::corruption(key + ": " + s.message());
+      }
+      uint64_t expect = first + out->size();
+      if (pos < expect) continue;  // before the segment, or an overlap already taken
+      if (pos >= end) break;
+      if (pos > expect) return Status::corruption(key + ": gap before offset " + offset16(pos));
+      out->push_back(std::move(msg));
+    }
+  }
+  if (first + out->size() != end) {
+    return Status::not_found("the bucket does not hold every event of the segment");
+  }
+  return Status::ok();
 }
 
 Status Tier::process_deletions() {
@@ -465,7 +649,8 @@ Status Tier::process_deletions() {
   return result;
 }
 
-Status Tier::meta_for(const std::shared_ptr<Stream>& stream, std::string* out) {
+Status Tier::meta_for(const std::shared_ptr<Stream>& stream, const std::string& writer,
+                      std::string* out) {
   const StreamRecord& r = stream->record();
   json::object o;
   if (r.kind == 1 && r.path.starts_with(kSessionsPath)) {
@@ -486,6 +671,14 @@ Status Tier::meta_for(const std::shared_ptr<Stream>& stream, std::string* out) {
     if (r.expires_at) o["expires_at"] = *r.expires_at;
     o["created_ms"] = r.created_ms;
     o["closed"] = stream->closed();
+    if (const auto& src = stream->source(); src && r.fork_source) {
+      o["fork"] = json::object{{"source", src->record().path}, {"offset", r.fork_offset}};
+    }
+  }
+  if (!writer.empty()) {
+    boost::system::error_code ec;
+    json::value w = json::parse(writer, ec);
+    if (!ec) o["writer"] = std::move(w);
   }
   *out = json::serialize(o);
   return Status::ok();
@@ -512,23 +705,30 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     return s;
   };
 
-  // The record first, so that a listing finds the session even before its first event object.
-  uint64_t tail = stream->tail();
-  if (with_meta || st.meta_hash.empty()) {
+  // The metadata object: uploaded (when it changed) before the first events object, so that a
+  // listing finds the session early, and after the events, with the writer state (producers,
+  // Stream-Seq, closing producer) as of the end of what is in the bucket. The writer state is
+  // exact only at a position with no append in flight; otherwise the previous one stays.
+  auto put_meta = [&](const std::string& writer) {
     std::string meta;
-    if (meta_for(stream, &meta)) {
-      std::string hash = fingerprint(meta);
-      if (hash != st.meta_hash) {
-        s3::PutOptions po;
-        po.content_type = "application/json";
-        Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
-        if (!s) return fail(s);
-        st.meta_hash = hash;
-        if (Status ss = save_state(r.id, st); !ss) return fail(ss);
-        std::lock_guard lk(mu_);
-        state_[r.id] = st;
-      }
-    }
+    if (!meta_for(stream, writer, &meta)) return Status::ok();  // the session went away
+    std::string hash = fingerprint(meta);
+    if (hash == st.meta_hash) return Status::ok();
+    s3::PutOptions po;
+    po.content_type = "application/json";
+    Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
+    if (!s) return fail(s);
+    st.meta_hash = hash;
+    st.writer = writer;
+    std::lock_guard lk(mu_);
+    state_[r.id] = st;
+    dirty_.insert(r.id);
+    return Status::ok();
+  };
+  WriterSnapshot snap = stream->writer_snapshot();
+  uint64_t tail = snap.durable_next;
+  if (st.meta_hash.empty()) {
+    if (Status s = put_meta(st.writer); !s) return s;
   }
 
   while (st.uploaded_next < tail) {
@@ -562,12 +762,40 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
       return s;
     }
     st.uploaded_next = last + 1;
-    if (Status s = save_state(r.id, st); !s) return fail(s);
     std::lock_guard lk(mu_);
     state_[r.id] = st;
+    dirty_.insert(r.id);
     stats_.objects_uploaded++;
     stats_.bytes_uploaded += z.size();
     stats_.events_uploaded += msgs.size();
+  }
+  // Writer state only moves forward (seqs, epochs, Stream-Seq, closure), so when the state with
+  // appends in flight equals the one in the bucket, the durable one does too: the metadata is
+  // rewritten only when the state changed, at a point with nothing in flight.
+  std::string writer = st.writer;
+  auto without_as_of = [](const std::string& w) {
+    size_t at = w.find(",\"producers\"");
+    return at == std::string::npos ? std::string() : w.substr(at);
+  };
+  if (snap.written_next == snap.durable_next && st.uploaded_next == tail) {
+    json::object w;
+    w["as_of"] = tail;
+    json::object producers;
+    for (const auto& [id, p] : snap.producers) {
+      producers[id] = json::object{{"epoch", p.first}, {"seq", p.second}};
+    }
+    w["producers"] = std::move(producers);
+    if (snap.stream_seq) w["stream_seq"] = *snap.stream_seq;
+    if (snap.closed_by) {
+      w["closed_by"] = json::object{{"id", snap.closed_by->id},
+                                    {"epoch", snap.closed_by->epoch},
+                                    {"seq", snap.closed_by->seq}};
+    }
+    writer = json::serialize(w);
+    if (without_as_of(writer) == without_as_of(st.writer)) writer = st.writer;
+  }
+  if (with_meta || writer != st.writer) {
+    if (Status s = put_meta(writer); !s) return s;
   }
   std::lock_guard lk(mu_);
   pending_since_ms_.erase(r.id);
@@ -657,8 +885,125 @@ Status Tier::append_sync(const std::shared_ptr<Stream>& s, std::vector<std::stri
   return r.status ? Status::io_error("restore: append refused") : r.status;
 }
 
+Status Tier::restore_writer(const std::shared_ptr<Stream>& stream, const json::object& meta,
+                            uint64_t restored_next) {
+  bool closed = false;
+  if (auto* c = meta.if_contains("closed"); c && c->is_bool()) closed = c->as_bool();
+  std::vector<FrameMeta> frames;
+  const json::object* w = nullptr;
+  if (auto* v = meta.if_contains("writer"); v && v->is_object()) w = &v->as_object();
+  uint64_t now = static_cast<uint64_t>(now_unix_millis());
+  std::optional<ProducerStamp> closed_by;
+  if (w) {
+    if (auto* a = w->if_contains("as_of"); a && a->to_number<uint64_t>() > restored_next) {
+      // Deduplicating appends whose events are not there would lose them: drop the state.
+      spdlog::error("restore: {}: writer state is ahead of the events in the bucket; producer "
+                    "state not restored", stream->record().path);
+      w = nullptr;
+    }
+  }
+  if (w) {
+    auto stamp = [](const json::object& o, const std::string& id) {
+      ProducerStamp p;
+      p.id = id;
+      p.epoch = o.at("epoch").to_number<uint64_t>();
+      p.seq = o.at("seq").to_number<uint64_t>();
+      return p;
+    };
+    if (auto* ps = w->if_contains("producers"); ps && ps->is_object()) {
+      for (const auto& [id, v] : ps->as_object()) {
+        FrameMeta m;
+        m.unix_millis = now;
+        m.producer = stamp(v.as_object(), std::string(id));
+        frames.push_back(std::move(m));
+      }
+    }
+    if (auto* ss = w->if_contains("stream_seq"); ss && ss->is_string()) {
+      FrameMeta m;
+      m.unix_millis = now;
+      m.stream_seq = std::string(ss->as_string());
+      frames.push_back(std::move(m));
+    }
+    if (auto* cb = w->if_contains("closed_by"); cb && cb->is_object()) {
+      closed_by = stamp(cb->as_object(), std::string(cb->as_object().at("id").as_string()));
+    }
+  }
+  if (closed) {
+    FrameMeta m;
+    m.unix_millis = now;
+    m.closes = true;
+    m.producer = closed_by;
+    frames.push_back(std::move(m));
+  }
+  if (frames.empty()) return Status::ok();
+  // Writer state travels in frame metadata (frame.h): write empty frames carrying it straight to
+  // the stream's log, with the stream's own log closed; its next use replays them.
+  if (!stream->try_unload() && stream->loaded()) {
+    return Status::io_error("restore: " + stream->record().path + " is busy");
+  }
+  Fs* fs = options_.fs ? options_.fs : Fs::posix();
+  std::unique_ptr<StreamLog> log;
+  StreamLog::Options lo;
+  if (options_.segment_bytes) lo.segment_bytes = options_.segment_bytes;
+  if (Status s = StreamLog::open(
+          fs, stream->dir(), stream->record().fork_offset, lo,
+          [](const FrameMeta&, uint32_t) {}, &log, nullptr);
+      !s) {
+    return s;
+  }
+  for (auto& m : frames) {
+    if (Status s = log->append(m, {}); !s) return s;
+  }
+  return log->active_file()->datasync();
+}
+
 Status Tier::restore_logs(const RestorePlan& plan) {
+  // Sources before their forks; a fork whose source is not in the bucket comes back as a plain
+  // stream (its objects hold every position).
+  std::vector<const RestoreItem*> order;
+  std::set<std::string> placed;  // tenant '\0' path
+  std::vector<const RestoreItem*> forks;
+  auto fork_source = [](const json::object& meta) -> std::optional<std::string> {
+    if (auto* f = meta.if_contains("fork"); f && f->is_object()) {
+      if (auto* src = f->as_object().if_contains("source"); src && src->is_string()) {
+        return std::string(src->as_string());
+      }
+    }
+    return std::nullopt;
+  };
+  std::set<std::string> all;
   for (const auto& item : plan.items) {
+    if (!item.session) all.insert(item.tenant + '\0' + item.name);
+  }
+  for (const auto& item : plan.items) {
+    boost::system::error_code ec;
+    json::value v = json::parse(item.meta, ec);
+    if (!item.session && !ec && v.is_object() && fork_source(v.as_object())) {
+      forks.push_back(&item);
+    } else {
+      order.push_back(&item);
+      placed.insert(item.tenant + '\0' + item.name);
+    }
+  }
+  for (bool progress = true; progress && !forks.empty();) {
+    progress = false;
+    for (auto it = forks.begin(); it != forks.end();) {
+      std::string src = *fork_source(json::parse((*it)->meta).as_object());
+      std::string k = (*it)->tenant + '\0' + src;
+      if (placed.count(k) || !all.count(k)) {
+        order.push_back(*it);
+        placed.insert((*it)->tenant + '\0' + (*it)->name);
+        it = forks.erase(it);
+        progress = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  order.insert(order.end(), forks.begin(), forks.end());  // cycles: cannot happen; be safe
+
+  for (const RestoreItem* ip : order) {
+    const RestoreItem& item = *ip;
     boost::system::error_code ec;
     json::object meta = json::parse(item.meta, ec).as_object();
     std::shared_ptr<Stream> stream;
@@ -674,6 +1019,14 @@ Status Tier::restore_logs(const RestorePlan& plan) {
       spec.json_mode = spec.content_type.find("json") != std::string::npos;
       if (auto* t = meta.if_contains("ttl_seconds")) spec.ttl_seconds = t->to_number<uint64_t>();
       if (auto* e = meta.if_contains("expires_at")) spec.expires_at = std::string(e->as_string());
+      if (auto src = fork_source(meta); src && placed.count(item.tenant + '\0' + *src) &&
+                                        all.count(item.tenant + '\0' + *src)) {
+        std::shared_ptr<Stream> source;
+        if (streams_->find(item.tenant, *src, &source)) {
+          spec.forked_from = *src;
+          spec.fork_offset = meta["fork"].as_object()["offset"].to_number<uint64_t>();
+        }
+      }
       std::promise<CreateOutcome> p;
       auto f = p.get_future();
       streams_->create(std::move(spec), [&p](CreateOutcome o) { p.set_value(std::move(o)); });
@@ -718,9 +1071,8 @@ Status Tier::restore_logs(const RestorePlan& plan) {
         next += n;
       }
     }
-    if (auto* c = meta.if_contains("closed"); c && c->is_bool() && c->as_bool()) {
-      if (Status s = append_sync(stream, {}, true); !s) return s;
-    }
+    // Producer, Stream-Seq and closure state as of the end of the restored events.
+    if (Status s = restore_writer(stream, meta, next); !s) return s;
     // Everything restored is, by construction, in the bucket.
     State st;
     st.tenant = stream->record().tenant;
@@ -728,6 +1080,7 @@ Status Tier::restore_logs(const RestorePlan& plan) {
     st.created_ms = stream->record().created_ms;
     st.uploaded_next = stream->tail();
     st.meta_hash = "";  // re-upload the metadata once (its form may have changed)
+    if (auto* w = meta.if_contains("writer"); w && w->is_object()) st.writer = json::serialize(*w);
     if (Status s = save_state(stream->record().id, st); !s) return s;
     std::lock_guard lk(mu_);
     state_[stream->record().id] = st;

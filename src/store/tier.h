@@ -17,15 +17,20 @@
 //   disagree on an event's bytes (restore checks).
 // - S3 failures never affect appends: the backlog is retried every flush interval until it drains.
 // - when_uploaded() calls back once the given position is in the bucket, or with kUnavailable when
-//   the upload failed; concurrent waiters of one stream share one PUT.
+//   the upload failed; concurrent waiters of one stream share one PUT (the appends that arrive
+//   while a stream's PUT is in flight share the next one), and up to upload_threads streams are
+//   uploaded in parallel. One stream is never uploaded by two threads at once.
+// - The uploaded position is committed to the catalog in batches (every flush interval and at
+//   stop), not before the waiters are answered: losing it in a crash only re-uploads a range.
 // - Streams that disappear from the catalog (deleted, expired) have their objects deleted; a
 //   deletion that fails is retried (table tier_deletions) before anything new is written under
 //   the same prefix.
-// Thread-safe. One uploader thread.
+// Thread-safe. One thread for the periodic passes, upload_threads for waiting appends.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -36,10 +41,13 @@
 #include <thread>
 #include <vector>
 
+#include <boost/json/object.hpp>
+
 #include "core/session_store.h"
 #include "core/stream_store.h"
 #include "store/catalog.h"
 #include "store/s3/s3_client.h"
+#include "store/segment_cache.h"
 #include "store/status.h"
 
 namespace ds {
@@ -47,8 +55,14 @@ namespace ds {
 struct TierOptions {
   std::string prefix;                                // --s3-prefix (no trailing '/')
   std::chrono::milliseconds flush_interval{1000};    // --s3-flush-interval
+  int upload_threads = 4;  // streams uploaded in parallel for waiting appends (--durability s3)
   size_t max_object_bytes = 8u << 20;                // uncompressed bytes per events object
   int zstd_level = 3;
+  // Local cache of the bucket (--cache-size): when set, every full pass evicts uploaded sealed
+  // segments beyond its budget, and the tier fetches evicted segments back for it.
+  SegmentCache* cache = nullptr;
+  Fs* fs = nullptr;             // the stores' Fs (restore writes writer state into logs)
+  uint64_t segment_bytes = 0;   // their segment size (0 = StreamLog's default)
 };
 
 struct TierStats {
@@ -117,17 +131,31 @@ class Tier {
     int64_t created_ms = 0;
     uint64_t uploaded_next = 0;
     std::string meta_hash;
+    std::string writer;  // writer state last put in the metadata object (JSON, "" = none)
   };
 
   void run();
-  void pass(bool full, const std::map<int64_t, std::shared_ptr<Stream>>& urgent);
+  void work();
+  // Exclusive right to upload stream `id`; false when stopping.
+  bool acquire(int64_t id);
+  void release(int64_t id);
+  // Writes the uploaded positions changed since the last call to the catalog (one transaction).
+  Status persist_states();
+  void pass();
   Status upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta, uint64_t* backlog,
                        uint64_t* backlog_bytes);
   Status process_deletions();
   std::string prefix_for(const StreamRecord& r) const;
-  Status meta_for(const std::shared_ptr<Stream>& stream, std::string* out);
+  Status meta_for(const std::shared_ptr<Stream>& stream, const std::string& writer,
+                  std::string* out);
   Status save_state(int64_t id, const State& st);
+  Status save_state_locked(int64_t id, const State& st);  // catalog mutex held
   void resolve_waiters(int64_t id, const Status& failure);
+  // The messages [summary.first_position, summary.end_position()) from the bucket objects.
+  Status fetch_messages(const SegmentSummary& summary, std::vector<std::string>* out);
+  void enforce_cache(const std::vector<StreamRecord>& records);
+  Status restore_writer(const std::shared_ptr<Stream>& stream, const boost::json::object& meta,
+                        uint64_t restored_next);
   Status append_sync(const std::shared_ptr<Stream>& s, std::vector<std::string> msgs, bool close);
 
   TierOptions options_;
@@ -142,10 +170,14 @@ class Tier {
   std::map<int64_t, State> state_;  // by catalog stream id
   std::map<int64_t, std::vector<Waiter>> waiters_;
   std::map<int64_t, Urgent> urgent_;
+  std::deque<int64_t> urgent_order_;  // ids of urgent_, in the order they became urgent
   std::map<int64_t, int64_t> pending_since_ms_;  // stream id -> when a backlog was first seen
   std::set<std::string> deleting_;               // prefixes with a deletion not yet done
   TierStats stats_;
+  std::set<int64_t> busy_;   // streams being uploaded
+  std::set<int64_t> dirty_;  // state_ entries not yet in the catalog
   std::thread thread_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace ds

@@ -485,6 +485,192 @@ def test_kill9_during_uploads_loses_nothing_and_objects_are_whole(ctx: Ctx):
         srv.stop()
 
 
+def seg_files(data: Path, suffix: str) -> list[Path]:
+    return sorted((data / "streams").rglob(f"*{suffix}"))
+
+
+def test_cache_evicts_uploaded_segments_and_reads_them_back_byte_for_byte(ctx: Ctx):
+    data = ctx.root / "data-cache"
+    budget = 24000
+    args = ("--cache-size", str(budget), "--segment-bytes", "4096")
+    srv = Server(data, ctx.s3.endpoint, *args, prefix="c")
+    try:
+        for i in range(30):
+            st, _, body = srv.append("big", [{"type": "x", "i": i, "pad": "p" * 150} for _ in range(10)])
+            assert st == 204, (st, body)
+        st, _, _ = srv.request("PUT", "/v1/stream/cs", [{"n": -1}], headers={"content-type": "application/json"})
+        assert st == 201, st
+        for i in range(60):
+            st, _, _ = srv.request("POST", "/v1/stream/cs", [{"n": i, "pad": "q" * 200}],
+                                   headers={"content-type": "application/json"})
+            assert st == 204, st
+        st, _, _ = srv.request("PUT", "/v1/stream/raw", b"\xff\x00" * 3000,
+                               headers={"content-type": "application/octet-stream"})
+        assert st == 201, st
+        exp_big, exp_cs, exp_raw = srv.export("big"), srv.read_stream("cs"), srv.read_stream("raw")
+        assert len(exp_big) > 4 * budget // 3
+        # Uploaded sealed segments are evicted until the local segment data fits the budget.
+        wait_for(lambda: srv.metric("ds_cache_evictions_total") > 0
+                 and 0 < srv.metric("ds_cache_bytes") <= budget, 20, "eviction down to the budget")
+        assert seg_files(data, ".sum"), "no segment summaries left behind"
+        on_disk = sum(p.stat().st_size for p in seg_files(data, ".seg"))
+        assert on_disk <= budget, f"{on_disk} bytes of segments on disk with a {budget} budget"
+        # Logs still open read the evicted files through their open descriptors.
+        assert srv.export("big") == exp_big
+    finally:
+        srv.stop()
+    # A restart reopens the logs from the summaries; every read path fetches from the bucket.
+    srv = Server(data, ctx.s3.endpoint, *args, prefix="c")
+    try:
+        assert srv.export("big") == exp_big, "session export differs after eviction"
+        assert srv.read_stream("cs") == exp_cs, "JSON stream differs after eviction"
+        assert srv.read_stream("raw") == exp_raw, "byte stream differs after eviction"
+        st, _, body = srv.request("GET", "/v1/sessions/big/events?limit=1000")
+        assert st == 200 and len(json.loads(body)["data"]) == 300, (st, body[:200])
+        assert srv.metric("ds_cache_fetches_total") > 0, "nothing was fetched"
+        assert srv.metric("ds_cache_fetch_errors_total") == 0
+        # Appends keep working on top of evicted history, and the cache converges again.
+        st, _, _ = srv.append("big", [{"type": "after"}])
+        assert st == 204
+        wait_for(lambda: 0 < srv.metric("ds_cache_bytes") <= budget, 20, "cache back within budget")
+    finally:
+        srv.stop()
+    srv = Server(data, ctx.s3.endpoint, *args, prefix="c")
+    try:
+        got = srv.export("big")
+        assert got.startswith(exp_big) and got.count(b"\n") == 301, "second restart differs"
+    finally:
+        srv.stop()
+
+
+def test_cache_read_of_evicted_segment_with_s3_down_is_503_never_wrong_data(ctx: Ctx):
+    fake = FaultyS3()
+    data = ctx.root / "data-cache-503"
+    args = ("--cache-size", "8000", "--segment-bytes", "2048")
+    srv = Server(data, fake.endpoint, *args, prefix="e")
+    try:
+        st, _, _ = srv.request("PUT", "/v1/stream/s", b"", headers={"content-type": "text/plain"})
+        assert st == 201, st
+        for i in range(80):
+            st, _, _ = srv.request("POST", "/v1/stream/s", f"line {i:04d} ".encode() + b"z" * 200,
+                                   headers={"content-type": "text/plain"})
+            assert st == 204, st
+        for i in range(20):
+            st, _, _ = srv.append("sess", [{"type": "x", "i": i, "pad": "s" * 300}])
+            assert st == 204, st
+        exp = srv.read_stream("s")
+        exp_sess = srv.export("sess")
+
+        def both_evicted():
+            dirs = {p.parent for p in seg_files(data, ".sum")}
+            return len(dirs) >= 2
+        wait_for(both_evicted, 20, "eviction in the stream and the session")
+    finally:
+        srv.stop()
+    fake.mode = "5xx"  # before the restart: nothing (indexer included) can fetch in between
+    srv = Server(data, fake.endpoint, *args, prefix="e")
+    try:
+        st, h, body = srv.request("GET", "/v1/stream/s?offset=-1")
+        assert st == 503 and "retry-after" in h, (st, h, body[:200])
+        assert srv.metric("ds_cache_fetch_errors_total") > 0
+        # The tail (active segment) is still served locally while S3 is down.
+        _, h2, _ = srv.request("HEAD", "/v1/stream/s")
+        tail = h2["stream-next-offset"]
+        st, _, body = srv.request("GET", f"/v1/stream/s?offset={tail}")
+        assert st == 200 and body == b"", (st, body[:100])
+        st, h, body = srv.request("GET", "/v1/sessions/sess/events")
+        assert st == 503 and "retry-after" in h, (st, h, body[:200])
+        fake.mode = "ok"
+        assert srv.read_stream("s") == exp, "bytes differ once S3 is back"
+        assert srv.export("sess") == exp_sess, "session differs once S3 is back"
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
+def test_restore_keeps_producer_dedup_stream_seq_closure_and_forks(ctx: Ctx):
+    data = ctx.root / "data-restore-writer"
+    js = {"content-type": "application/json"}
+
+    def prod(seq: int, epoch: int = 0, pid: str = "p1") -> dict:
+        return {**js, "Producer-Id": pid, "Producer-Epoch": str(epoch), "Producer-Seq": str(seq)}
+
+    srv = Server(data, ctx.s3.endpoint, prefix="w")
+    try:
+        st, _, _ = srv.request("PUT", "/v1/stream/ps", b"", headers=js)
+        assert st == 201, st
+        for seq in range(5):
+            st, _, body = srv.request("POST", "/v1/stream/ps", [{"seq": seq}], headers=prod(seq))
+            assert st == 200, (seq, st, body)
+        st, _, body = srv.request("POST", "/v1/stream/ps", [{"other": 1}], headers=prod(0, 3, "p2"))
+        assert st == 200, (st, body)
+        st, _, body = srv.request("POST", "/v1/stream/ps", [{"s": 1}], headers={**js, "Stream-Seq": "0005"})
+        assert st == 204, (st, body)
+        st, _, body = srv.request("PUT", "/v1/stream/fk", b"",
+                                  headers={**js, "Stream-Forked-From": "/v1/stream/ps",
+                                           "Stream-Fork-Offset": "0000000000000003"})
+        assert st == 201, (st, body)
+        st, _, body = srv.request("POST", "/v1/stream/fk", [{"fork": 1}], headers=js)
+        assert st == 204, (st, body)
+        st, _, body = srv.append("sp", [{"type": "a"}], headers=prod(0, 1, "sp1"))
+        assert st in (200, 204), (st, body)
+        st, _, _ = srv.request("PUT", "/v1/stream/cl", [{"x": 1}], headers=js)
+        st, _, body = srv.request("POST", "/v1/stream/cl", b"", headers={**prod(0, 0, "closer"),
+                                                                         "Stream-Closed": "true"})
+        assert st in (200, 204), (st, body)
+        before = {p: srv.read_stream(p) for p in ("ps", "fk", "cl")}
+        sp_before = srv.export("sp")
+
+        def writer_in_bucket():
+            objs = ctx.s3.objects("w/")
+            m = json.loads(objs.get("w/tenants/default/streams/ps/stream.json", b"{}"))
+            f = json.loads(objs.get("w/tenants/default/streams/fk/stream.json", b"{}"))
+            c = json.loads(objs.get("w/tenants/default/streams/cl/stream.json", b"{}"))
+            return (m.get("writer", {}).get("as_of") == 7 and "fork" in f
+                    and c.get("writer", {}).get("closed_by", {}).get("id") == "closer")
+
+        wait_for(writer_in_bucket, 15, "writer state and fork lineage in the bucket")
+        meta = json.loads(ctx.s3.objects("w/")["w/tenants/default/streams/ps/stream.json"])
+        assert meta["writer"]["producers"]["p1"] == {"epoch": 0, "seq": 4}, meta
+        assert meta["writer"]["stream_seq"] == "0005", meta
+    finally:
+        srv.stop()
+    shutil.rmtree(data)
+    srv = Server(data, ctx.s3.endpoint, prefix="w")
+    try:
+        for p, exp in before.items():
+            assert srv.read_stream(p) == exp, f"{p} differs after restore"
+        assert srv.export("sp") == sp_before
+        # A retried producer append is deduplicated exactly as before the wipe.
+        st, h, body = srv.request("POST", "/v1/stream/ps", [{"seq": 4}], headers=prod(4))
+        assert st == 204, f"retry of seq 4 after restore: {st} {body}"
+        assert srv.read_stream("ps") == before["ps"], "the retry was appended again"
+        st, _, body = srv.request("POST", "/v1/stream/ps", [{"seq": 6}], headers=prod(6))
+        assert st == 409, f"seq gap not detected after restore: {st} {body}"
+        st, _, body = srv.request("POST", "/v1/stream/ps", [{"x": 1}], headers=prod(0, 2, "p2"))
+        assert st == 403, f"stale epoch not fenced after restore: {st} {body}"
+        st, _, body = srv.request("POST", "/v1/stream/ps", [{"seq": 5}], headers=prod(5))
+        assert st == 200, (st, body)
+        # Stream-Seq ordering survives.
+        st, _, body = srv.request("POST", "/v1/stream/ps", [{"s": 2}], headers={**js, "Stream-Seq": "0004"})
+        assert st == 409, f"Stream-Seq regression accepted after restore: {st} {body}"
+        # Session producer dedup.
+        st, _, body = srv.append("sp", [{"type": "a"}], headers=prod(0, 1, "sp1"))
+        assert st == 204 and srv.export("sp") == sp_before, (st, body)
+        # The closing producer's retry is still a duplicate; others see the stream closed.
+        st, _, body = srv.request("POST", "/v1/stream/cl", b"", headers={**prod(0, 0, "closer"),
+                                                                         "Stream-Closed": "true"})
+        assert st == 204, (st, body)
+        st, _, _ = srv.request("POST", "/v1/stream/cl", [{"y": 1}], headers=js)
+        assert st == 409
+        # The fork is a fork again: its early positions come from the source's log.
+        objs = ctx.s3.objects("w/")
+        assert json.loads(objs["w/tenants/default/streams/fk/stream.json"])["fork"] == \
+            {"source": "ps", "offset": 3}
+    finally:
+        srv.stop()
+
+
 TESTS = [
     test_client_live_against_s3rver,
     test_local_mode_uploads_layout_and_restore_is_byte_exact,
@@ -492,6 +678,9 @@ TESTS = [
     test_faults_local_mode_keeps_appending_and_backlog_drains,
     test_faults_durability_s3_answers_503_with_retry_after,
     test_kill9_during_uploads_loses_nothing_and_objects_are_whole,
+    test_cache_evicts_uploaded_segments_and_reads_them_back_byte_for_byte,
+    test_cache_read_of_evicted_segment_with_s3_down_is_503_never_wrong_data,
+    test_restore_keeps_producer_dedup_stream_seq_closure_and_forks,
 ]
 
 
