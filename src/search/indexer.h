@@ -57,6 +57,7 @@ class Indexer {
     uint64_t lag_events = 0;       // known events not yet indexed (as of the last rescan/batch)
     bool caught_up = false;        // the start-up catch-up finished
     double catch_up_seconds = 0;   // how long the start-up catch-up took
+    double catch_up_cpu_seconds = 0;  // CPU time the indexer thread spent on it
     uint64_t catch_up_events = 0;  // events indexed by it
   };
 
