@@ -7,12 +7,18 @@
 `load` creates tenant key "bench" (written to D/../bench.key) and appends the corpus over HTTP
 (4 client threads, 500 events per request), then waits until the live indexer caught up.
 `rebuild` stops nothing it did not start: it starts the server on D, deletes D/index first, waits
-for the "search index caught up" log line and prints the rate; repeated --runs times. The server
-binary is DS_BIN (default build/durable-sessions). Use with `perf record -p` for profiles.
+for the "search index caught up" log line and prints the rate; repeated --runs times. With
+--probe, a client meanwhile searches one random session at a time (`q=error`, 5 per second) and
+reports how long those searches took while the indexer was busy with the backlog (a per-session
+search waits until its session is indexed; the indexer takes it ahead of the others).
+The server binary is DS_BIN (default build/durable-sessions). Use with `perf record -p` for
+profiles. `load --no-wait` stops the server right after the load instead of waiting for the
+live indexer.
 """
 import argparse
 import collections
 import json
+import random
 import re
 import shutil
 import sys
@@ -64,9 +70,10 @@ def load(a, binary):
     load_s = time.perf_counter() - t0
     log(f"loaded {n} events / {len(sessions)} sessions in {load_s:.1f} s ({n / load_s:.0f}/s)")
     c = st.Client(srv, key)
-    while c.search({"q": "error"})["indexed_events"] < n:
+    while not a.no_wait and c.search({"q": "error"})["indexed_events"] < n:
         time.sleep(0.2)
-    log(f"live index caught up {time.perf_counter() - t0:.1f} s after the load started")
+    if not a.no_wait:
+        log(f"live index caught up {time.perf_counter() - t0:.1f} s after the load started")
     srv.stop()
 
 
@@ -81,6 +88,25 @@ def rebuild(a, binary):
         srv.start()
         print(f"server pid {srv.proc.pid}", flush=True)
         t0 = time.time()
+        stop = threading.Event()
+        probes = []
+
+        def probe():
+            key = (data.parent / "bench.key").read_text().strip()
+            c = st.Client(srv, key)
+            rng = random.Random(5)
+            sids = [f"bench-{i:05d}" for i in range(a.probe_sessions)]
+            while not stop.is_set():
+                sid = rng.choice(sids)
+                t = time.perf_counter()
+                code, h, _ = c.request("GET", f"/v1/sessions/{sid}/events?q=error&limit=10")
+                probes.append(((time.perf_counter() - t) * 1000, h.get("x-index-stale") == "true",
+                               code))
+                stop.wait(0.2)
+
+        pt = threading.Thread(target=probe) if a.probe else None
+        if pt:
+            pt.start()
         try:
             while True:
                 text = logp.read_text()[len(before):]
@@ -93,7 +119,16 @@ def rebuild(a, binary):
                     raise RuntimeError("no catch-up within 2 h")
                 time.sleep(0.1)
         finally:
+            stop.set()
+            if pt:
+                pt.join()
             srv.stop()
+        if probes:
+            lat = sorted(x[0] for x in probes)
+            log(f"per-session searches during the rebuild: {len(lat)}, p50 {lat[len(lat) // 2]:.1f} "
+                f"ms, p99 {lat[min(len(lat) - 1, int(len(lat) * .99))]:.1f} ms, max {lat[-1]:.1f} "
+                f"ms, stale {sum(1 for x in probes if x[1])}, non-200 "
+                f"{sum(1 for x in probes if x[2] != 200)}")
         size = sum(f.stat().st_size for f in (data / "index").rglob("*") if f.is_file())
         log(f"index size {size / 1e6:.1f} MB")
 
@@ -105,6 +140,9 @@ def main():
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--events", type=int, default=0)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--no-wait", action="store_true")
+    ap.add_argument("--probe", action="store_true")
+    ap.add_argument("--probe-sessions", type=int, default=200, help="probe bench-00000 .. N-1")
     ap.add_argument("serve_args", nargs="*")
     a = ap.parse_args()
     binary = harness.find_binary(log)
