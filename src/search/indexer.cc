@@ -69,13 +69,16 @@ bool Indexer::reached(const std::string& tenant, const std::vector<Target>& targ
   std::vector<std::pair<std::string, std::shared_ptr<Session>>> behind;
   {
     std::lock_guard lk(mu_);
+    auto tp = published_.find(tenant);
     for (const auto& t : targets) {
       if (t.tail == 0) continue;
-      std::string k = key(tenant, t.session->id());
-      auto it = published_.find(k);
-      if (it == published_.end() || published_cid_[k] != t.session->catalog_id() ||
-          it->second < t.tail) {
-        behind.emplace_back(std::move(k), t.session);
+      const Published* p = nullptr;
+      if (tp != published_.end()) {
+        auto it = tp->second.find(t.session->id());
+        if (it != tp->second.end()) p = &it->second;
+      }
+      if (!p || p->catalog_id != t.session->catalog_id() || p->next < t.tail) {
+        behind.emplace_back(key(tenant, t.session->id()), t.session);
       }
     }
   }
@@ -124,8 +127,7 @@ Indexer::Entry* Indexer::track(const std::shared_ptr<Session>& s, const SessionM
   {
     std::lock_guard lk(mu_);
     // Stale documents are only gone after the next commit: publish position 0 until then.
-    published_[k] = stale_docs ? 0 : e.next;
-    published_cid_[k] = e.catalog_id;
+    set_published(e, stale_docs ? 0 : e.next);
   }
   auto [pos, inserted] = entries_.emplace(k, std::move(e));
   (void)inserted;
@@ -142,10 +144,20 @@ void Indexer::untrack(const std::string& k, bool remove_docs) {
       spdlog::error("search indexer: {}", st.message());
     }
   }
+  std::string tenant = e.session->tenant(), id = e.session->id();
   entries_.erase(it);
   std::lock_guard lk(mu_);
-  published_.erase(k);
-  published_cid_.erase(k);
+  auto tp = published_.find(tenant);
+  if (tp != published_.end()) {
+    tp->second.erase(id);
+    if (tp->second.empty()) published_.erase(tp);
+  }
+}
+
+void Indexer::set_published(const Entry& e, uint64_t next) {
+  Published& p = published_[e.session->tenant()][e.session->id()];
+  p.next = next;
+  p.catalog_id = e.catalog_id;
 }
 
 void Indexer::rescan(std::map<std::string, std::map<std::string, SessionMark>>* marks) {
@@ -263,8 +275,7 @@ void Indexer::commit_and_publish(const std::set<std::string>& touched) {
     if (it == entries_.end()) continue;
     stats_.indexed_events += it->second.next - it->second.published;
     it->second.published = it->second.next;
-    published_[k] = it->second.next;
-    published_cid_[k] = it->second.catalog_id;
+    set_published(it->second, it->second.next);
   }
 }
 
@@ -299,7 +310,7 @@ void Indexer::run() {
   commit_and_publish({});
   {
     std::lock_guard lk(mu_);
-    for (auto& [k, e] : entries_) published_[k] = e.published;
+    for (auto& [k, e] : entries_) set_published(e, e.published);
   }
   auto next_rescan = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(options_.rescan_seconds));

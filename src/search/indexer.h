@@ -32,6 +32,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/session_store.h"
@@ -129,8 +130,15 @@ class Indexer {
 
   // Shared state.
   std::mutex mu_;
-  std::map<std::string, uint64_t> published_;      // key -> committed next (for reached())
-  std::map<std::string, int64_t> published_cid_;   // key -> catalog id of that entry
+  // What reached() checks: tenant -> session id -> committed position and catalog id. Hash maps
+  // keyed by tenant, then id: a cross-session search checks every session of the tenant (2,000 in
+  // the benchmark) once or twice per request, so this lookup is on the query path.
+  struct Published {
+    uint64_t next = 0;    // committed next position
+    int64_t catalog_id = 0;
+  };
+  std::unordered_map<std::string, std::unordered_map<std::string, Published>> published_;
+  void set_published(const Entry& e, uint64_t next);  // caller holds mu_
   std::vector<Removal> removals_;
   std::map<std::string, std::shared_ptr<Session>> kicked_;  // sessions a search waits for
   Stats stats_;
