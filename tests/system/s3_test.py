@@ -510,11 +510,15 @@ def test_cache_evicts_uploaded_segments_and_reads_them_back_byte_for_byte(ctx: C
         exp_big, exp_cs, exp_raw = srv.export("big"), srv.read_stream("cs"), srv.read_stream("raw")
         assert len(exp_big) > 4 * budget // 3
         # Uploaded sealed segments are evicted until the local segment data fits the budget.
-        wait_for(lambda: srv.metric("ds_cache_evictions_total") > 0
+        def on_disk() -> int:
+            return sum(p.stat().st_size for p in seg_files(data, ".seg"))
+
+        # (A pass that started before the last streams existed may report a smaller total: wait
+        # for the files on disk, not only the gauge.)
+        wait_for(lambda: srv.metric("ds_cache_evictions_total") > 0 and on_disk() <= budget
                  and 0 < srv.metric("ds_cache_bytes") <= budget, 20, "eviction down to the budget")
-        assert seg_files(data, ".sum"), "no segment summaries left behind"
-        on_disk = sum(p.stat().st_size for p in seg_files(data, ".seg"))
-        assert on_disk <= budget, f"{on_disk} bytes of segments on disk with a {budget} budget"
+        assert len({p.parent for p in seg_files(data, ".sum")}) >= 2, \
+            "segments of the session and the JSON stream were not both evicted"
         # Logs still open read the evicted files through their open descriptors.
         assert srv.export("big") == exp_big
     finally:
