@@ -248,8 +248,10 @@ void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Ma
       }
     }
   }
-  for (auto& w : wake) w();
+  // Acknowledge first: with thousands of live readers, waking them all takes a while and the
+  // writer should not wait behind it.
   done(result);
+  for (auto& w : wake) w();
 }
 
 std::vector<std::function<void()>> Stream::take_waiters_locked() {
