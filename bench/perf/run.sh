@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Read, live-delivery, session (issue 3) and capacity benchmarks: durable-sessions vs the upstream
-# reference server (@durable-streams/server, file-backed), measured in one run. See bench/PERF.md.
+# reference server (@durable-streams/server, file-backed), measured in one run. See bench/README.md.
 #
 #   bash bench/perf/run.sh                      # full run (all families)
 #   QUICK=1 bash bench/perf/run.sh              # CI-sized run (a few minutes)
@@ -131,7 +131,7 @@ fam_live() {
   [[ "$QUICK" == 1 ]] && { e1=300; e100=100; e10k=30; nbig=1000; }
   for s in $(servers); do
     start_srv "$s" "$WORK/live-$s" || continue
-    # The reference takes seconds per append with 100 SSE readers (see bench/PERF.md): fewer events.
+    # The reference takes seconds per append with 100 SSE readers (see bench/README.md): fewer events.
     local n1=$e1 n100=$e100
     [[ "$s" == reference ]] && { n1=$((e1 / 4)); n100=20; }
     for mode in sse long-poll; do
