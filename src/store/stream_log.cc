@@ -216,40 +216,11 @@ uint32_t StreamLog::message_size(uint64_t position) const {
 
 Status StreamLog::read(uint64_t from, uint64_t to, size_t max_bytes,
                        std::vector<std::string>* out) const {
-  to = std::min(to, next_position());
-  if (from < base_) from = base_;
-  size_t total = 0;
-  uint64_t p = from;
-  while (p < to) {
-    // Coalesce a run of messages in one segment into a single pread.
-    const Loc& first = index_[p - base_];
-    uint64_t q = p;
-    uint64_t end = first.offset;
-    size_t run_bytes = 0;
-    while (q < to) {
-      const Loc& l = index_[q - base_];
-      if (l.segment != first.segment) break;
-      if ((q > p || total > 0) && total + run_bytes + l.length > max_bytes) break;
-      run_bytes += l.length;
-      end = l.offset + l.length;
-      ++q;
-    }
-    if (q == p) break;  // the next message alone would pass the budget
-    std::string buf(end - first.offset, '\0');
-    size_t got = 0;
-    if (Status s = segments_[first.segment].file->pread(buf.data(), buf.size(), first.offset, &got);
-        !s) {
-      return s;
-    }
-    if (got != buf.size()) return Status::corruption("segment shorter than its index");
-    for (uint64_t i = p; i < q; ++i) {
-      const Loc& l = index_[i - base_];
-      out->emplace_back(buf.data() + (l.offset - first.offset), l.length);
-    }
-    total += run_bytes;
-    p = q;
-    if (total >= max_bytes) break;
-  }
+  MessageBatch batch;
+  plan_read(from, to, max_bytes, &batch);
+  if (Status s = batch.load(); !s) return s;
+  out->reserve(out->size() + batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) out->emplace_back(batch[i]);
   return Status::ok();
 }
 
