@@ -5,39 +5,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "store/byte_codec.h"
+
 namespace ds {
 namespace {
 
-template <typename T>
-void put(std::string* out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out->append(b, sizeof(T));
-}
-
-class Reader {
- public:
-  explicit Reader(std::string_view s) : s_(s) {}
-  template <typename T>
-  bool get(T* v) {
-    if (pos_ + sizeof(T) > s_.size()) return false;
-    std::memcpy(v, s_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return true;
-  }
-  bool bytes(size_t n, std::string_view* v) {
-    if (pos_ + n > s_.size()) return false;
-    *v = s_.substr(pos_, n);
-    pos_ += n;
-    return true;
-  }
-  size_t pos() const { return pos_; }
-  bool done() const { return pos_ == s_.size(); }
-
- private:
-  std::string_view s_;
-  size_t pos_ = 0;
-};
+using codec::put;
+using codec::Reader;
 
 }  // namespace
 

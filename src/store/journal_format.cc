@@ -4,23 +4,15 @@
 
 #include <cstring>
 
+#include "store/byte_codec.h"
+
 namespace ds::journal {
 
 namespace {
 constexpr std::string_view kMagic = "DSJOURNAL1";
 
-template <typename T>
-void put(std::string* out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
-  out->append(b, sizeof(T));
-}
-template <typename T>
-T get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
+using codec::get;
+using codec::put;
 }  // namespace
 
 void encode_header(uint64_t generation, std::string* out) {

@@ -4,47 +4,17 @@
 
 #include <cstring>
 
+#include "store/byte_codec.h"
+
 namespace ds {
 
 namespace {
 
 constexpr uint32_t kSummaryMagic = 0x31535344;  // "DSS1"
 
-template <typename T>
-void put(std::string* out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out->append(b, sizeof(T));
-}
-
-void put_str(std::string* out, std::string_view s) {
-  put<uint32_t>(out, static_cast<uint32_t>(s.size()));
-  out->append(s);
-}
-
-class Reader {
- public:
-  explicit Reader(std::string_view s) : s_(s) {}
-  template <typename T>
-  bool get(T* v) {
-    if (pos_ + sizeof(T) > s_.size()) return false;
-    std::memcpy(v, s_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return true;
-  }
-  bool str(std::string* v) {
-    uint32_t n;
-    if (!get(&n) || pos_ + n > s_.size()) return false;
-    v->assign(s_.data() + pos_, n);
-    pos_ += n;
-    return true;
-  }
-  bool done() const { return pos_ == s_.size(); }
-
- private:
-  std::string_view s_;
-  size_t pos_ = 0;
-};
+using codec::put;
+using codec::put_str;
+using codec::Reader;
 
 }  // namespace
 
