@@ -200,8 +200,7 @@ int run_serve(const ServeOptions& o) {
                                   k = cache.get()](std::string* out) {
       TierStats st = t->stats();
       auto line = [out](const char* name, const char* type, const char* help, std::string v) {
-        *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type +
-                "\n" + name + " " + v + "\n";
+        Metrics::write(out, name, type, help, v);
       };
       line("ds_s3_upload_lag_seconds", "gauge", "Age of the oldest durable event not yet in the bucket.",
            std::to_string(st.lag_seconds));
@@ -246,11 +245,11 @@ int run_serve(const ServeOptions& o) {
   indexer.start();
   Metrics::get().add_collector([&indexer](std::string* out) {
     auto st = indexer.stats();
-    *out += "# HELP ds_index_lag_events Session events not yet searchable.\n"
-            "# TYPE ds_index_lag_events gauge\nds_index_lag_events " + std::to_string(st.lag_events) + "\n";
-    *out += "# HELP ds_indexed_events_total Events added to the search index since start.\n"
-            "# TYPE ds_indexed_events_total counter\nds_indexed_events_total " +
-            std::to_string(st.indexed_events) + "\n";
+    Metrics::write(out, "ds_index_lag_events", "gauge", "Session events not yet searchable.",
+                   std::to_string(st.lag_events));
+    Metrics::write(out, "ds_indexed_events_total", "counter",
+                   "Events added to the search index since start.",
+                   std::to_string(st.indexed_events));
   });
 
   TenantLimits limits(o.rate_limit, o.rate_burst, o.max_live_per_tenant);
@@ -265,29 +264,23 @@ int run_serve(const ServeOptions& o) {
       auto st = journal->stats();
       syncs = batches = st.syncs;
       requests = st.records;
-      *out += "# HELP ds_journal_bytes_total Bytes written to the write-ahead journal.\n"
-              "# TYPE ds_journal_bytes_total counter\nds_journal_bytes_total " +
-              std::to_string(st.record_bytes) + "\n";
-      *out += "# HELP ds_journal_failed_batches_total Journal writes or syncs that failed.\n"
-              "# TYPE ds_journal_failed_batches_total counter\nds_journal_failed_batches_total " +
-              std::to_string(st.failed_batches) + "\n";
-      *out += "# HELP ds_journal_checkpoints_total Journal files retired after syncing the "
-              "segment files they cover.\n"
-              "# TYPE ds_journal_checkpoints_total counter\nds_journal_checkpoints_total " +
-              std::to_string(st.checkpoints) + "\n";
-      *out += "# HELP ds_journal_checkpoint_failures_total Checkpoints that failed (retried).\n"
-              "# TYPE ds_journal_checkpoint_failures_total counter\n"
-              "ds_journal_checkpoint_failures_total " + std::to_string(st.checkpoint_failures) + "\n";
+      Metrics::write(out, "ds_journal_bytes_total", "counter",
+                     "Bytes written to the write-ahead journal.", std::to_string(st.record_bytes));
+      Metrics::write(out, "ds_journal_failed_batches_total", "counter",
+                     "Journal writes or syncs that failed.", std::to_string(st.failed_batches));
+      Metrics::write(out, "ds_journal_checkpoints_total", "counter",
+                     "Journal files retired after syncing the segment files they cover.",
+                     std::to_string(st.checkpoints));
+      Metrics::write(out, "ds_journal_checkpoint_failures_total", "counter",
+                     "Checkpoints that failed (retried).", std::to_string(st.checkpoint_failures));
     }
-    *out += "# HELP ds_fsync_total fdatasync calls made to acknowledge appends (journal or "
-            "segment files).\n"
-            "# TYPE ds_fsync_total counter\nds_fsync_total " + std::to_string(syncs) + "\n";
-    *out += "# HELP ds_group_commit_batches_total Group-commit batches.\n"
-            "# TYPE ds_group_commit_batches_total counter\nds_group_commit_batches_total " +
-            std::to_string(batches) + "\n";
-    *out += "# HELP ds_group_commit_requests_total Appends made durable by the group commit.\n"
-            "# TYPE ds_group_commit_requests_total counter\nds_group_commit_requests_total " +
-            std::to_string(requests) + "\n";
+    Metrics::write(out, "ds_fsync_total", "counter",
+                   "fdatasync calls made to acknowledge appends (journal or segment files).",
+                   std::to_string(syncs));
+    Metrics::write(out, "ds_group_commit_batches_total", "counter", "Group-commit batches.",
+                   std::to_string(batches));
+    Metrics::write(out, "ds_group_commit_requests_total", "counter",
+                   "Appends made durable by the group commit.", std::to_string(requests));
   });
 
   ApiContext ctx;

@@ -30,6 +30,12 @@ void Metrics::observe_request(const std::string& route, const std::string& metho
   h.sum += seconds;
 }
 
+void Metrics::write(std::string* out, const char* name, const char* type, const char* help,
+                    const std::string& value) {
+  *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+          name + " " + value + "\n";
+}
+
 void Metrics::add_collector(std::function<void(std::string*)> fn) {
   std::lock_guard lk(mu_);
   collectors_.push_back(std::move(fn));
@@ -38,12 +44,10 @@ void Metrics::add_collector(std::function<void(std::string*)> fn) {
 std::string Metrics::render() {
   std::string out;
   auto counter = [&](const char* name, const char* help, uint64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
-           " " + std::to_string(v) + "\n";
+    write(&out, name, "counter", help, std::to_string(v));
   };
   auto gauge = [&](const char* name, const char* help, int64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name +
-           " " + std::to_string(v) + "\n";
+    write(&out, name, "gauge", help, std::to_string(v));
   };
   counter("ds_appends_total", "Append requests that stored data.", appends.load());
   counter("ds_appended_events_total", "Events/messages stored.", appended_events.load());

@@ -34,6 +34,9 @@ class Metrics {
   // Extra gauges computed at scrape time (group commit stats, index lag, S3 lag…). `fn` appends
   // complete exposition lines (with # HELP/# TYPE) to its argument.
   void add_collector(std::function<void(std::string*)> fn);
+  // Appends one metric in the Prometheus text format ("# HELP", "# TYPE", value) — for collectors.
+  static void write(std::string* out, const char* name, const char* type, const char* help,
+                    const std::string& value);
 
   std::string render();
 
