@@ -17,7 +17,7 @@ namespace asio = boost::asio;
 asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
                                     std::chrono::steady_clock::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
-  // One allocation for the timer and the flag; the wake-up posts the cancel to our strand.
+  // One allocation for the timer and the flag; the wake-up posts the cancel to our executor.
   struct State {
     State(const asio::any_io_executor& e, std::chrono::steady_clock::time_point d) : timer(e, d) {}
     asio::steady_timer timer;

@@ -13,7 +13,7 @@ namespace ds {
 
 // Waits until `stream` has durable data at or after `from`, is closed or deleted, or `deadline`
 // passes. Returns true when woken by the stream (data, closure, deletion, shutdown), false on
-// timeout. Must be awaited on the connection's strand.
+// timeout. Must be awaited on the connection's executor.
 boost::asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
                                            std::chrono::steady_clock::time_point deadline);
 

@@ -105,6 +105,10 @@ int run_cli(int argc, char** argv) {
                     "Seconds after which a journal file with records is checkpointed even if "
                     "not full (bounds replay work after a crash)")
       ->envname(env("JOURNAL_CHECKPOINT_INTERVAL"))->capture_default_str()->check(CLI::Range(0.01, 1e7));
+  serve->add_option("--journal-syncs", o.journal_syncs,
+                    "Journal fdatasyncs in flight at once: more lowers latency on fast disks, "
+                    "fewer makes bigger batches (less CPU per append)")
+      ->envname(env("JOURNAL_SYNCS"))->capture_default_str()->check(CLI::Range(1, 16));
   serve->add_option("--s3-upload-concurrency", o.s3_upload_concurrency,
                     "Streams uploaded in parallel for appends waiting on the bucket (durability s3)")
       ->envname(env("S3_UPLOAD_CONCURRENCY"))->check(CLI::Range(1, 64))->capture_default_str();

@@ -100,6 +100,7 @@ int run_serve(const ServeOptions& o) {
     jo.rotate_bytes = o.journal_file_bytes;
     jo.rotate_interval = std::chrono::milliseconds(
         static_cast<int64_t>(o.journal_checkpoint_interval * 1000));
+    jo.max_syncs_in_flight = o.journal_syncs;
     if (Status s = Journal::open(fs, journal_dir, o.data_dir, jo, rs.last_generation, &j); !s) {
       spdlog::error("cannot open the journal: {}", s.message());
       return 1;
@@ -336,7 +337,7 @@ int run_serve(const ServeOptions& o) {
   });
   server.run();
   // Tear down in dependency order while the (stopped) io_context still exists: background
-  // threads first, then drain the committer, whose callbacks post to connection strands.
+  // threads first, then drain the committer, whose callbacks post to connection executors.
   indexer.stop();
   if (tier) tier->stop();
   commit_owner.reset();

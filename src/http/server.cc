@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <mutex>
 #include <random>
 #include <set>
@@ -44,7 +45,12 @@ struct Connection {
 struct HttpServer::Impl {
   ServerOptions options;
   Handler handler;
-  asio::io_context ioc;
+  // One io_context per I/O thread (each run by exactly one thread, so a connection's handlers
+  // never need a strand and never hop threads); ioc is the first, which also accepts, handles
+  // signals and runs stop(). Connections are dealt out round-robin.
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  asio::io_context& ioc;
+  size_t next_context = 0;
   tcp::acceptor acceptor{ioc};
   std::atomic<bool> stopping{false};
   std::function<void()> on_shutdown;
@@ -52,9 +58,25 @@ struct HttpServer::Impl {
   std::mutex conns_mu;
   std::set<std::shared_ptr<Connection>> conns;
   std::vector<std::thread> threads;
-  std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-  Impl(ServerOptions o, Handler h) : options(std::move(o)), handler(std::move(h)) {}
+  static std::vector<std::unique_ptr<asio::io_context>> make_contexts(int n) {
+    std::vector<std::unique_ptr<asio::io_context>> v;
+    for (int i = 0; i < std::max(1, n); ++i) v.push_back(std::make_unique<asio::io_context>(1));
+    return v;
+  }
+
+  Impl(ServerOptions o, Handler h)
+      : options(std::move(o)),
+        handler(std::move(h)),
+        contexts(make_contexts(options.threads)),
+        ioc(*contexts.front()) {}
+
+  asio::io_context& pick_context() { return *contexts[next_context++ % contexts.size()]; }
+  void stop_all() {
+    work.clear();
+    for (auto& c : contexts) c->stop();
+  }
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<Connection> c);
@@ -71,25 +93,48 @@ class BeastResponder final : public Responder {
   bool failed() const { return failed_; }
   bool streamed() const { return streamed_; }
 
+  // A complete response is serialised by hand into one header block and written together with
+  // the body in one gathered send; only what does not fit in the socket buffer is written
+  // asynchronously (under the 30 s timeout). Same bytes as Beast's serializer would produce:
+  // handler headers in order, request-id, Content-Length, Connection: close when not keeping
+  // the connection.
   asio::awaitable<void> send(HttpResponse r) override {
     status_ = r.status;
-    http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
-    fill(res, r);
-    res.body() = std::move(r.body);
+    thread_local std::string head;
+    head.clear();
+    head += "HTTP/1.1 ";
+    head += std::to_string(r.status);
+    head += ' ';
+    head += http::obsolete_reason(static_cast<http::status>(r.status));
+    head += "\r\n";
+    bool has_id = false;
+    for (const auto& [k, v] : r.headers) {
+      if (!has_id && beast::iequals(k, "request-id")) has_id = true;
+      append_field(&head, k, v);
+    }
+    if (!has_id) append_field(&head, "request-id", req_.request_id);
+    append_field(&head, "Content-Length", std::to_string(r.body.size()));
+    if (!req_.keep_alive || server_->stopping.load()) append_field(&head, "Connection", "close");
+    head += "\r\n";
     // HEAD responses describe the body they would have had.
-    if (req_.method == "HEAD") {
-      if (!r.get("content-length")) res.content_length(res.body().size());
-      res.body().clear();
-      http::response_serializer<http::string_body> sr{res};
-      sr.split(true);
+    std::string_view body = req_.method == "HEAD" ? std::string_view() : std::string_view(r.body);
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body)};
+    size_t total = head.size() + body.size();
+    size_t sent = 0;
+    beast::error_code ec;
+    // The socket is non-blocking (set at accept): this either writes or reports would_block.
+    sent = stream_.socket().write_some(bufs, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      failed_ = true;
+    } else if (sent < total) {
+      // The rest goes out asynchronously; `head` is thread_local, so keep our own copy.
+      std::string rest_head = sent < head.size() ? head.substr(sent) : std::string();
+      size_t body_from = sent > head.size() ? sent - head.size() : 0;
+      std::array<asio::const_buffer, 2> rest{asio::buffer(rest_head),
+                                             asio::buffer(body.substr(body_from))};
       stream_.expires_after(std::chrono::seconds(30));
-      auto [ec, n] = co_await http::async_write_header(stream_, sr, use_nothrow);
-      failed_ = static_cast<bool>(ec);
-    } else {
-      res.prepare_payload();
-      stream_.expires_after(std::chrono::seconds(30));
-      auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
-      failed_ = static_cast<bool>(ec);
+      auto [wec, n] = co_await asio::async_write(stream_, rest, use_nothrow);
+      failed_ = static_cast<bool>(wec);
     }
     done_ = true;
   }
@@ -155,6 +200,21 @@ class BeastResponder final : public Responder {
   }
 
  private:
+  // Appends "name: value\r\n"; a CR or LF in a value (never produced by the handlers; request
+  // headers cannot carry them) becomes a space so that no value can inject a header.
+  static void append_field(std::string* out, std::string_view name, std::string_view value) {
+    out->append(name);
+    out->append(": ");
+    size_t at = out->size();
+    out->append(value);
+    if (value.find_first_of("\r\n") != std::string_view::npos) {
+      for (size_t i = at; i < out->size(); ++i) {
+        if ((*out)[i] == '\r' || (*out)[i] == '\n') (*out)[i] = ' ';
+      }
+    }
+    out->append("\r\n");
+  }
+
   template <typename Message>
   void fill(Message& m, const HttpResponse& r) {
     for (const auto& [k, v] : r.headers) m.insert(k, v);
@@ -210,7 +270,7 @@ asio::awaitable<void> drain(beast::tcp_stream& stream, beast::flat_buffer& buffe
 asio::awaitable<void> HttpServer::Impl::accept_loop() {
   auto last_warning = std::chrono::steady_clock::time_point{};
   for (;;) {
-    auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), use_nothrow);
+    auto [ec, sock] = co_await acceptor.async_accept(pick_context(), use_nothrow);
     if (ec) {
       if (stopping.load() || ec == asio::error::operation_aborted) co_return;
       // Typically EMFILE/ENFILE: back off instead of spinning, and warn at most once a second.
@@ -225,6 +285,9 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     }
     beast::error_code ignored;
     sock.set_option(tcp::no_delay(true), ignored);
+    // Non-blocking for synchronous writes too: send() and write() try one write_some first and
+    // fall back to an asynchronous write only when the socket buffer is full.
+    sock.non_blocking(true, ignored);
     auto ex = sock.get_executor();
     auto c = std::make_shared<Connection>(std::move(sock));
     asio::co_spawn(ex, serve(std::move(c)), asio::detached);
@@ -335,7 +398,7 @@ HttpServer::HttpServer(ServerOptions options, Handler handler)
 
 HttpServer::~HttpServer() {
   if (!impl_->threads.empty()) {
-    impl_->ioc.stop();
+    impl_->stop_all();
     for (auto& t : impl_->threads) t.join();
   }
 }
@@ -360,8 +423,13 @@ size_t HttpServer::open_connections() const { return impl_->connections.load(); 
 
 void HttpServer::run() {
   asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
-  int n = std::max(1, impl_->options.threads);
-  for (int i = 1; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  // The other contexts have no work of their own until a connection arrives: keep them running
+  // until stop_all().
+  for (size_t i = 1; i < impl_->contexts.size(); ++i) {
+    asio::io_context* c = impl_->contexts[i].get();
+    impl_->work.push_back(asio::make_work_guard(*c));
+    impl_->threads.emplace_back([c] { c->run(); });
+  }
   impl_->ioc.run();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
@@ -390,7 +458,7 @@ void HttpServer::stop() {
     auto poll = std::make_shared<std::function<void()>>();
     *poll = [this, timer, deadline, poll] {
       if (impl_->connections.load() == 0 || std::chrono::steady_clock::now() > deadline) {
-        impl_->ioc.stop();
+        impl_->stop_all();
         *poll = nullptr;
         return;
       }

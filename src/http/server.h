@@ -1,5 +1,6 @@
-// HttpServer: HTTP/1.1 on Boost.Beast with C++20 coroutines — one coroutine per connection on a
-// strand, a fixed pool of I/O threads, no thread per connection.
+// HttpServer: HTTP/1.1 on Boost.Beast with C++20 coroutines — one coroutine per connection, a
+// fixed set of I/O threads each running its own io_context (a connection lives on one thread for
+// its whole life, so its handlers never need a strand), no thread per connection.
 //
 // Guarantees: keep-alive and chunked request bodies; request bodies over max_body answer 413 and
 // headers over max_header answer 431 without reaching the handler; connections idle longer than

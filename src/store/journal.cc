@@ -60,8 +60,13 @@ Journal::~Journal() {
 }
 
 void Journal::commit(const Write& w, Callback done) {
+  bool wake;
   {
     std::lock_guard lk(mu_);
+    // Wake the writer only when this commit is what it waits for: the first queued since its
+    // last batch while a sync slot is free. Otherwise it is awake already, or a finishing sync
+    // will wake it — a wake-up per commit would cost a context switch per append for nothing.
+    wake = pending_callbacks_.empty() && syncs_in_flight_ < options_.max_syncs_in_flight;
     if (!w.bytes.empty()) {
       std::string_view path = w.path;
       if (path.size() > root_.size() + 1 && path.starts_with(root_) && path[root_.size()] == '/') {
@@ -72,7 +77,7 @@ void Journal::commit(const Write& w, Callback done) {
     }
     pending_callbacks_.push_back(std::move(done));
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 Journal::Stats Journal::stats() const {
@@ -212,7 +217,7 @@ void Journal::run_syncer() {
     job.ticket->done = true;
     job.ticket->status = s;
     syncs_in_flight_--;
-    cv_.notify_one();
+    if (!pending_callbacks_.empty() || stopping_) cv_.notify_one();  // else commit() wakes it
     deliver_locked(lk);
   }
 }
