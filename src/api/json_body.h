@@ -10,7 +10,8 @@
 
 namespace ds {
 
-// Appends the messages of `body` (each minified) to *out. An empty top-level array yields no
+// Appends the messages of `body` to *out, each minified (whitespace outside strings removed;
+// numbers, escapes and key order exactly as sent). An empty top-level array yields no
 // messages (callers decide whether that is allowed). kInvalid with the parser's message when the
 // body is not valid JSON.
 Status split_json_messages(std::string_view body, std::vector<std::string>* out);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,12 +27,17 @@ struct HttpRequest {
 };
 
 struct HttpResponse {
+  using FixedHeader = std::pair<std::string_view, std::string_view>;
+
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
+  // Headers whose names and values live in static storage (the same on most responses), written
+  // after `headers` without being copied. Not seen by get()/set().
+  std::span<const FixedHeader> fixed_headers;
   std::string body;
 
-  HttpResponse() = default;
-  explicit HttpResponse(int s) : status(s) {}
+  HttpResponse() { headers.reserve(8); }
+  explicit HttpResponse(int s) : status(s) { headers.reserve(8); }
   // Replaces any header of that name (case-insensitive).
   void set(std::string_view name, std::string value);
   void add(std::string_view name, std::string value);

@@ -112,6 +112,7 @@ class BeastResponder final : public Responder {
       if (!has_id && beast::iequals(k, "request-id")) has_id = true;
       append_field(&head, k, v);
     }
+    for (const auto& [k, v] : r.fixed_headers) append_field(&head, k, v);
     if (!has_id) append_field(&head, "request-id", req_.request_id);
     append_field(&head, "Content-Length", std::to_string(r.body.size()));
     if (!req_.keep_alive || server_->stopping.load()) append_field(&head, "Connection", "close");
@@ -218,6 +219,7 @@ class BeastResponder final : public Responder {
   template <typename Message>
   void fill(Message& m, const HttpResponse& r) {
     for (const auto& [k, v] : r.headers) m.insert(k, v);
+    for (const auto& [k, v] : r.fixed_headers) m.insert(k, v);
     if (m.find("request-id") == m.end()) m.set("request-id", req_.request_id);
     m.keep_alive(req_.keep_alive && !server_->stopping.load());
   }

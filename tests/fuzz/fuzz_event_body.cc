@@ -96,6 +96,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fail("split message is not minified/stable", m);
       }
     }
+    // Nothing lost or changed: the messages, put back together, are the minified body (one
+    // message), or its array with every element in order (as many as an independent parser
+    // counts).
+    std::string joined;
+    for (size_t i = 0; i < messages.size(); ++i) joined += (i ? "," : "") + messages[i];
+    simdjson::padded_string padded(body);
+    std::string min(body.size(), '\0');
+    size_t n = 0;
+    if (simdjson::minify(padded.data(), body.size(), min.data(), n) != simdjson::SUCCESS) {
+      fail("accepted body does not minify", body);
+    }
+    min.resize(n);
+    boost::system::error_code ec;
+    boost::json::value whole = boost::json::parse(body, ec);
+    bool is_array = !min.empty() && min.front() == '[';
+    if (is_array ? "[" + joined + "]" != min : messages.size() != 1 || joined != min) {
+      fail("split messages differ from the body", body);
+    }
+    if (!ec && is_array && whole.as_array().size() != messages.size()) {
+      fail("split message count differs from the array's", body);
+    }
   }
   return 0;
 }
