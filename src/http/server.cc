@@ -338,10 +338,19 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
         break;
       }
       parser.body_limit(options.max_body);
-      c->stream.expires_after(options.idle_timeout);
-      auto [bec, bbytes] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
-      ec = bec;
-      bytes += bbytes;
+      if (!parser.is_done() && length && buffer.size() >= *length) {
+        // The whole body arrived with the header (the common case for small appends): parse it
+        // from the buffer at once instead of starting another asynchronous read.
+        size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        bytes += used;
+      }
+      if (!ec && !parser.is_done()) {
+        c->stream.expires_after(options.idle_timeout);
+        auto [bec, bbytes] = co_await http::async_read(c->stream, buffer, parser, use_nothrow);
+        ec = bec;
+        bytes += bbytes;
+      }
     }
     if (ec) {
       if (ec == http::error::body_limit) {

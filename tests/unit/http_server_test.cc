@@ -40,6 +40,8 @@ class HttpServerTest : public ::testing::Test {
           } else if (req.path == "/inject") {
             r.set("X-Value", "a\r\nX-Injected: yes");
             r.body = "ok";
+          } else if (req.path == "/echo") {
+            r.body = req.method + ":" + req.body;
           } else if (req.path == "/empty") {
             r = HttpResponse(204);
           } else {
@@ -152,6 +154,32 @@ TEST_F(HttpServerTest, NoContentHasAnEmptyBody) {
   ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
   EXPECT_EQ(head.rfind("HTTP/1.1 204 No Content\r\n", 0), 0u) << head;
   EXPECT_EQ(body, "");
+  ::close(fd);
+}
+
+TEST_F(HttpServerTest, PipelinedBodiesAreEachReadWhole) {
+  // Requests whose bodies arrive with their headers, all in one segment, then one whose body
+  // comes later and one with a chunked body: each handler sees exactly its own body.
+  int fd = connect_client();
+  send_all(fd,
+           "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+           "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+           "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+           "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsp");
+  std::string carry, head, body;
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(body, "POST:abc");
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(body, "POST:hello");
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(body, "GET:");
+  send_all(fd, "lit!");  // the rest of the fourth body
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(body, "POST:split!");
+  send_all(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "3\r\nchu\r\n4\r\nnked\r\n0\r\n\r\n");
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(body, "POST:chunked");
   ::close(fd);
 }
 
