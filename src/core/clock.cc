@@ -76,6 +76,30 @@ std::optional<int64_t> parse_rfc3339(std::string_view s) {
 }
 
 std::string format_rfc3339_millis(int64_t unix_millis) {
+  if (unix_millis >= 0) {
+    // The date and time up to the second change once a second: format them once per thread and
+    // second (this runs for every access-log line and event).
+    thread_local int64_t cached_sec = -1;
+    thread_local char cached[48];
+    thread_local int cached_len = 0;
+    int64_t sec = unix_millis / 1000;
+    if (sec != cached_sec) {
+      time_t t_secs = static_cast<time_t>(sec);
+      struct tm t;
+      gmtime_r(&t_secs, &t);
+      cached_len = std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.",
+                                 t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min,
+                                 t.tm_sec);
+      cached_sec = sec;
+    }
+    int ms = static_cast<int>(unix_millis % 1000);
+    std::string out(cached, static_cast<size_t>(cached_len));
+    out += static_cast<char>('0' + ms / 100);
+    out += static_cast<char>('0' + ms / 10 % 10);
+    out += static_cast<char>('0' + ms % 10);
+    out += 'Z';
+    return out;
+  }
   time_t secs = static_cast<time_t>(unix_millis / 1000);
   struct tm t;
   gmtime_r(&secs, &t);

@@ -208,10 +208,9 @@ class BeastResponder final : public Responder {
     out->append(": ");
     size_t at = out->size();
     out->append(value);
-    if (value.find_first_of("\r\n") != std::string_view::npos) {
-      for (size_t i = at; i < out->size(); ++i) {
-        if ((*out)[i] == '\r' || (*out)[i] == '\n') (*out)[i] = ' ';
-      }
+    for (size_t i = at; i < out->size(); ++i) {
+      char& c = (*out)[i];
+      if (c == '\r' || c == '\n') c = ' ';
     }
     out->append("\r\n");
   }

@@ -7,6 +7,8 @@ namespace ds {
 TEST(Offset, FormatsSixteenZeroPaddedDigits) {
   EXPECT_EQ(format_offset(0), "0000000000000000");
   EXPECT_EQ(format_offset(145), "0000000000000145");
+  EXPECT_EQ(format_offset(1234567890123456), "1234567890123456");
+  EXPECT_EQ(format_offset(18446744073709551615ull), "18446744073709551615");  // wider than 16
 }
 
 TEST(Offset, TokensSortLikePositions) {
