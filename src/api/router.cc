@@ -5,6 +5,7 @@
 #include <chrono>
 #include <set>
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 
 #include "core/clock.h"
@@ -79,9 +80,9 @@ asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
   if (ctx.access_log) {
     thread_local fmt::memory_buffer line;
     line.clear();
-    fmt::format_to(std::back_inserter(line),
+    fmt::format_to(std::back_inserter(line), FMT_COMPILE(
         "{{\"ts\":\"{}\",\"request_id\":\"{}\",\"method\":\"{}\",\"route\":\"{}\",\"path\":{},"
-        "\"status\":{},\"ms\":{:.3f},\"tenant\":{},\"bytes_in\":{}}}",
+        "\"status\":{},\"ms\":{:.3f},\"tenant\":{},\"bytes_in\":{}}}"),
         format_rfc3339_millis(now_unix_millis()), req.request_id, req.method, label,
         json_quote(req.path.size() > 256 ? req.path.substr(0, 256) : req.path), res.status(),
         secs * 1000, json_quote(tenant), req.body.size());
