@@ -161,7 +161,7 @@ Status SessionStore::remove_orphan_streams() {
                        "SELECT tenant, path FROM streams WHERE kind=1 AND"
                        " substr(path, 1, 10) = char(1) || 'sessions/' AND NOT EXISTS"
                        " (SELECT 1 FROM sessions s WHERE s.tenant = streams.tenant AND"
-                       "  streams.path = char(1) || 'sessions/' || s.session_id)",
+                       "  s.session_id = substr(streams.path, 11))",  // UNIQUE(tenant, session_id)
                        -1, &st, nullptr);
     while (st && sqlite3_step(st) == SQLITE_ROW) {
       orphans.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
