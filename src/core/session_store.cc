@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <future>
+#include <iterator>
 #include <sqlite3.h>
 
 #include <boost/json/parse.hpp>
@@ -223,8 +224,16 @@ void SessionStore::commit_loop() {
   for (;;) {
     queue_cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
+    // At most kMaxBatch per transaction, so that one commit never holds the catalog for long.
+    constexpr size_t kMaxBatch = 256;
     std::vector<PendingCreate> batch;
-    batch.swap(queue_);
+    if (queue_.size() <= kMaxBatch) {
+      batch.swap(queue_);
+    } else {
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + kMaxBatch));
+      queue_.erase(queue_.begin(), queue_.begin() + kMaxBatch);
+    }
     lk.unlock();
     commit_batch(batch);
     lk.lock();
@@ -313,7 +322,9 @@ void SessionStore::commit_batch(std::vector<PendingCreate>& batch) {
       auto it = creating_.find(key(c.tenant, c.id));
       if (it == creating_.end()) continue;
       Status later = c.status ? Status::conflict("session " + c.id + " exists") : c.status;
-      for (auto& w : it->second) dones.push_back(Done{std::move(w), SessionCreated{later, nullptr}});
+      for (auto& w : it->second) {
+        dones.push_back(Done{std::move(w), SessionCreated{later, nullptr}});
+      }
       creating_.erase(it);
     }
   }

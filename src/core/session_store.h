@@ -95,7 +95,7 @@ class SessionStore {
   // Creates a session with `record` (its fields as stored; created_at/updated_at are set here).
   // `done` runs once the session and its stream are durable (see the guarantees above), on the
   // store's commit thread: creations queued while a commit runs are committed together in the
-  // next one (one catalog transaction and one filesystem journal commit for the batch).
+  // next one (one catalog transaction and one filesystem journal commit for up to 256 of them).
   // kConflict if the id exists; a second create of an id still being created waits for the first
   // and then gets kConflict (or the first one's error).
   void create(const std::string& tenant, const std::string& id, boost::json::object record,
