@@ -5,6 +5,8 @@
 //   ds_perf post     --port P --path PAT --count N [--connections C] [--events E]
 //                    [--event-bytes B] [--offsets FILE]       N requests of E events each; PAT may
 //                                                             hold {i} (request index) / {m} (i % --mod)
+//                    [--method M] [--body STR]                another method / a fixed body (e.g.
+//                                                             PUT /v1/sessions/s-{i} with '{}')
 //   ds_perf catchup  --port P --path PATH [--expect-events N] read from offset -1, following
 //                                                             Stream-Next-Offset until up to date
 //   ds_perf random   --port P --path PATH --offsets FILE [--connections C] [--duration S]
@@ -319,6 +321,8 @@ int cmd_post() {
   long mod = (long)argd("mod", 1);
   bool typed = flag("typed");
   std::string offsets_file = arg("offsets");
+  std::string method = flag("method") ? arg("method") : "POST";
+  bool fixed_body = flag("body");  // send this body instead of generated events
   std::atomic<long> next{0}, errors{0}, bytes_sent{0};
   std::mutex mu;
   std::vector<std::pair<long, std::string>> offs;
@@ -332,14 +336,18 @@ int cmd_post() {
         long i = next++;
         if (i >= count) break;
         body.clear();
-        if (events > 1 || flag("array")) body.push_back('[');
-        for (int k = 0; k < events; ++k) {
-          if (k) body.push_back(',');
-          body += make_event(bytes, uint64_t(i) * events + k, 0, typed);
+        if (fixed_body) {
+          body = arg("body");
+        } else {
+          if (events > 1 || flag("array")) body.push_back('[');
+          for (int k = 0; k < events; ++k) {
+            if (k) body.push_back(',');
+            body += make_event(bytes, uint64_t(i) * events + k, 0, typed);
+          }
+          if (events > 1 || flag("array")) body.push_back(']');
         }
-        if (events > 1 || flag("array")) body.push_back(']');
         std::string path = replace_all(replace_all(pat, "{i}", std::to_string(i)), "{m}", std::to_string(i % mod));
-        int st = cl.request("POST", path, body);
+        int st = cl.request(method, path, body);
         if (st < 200 || st >= 300) {
           if (errors++ < 5) fprintf(stderr, "ds_perf post: %s -> %d %s\n", path.c_str(), st, cl.p.body.substr(0, 200).c_str());
           continue;

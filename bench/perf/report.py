@@ -46,6 +46,9 @@ def key_metrics(fam, label, r):
     if m == "random":
         return (f"{r['req_per_s']:,.0f} req/s, {r['mb_per_s']:,.0f} MB/s, {r['avg_response_bytes']/1e6:.2f} MB/response, "
                 f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms", r["mb_per_s"], True)
+    if m == "post" and label.startswith("session creation"):
+        return (f"{r['req_per_s']:,.0f} sessions/s ({r['requests']:,} in {r['seconds']:.1f} s), errors {r['errors']}",
+                r["req_per_s"], True)
     if m == "post":
         return (f"{r['events']:,} events in {r['seconds']:.1f} s ({r['req_per_s']:,.0f} req/s), errors {r['errors']}",
                 r["seconds"], False)
@@ -74,10 +77,12 @@ def key_metrics(fam, label, r):
         c = r["create"]
         ok = c["requests"] - c["errors"]
         per = (r["rss_after_kb"] - r["rss_before_kb"]) * 1024 / max(ok, 1)
+        made = (f"{ok:,} sessions created in {c['seconds']:.1f} s ({c['req_per_s']:,.0f}/s), none failed"
+                if c["errors"] == 0 else
+                f"{ok:,} sessions actually created ({c['requests']:,} attempted in {c['seconds']:.1f} s, "
+                f"{c['errors']:,} failed)")
         return (f"RSS {r['rss_before_kb']/1024:.0f} -> {r['rss_after_kb']/1024:.0f} MiB = "
-                f"{per:,.0f} B/session over {ok:,} sessions actually created ({c['requests']:,} attempted in "
-                f"{c['seconds']:.1f} s, {c['errors']:,} failed)",
-                r["rss_after_kb"], False)
+                f"{per:,.0f} B/session; {made}", r["rss_after_kb"], False)
     if "ms" in r:
         return (f"{r['ms']:,} ms to /readyz 200 ({r['data_bytes']/1e9:.2f} GB data dir, RSS {r['rss_kb']/1024:.0f} MiB)",
                 r["ms"], False)

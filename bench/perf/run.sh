@@ -184,8 +184,8 @@ fam_sessions() {
 
 # ---- 4. capacity -----------------------------------------------------------------------------
 fam_capacity() {
-  local nidle=5000 nsess=100000 fill_gb=${FILL_GB:-10}
-  [[ "$QUICK" == 1 ]] && { nidle=1000; nsess=10000; fill_gb=${FILL_GB:-1}; }
+  local nidle=5000 nsess=${NSESS:-100000} ncreate=2000 fill_gb=${FILL_GB:-10}
+  [[ "$QUICK" == 1 ]] && { nidle=1000; nsess=${NSESS:-5000}; ncreate=300; fill_gb=${FILL_GB:-1}; }
   for s in $(servers); do
     start_srv "$s" "$WORK/cap-$s" || continue
     if [[ "$s" == ours ]]; then
@@ -198,7 +198,16 @@ fam_capacity() {
       "$("$PERF" idle --port "$SRV_PORT" --path /v1/stream/idle --conns $nidle --server-pid "$SRV_PID")"
     stop_srv
   done
-  # sessions: RSS with N sessions of one event each, then restart-to-ready with that catalog
+  # sessions: creation rate (PUT /v1/sessions/{id}, empty body), then RSS with N sessions of one
+  # event each (created implicitly by their first POST, 32 connections), then restart-to-ready
+  # with that catalog (three restarts; RSS after each is the idle-sessions footprint).
+  start_ours "$WORK/cap-sessions" || return 1
+  for c in 1 32; do
+    record capacity "session creation (PUT /v1/sessions/{id}), $c connections, $ncreate sessions" ours \
+      "$("$PERF" post --port "$SRV_PORT" --method PUT --body '{}' --path "/v1/sessions/new$c-{i}" --count $ncreate --connections $c)"
+  done
+  stop_srv
+  rm -rf "$WORK/cap-sessions"
   start_ours "$WORK/cap-sessions" || return 1
   local before after
   before=$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)
@@ -208,15 +217,17 @@ fam_capacity() {
   after=$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)
   local ok
   ok=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["requests"]-d["errors"])' "$pj" 2>/dev/null || echo "$nsess")
-  record capacity "$nsess sessions, one event each" ours \
+  record capacity "$nsess sessions, one event each (created by their first POST, 32 connections)" ours \
     "{\"create\":$pj,\"rss_before_kb\":$before,\"rss_after_kb\":$after,\"sessions_created\":$ok,\"bytes_per_session\":$(( (after - before) * 1024 / (ok > 0 ? ok : 1) ))}"
   stop_srv
   local t0 t1 du
   du=$(du -sb "$WORK/cap-sessions" | cut -f1)
-  t0=$(date +%s%N); start_ours "$WORK/cap-sessions"; t1=$(date +%s%N)
-  record capacity "restart-to-ready, $nsess sessions" ours \
-    "{\"ms\":$(( (t1 - t0) / 1000000 )),\"data_bytes\":$du,\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)}"
-  stop_srv
+  for k in 1 2 3; do
+    t0=$(date +%s%N); start_ours "$WORK/cap-sessions"; t1=$(date +%s%N)
+    record capacity "restart-to-ready, $nsess sessions #$k" ours \
+      "{\"ms\":$(( (t1 - t0) / 1000000 )),\"data_bytes\":$du,\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)}"
+    stop_srv
+  done
   rm -rf "$WORK/cap-sessions"
   # large data dir: 64 JSON streams of 8 KB events, 500 per POST (4 MB requests)
   start_ours "$WORK/cap-big" || return 1

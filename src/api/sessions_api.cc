@@ -409,7 +409,11 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
       co_return co_await reply_error(req, res, 429, "tenant holds the maximum number of sessions (--max-sessions-per-tenant)");
     }
     json::object rec{{"agent", agent_snapshot(nullptr)}, {"metadata", json::object()}, {"title", nullptr}};
-    Status cs = ctx.sessions->create(tenant, id, std::move(rec), &session);
+    SessionCreated created = co_await await_callback<SessionCreated>([&](auto done) {
+      ctx.sessions->create(tenant, id, std::move(rec), std::move(done));
+    });
+    Status cs = created.status;
+    session = std::move(created.session);
     if (cs.code() == Status::Code::kConflict) cs = ctx.sessions->get(tenant, id, &session);
     if (!cs) co_return co_await reply_status(req, res, cs);
   }
@@ -799,7 +803,10 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
       !(chosen_id && ctx.sessions->get(tenant, id, &session))) {
     co_return co_await reply_error(req, res, 429, "tenant holds the maximum number of sessions (--max-sessions-per-tenant)");
   }
-  Status cs = ctx.sessions->create(tenant, id, rec, &session);
+  SessionCreated created = co_await await_callback<SessionCreated>(
+      [&](auto done) { ctx.sessions->create(tenant, id, rec, std::move(done)); });
+  Status cs = created.status;
+  session = std::move(created.session);
   if (cs.code() == Status::Code::kConflict && chosen_id) {
     // PUT: ensure. Identical title/metadata -> 200, otherwise 409.
     if (Status gs = ctx.sessions->get(tenant, id, &session); !gs) co_return co_await reply_status(req, res, gs);

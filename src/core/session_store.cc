@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <future>
+#include <iterator>
 #include <sqlite3.h>
 
 #include <boost/json/parse.hpp>
@@ -69,7 +70,16 @@ void Session::apply_event(uint64_t position, std::string_view event_json) {
 }
 
 SessionStore::SessionStore(Catalog* catalog, StreamStore* streams)
-    : catalog_(catalog), streams_(streams) {}
+    : catalog_(catalog), streams_(streams), committer_([this] { commit_loop(); }) {}
+
+SessionStore::~SessionStore() {
+  {
+    std::lock_guard lk(queue_mu_);
+    stop_ = true;
+  }
+  queue_cv_.notify_all();
+  committer_.join();
+}
 
 std::shared_ptr<Session> SessionStore::make_session(const std::string& tenant,
                                                     const std::string& id, int64_t catalog_id,
@@ -140,43 +150,185 @@ Status SessionStore::open() {
     sessions_[key(r.tenant, r.sid)] = make_session(r.tenant, r.sid, r.id, std::move(rec), stream);
     per_tenant_[r.tenant]++;
   }
-  return Status::ok();
+  return remove_orphan_streams();
 }
 
-Status SessionStore::create(const std::string& tenant, const std::string& id,
-                            json::object record, std::shared_ptr<Session>* out) {
-  std::lock_guard lk(mu_);
-  if (sessions_.count(key(tenant, id))) return Status::conflict("session " + id + " exists");
-  std::string now = format_rfc3339_millis(now_unix_millis());
-  record["created_at"] = now;
-  record["updated_at"] = now;
-  std::string text = json::serialize(record);
-  int64_t rowid;
+Status SessionStore::remove_orphan_streams() {
+  std::vector<std::pair<std::string, std::string>> orphans;  // tenant, stream path
   {
     std::lock_guard clk(catalog_->mutex());
     sqlite3_stmt* st = nullptr;
     sqlite3_prepare_v2(catalog_->db(),
-                       "INSERT INTO sessions (tenant, session_id, record) VALUES (?,?,?)", -1, &st,
-                       nullptr);
-    sqlite3_bind_text(st, 1, tenant.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, id.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, text.c_str(), -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
+                       "SELECT tenant, path FROM streams WHERE kind=1 AND"
+                       " substr(path, 1, 10) = char(1) || 'sessions/' AND NOT EXISTS"
+                       " (SELECT 1 FROM sessions s WHERE s.tenant = streams.tenant AND"
+                       "  s.session_id = substr(streams.path, 11))",  // UNIQUE(tenant, session_id)
+                       -1, &st, nullptr);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+      orphans.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                           reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    }
     sqlite3_finalize(st);
-    if (rc == SQLITE_CONSTRAINT) return Status::conflict("session " + id + " exists");
-    if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
-    rowid = sqlite3_last_insert_rowid(catalog_->db());
   }
-  std::shared_ptr<Stream> stream;
-  if (Status s = attach_stream(tenant, id, &stream); !s) {
-    catalog_->exec("DELETE FROM sessions WHERE id=" + std::to_string(rowid));
-    return s;
+  for (const auto& [tenant, path] : orphans) {
+    Status s = streams_->remove(tenant, path);
+    if (!s && s.code() != Status::Code::kNotFound) return s;
   }
-  auto session = make_session(tenant, id, rowid, std::move(record), stream);
-  sessions_[key(tenant, id)] = session;
-  per_tenant_[tenant]++;
-  *out = session;
   return Status::ok();
+}
+
+void SessionStore::create(const std::string& tenant, const std::string& id, json::object record,
+                          std::function<void(SessionCreated)> done) {
+  std::string k = key(tenant, id);
+  {
+    std::unique_lock lk(mu_);
+    if (sessions_.count(k)) {
+      lk.unlock();
+      done(SessionCreated{Status::conflict("session " + id + " exists"), nullptr});
+      return;
+    }
+    if (auto it = creating_.find(k); it != creating_.end()) {
+      it->second.push_back(std::move(done));
+      return;
+    }
+    creating_[k];
+  }
+  std::string now = format_rfc3339_millis(now_unix_millis());
+  record["created_at"] = now;
+  record["updated_at"] = now;
+  PendingCreate c;
+  c.tenant = tenant;
+  c.id = id;
+  c.record_text = json::serialize(record);
+  c.record = std::move(record);
+  c.done = std::move(done);
+  {
+    std::lock_guard lk(queue_mu_);
+    queue_.push_back(std::move(c));
+  }
+  queue_cv_.notify_one();
+}
+
+Status SessionStore::create(const std::string& tenant, const std::string& id,
+                            json::object record, std::shared_ptr<Session>* out) {
+  std::promise<SessionCreated> p;
+  auto f = p.get_future();
+  create(tenant, id, std::move(record), [&p](SessionCreated c) { p.set_value(std::move(c)); });
+  SessionCreated c = f.get();
+  if (c.status) *out = std::move(c.session);
+  return c.status;
+}
+
+void SessionStore::commit_loop() {
+  std::unique_lock lk(queue_mu_);
+  for (;;) {
+    queue_cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    // At most kMaxBatch per transaction, so that one commit never holds the catalog for long.
+    constexpr size_t kMaxBatch = 256;
+    std::vector<PendingCreate> batch;
+    if (queue_.size() <= kMaxBatch) {
+      batch.swap(queue_);
+    } else {
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + kMaxBatch));
+      queue_.erase(queue_.begin(), queue_.begin() + kMaxBatch);
+    }
+    lk.unlock();
+    commit_batch(batch);
+    lk.lock();
+  }
+}
+
+Status SessionStore::insert_session_row_locked(PendingCreate& c) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(catalog_->db(),
+                         "INSERT INTO sessions (tenant, session_id, record) VALUES (?,?,?)", -1,
+                         &st, nullptr) != SQLITE_OK) {
+    return Status::io_error(std::string("catalog prepare: ") + sqlite3_errmsg(catalog_->db()));
+  }
+  sqlite3_bind_text(st, 1, c.tenant.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, c.id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, c.record_text.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc == SQLITE_CONSTRAINT) return Status::conflict("session " + c.id + " exists");
+  if (rc != SQLITE_DONE) {
+    return Status::io_error(std::string("catalog insert: ") + sqlite3_errmsg(catalog_->db()));
+  }
+  c.rowid = sqlite3_last_insert_rowid(catalog_->db());
+  return Status::ok();
+}
+
+void SessionStore::commit_batch(std::vector<PendingCreate>& batch) {
+  std::vector<int64_t> dirs;  // stream ids whose log directories this batch creates
+  int64_t now_ms = now_unix_millis();
+  Status s = catalog_->transaction([&]() -> Status {
+    for (auto& c : batch) {
+      // A savepoint per session: a conflict undoes that session's rows only.
+      if (Status st = catalog_->exec_locked("SAVEPOINT create_session"); !st) return st;
+      c.stream.tenant = c.tenant;
+      c.stream.path = stream_path(c.id);
+      c.stream.kind = 1;
+      c.stream.content_type = "application/json";
+      c.stream.created_ms = now_ms;
+      c.status = catalog_->insert_stream_locked(&c.stream);
+      if (c.status.code() == Status::Code::kConflict) {
+        c.status = Status::conflict("session " + c.id + " exists");
+      }
+      if (c.status && probe_) c.status = probe_("between_rows");
+      if (c.status) c.status = insert_session_row_locked(c);
+      if (!c.status) {
+        if (Status st = catalog_->exec_locked("ROLLBACK TO create_session"); !st) return st;
+      }
+      if (Status st = catalog_->exec_locked("RELEASE create_session"); !st) return st;
+      if (c.status) dirs.push_back(c.stream.id);
+    }
+    // The logs' directories must be durable before the rows naming them are: after a crash
+    // before the commit they are orphans that StreamStore::open() removes.
+    Status st = streams_->create_log_dirs(dirs);
+    if (st && probe_) st = probe_("before_commit");
+    return st;
+  });
+  if (!s) streams_->remove_log_dirs(dirs);
+
+  struct Done {
+    std::function<void(SessionCreated)> done;
+    SessionCreated result;
+  };
+  std::vector<Done> dones;
+  std::vector<std::pair<std::shared_ptr<Session>, size_t>> created;  // session, batch index
+  for (size_t i = 0; i < batch.size(); ++i) {
+    PendingCreate& c = batch[i];
+    if (!s && c.status) c.status = s;
+    if (!c.status) continue;
+    auto stream = streams_->adopt(c.stream);
+    created.emplace_back(make_session(c.tenant, c.id, c.rowid, std::move(c.record), stream), i);
+  }
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [session, i] : created) {
+      sessions_[key(batch[i].tenant, batch[i].id)] = session;
+      per_tenant_[batch[i].tenant]++;
+    }
+    size_t next_created = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      PendingCreate& c = batch[i];
+      std::shared_ptr<Session> session;
+      if (next_created < created.size() && created[next_created].second == i) {
+        session = created[next_created++].first;
+      }
+      dones.push_back(Done{std::move(c.done), SessionCreated{c.status, session}});
+      auto it = creating_.find(key(c.tenant, c.id));
+      if (it == creating_.end()) continue;
+      Status later = c.status ? Status::conflict("session " + c.id + " exists") : c.status;
+      for (auto& w : it->second) {
+        dones.push_back(Done{std::move(w), SessionCreated{later, nullptr}});
+      }
+      creating_.erase(it);
+    }
+  }
+  for (auto& d : dones) d.done(std::move(d.result));
 }
 
 Status SessionStore::get(const std::string& tenant, const std::string& id,

@@ -5,6 +5,10 @@
 // Guarantees:
 // - Session ids are unique per tenant; tenants never see each other's sessions.
 // - Record changes (create, update, archive) are committed to the catalog before they return.
+// - A session and its stream are created together: both catalog rows in one transaction, and the
+//   stream's log directory made durable before that transaction commits. After a crash at any
+//   point, a session exists with its stream or not at all (a stream row left without its session
+//   by an interrupted delete is removed at open()).
 // - Derived state reflects exactly the durable events (it is rebuilt from the log when a session
 //   is first used after a restart).
 // - Deleting a session removes its record and its log, and wakes its live readers.
@@ -12,11 +16,15 @@
 #pragma once
 
 #include <boost/json/object.hpp>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -70,17 +78,39 @@ class Session {
   std::shared_ptr<Stream> stream_;
 };
 
+struct SessionCreated {
+  Status status;
+  std::shared_ptr<Session> session;
+};
+
 class SessionStore {
  public:
   SessionStore(Catalog* catalog, StreamStore* streams);
+  ~SessionStore();  // finishes the queued creations, then stops the commit thread
 
-  // Loads every session record (their logs open lazily).
+  // Loads every session record (their logs open lazily) and removes session streams whose
+  // session row is gone (a delete interrupted between its two steps).
   Status open();
 
   // Creates a session with `record` (its fields as stored; created_at/updated_at are set here).
-  // kConflict if the id exists.
+  // `done` runs once the session and its stream are durable (see the guarantees above), on the
+  // store's commit thread: creations queued while a commit runs are committed together in the
+  // next one (one catalog transaction and one filesystem journal commit for up to 256 of them).
+  // kConflict if the id exists; a second create of an id still being created waits for the first
+  // and then gets kConflict (or the first one's error).
+  void create(const std::string& tenant, const std::string& id, boost::json::object record,
+              std::function<void(SessionCreated)> done);
+  // The same, blocking until done.
   Status create(const std::string& tenant, const std::string& id, boost::json::object record,
                 std::shared_ptr<Session>* out);
+
+  // Failure probe (tests): called inside the creation transaction at "between_rows" (stream row
+  // inserted, session row not yet) and "before_commit" (log directories durable, rows not yet
+  // committed); an error fails that creation (between_rows) or the whole batch (before_commit).
+  // Set before the first create().
+  void set_failure_probe(std::function<Status(std::string_view point)> probe) {
+    probe_ = std::move(probe);
+  }
   Status get(const std::string& tenant, const std::string& id, std::shared_ptr<Session>* out);
   // Replaces the stored record (after an update or archive); bumps updated_at.
   Status save(const std::shared_ptr<Session>& s, boost::json::object record);
@@ -105,11 +135,35 @@ class SessionStore {
                                         int64_t catalog_id, boost::json::object record,
                                         std::shared_ptr<Stream> stream);
 
+  struct PendingCreate {
+    std::string tenant;
+    std::string id;
+    std::string record_text;
+    boost::json::object record;
+    std::function<void(SessionCreated)> done;
+    StreamRecord stream;  // filled in by the commit
+    int64_t rowid = 0;
+    Status status;
+  };
+  void commit_loop();
+  void commit_batch(std::vector<PendingCreate>& batch);
+  Status insert_session_row_locked(PendingCreate& c);
+  Status remove_orphan_streams();
+
   Catalog* catalog_;
   StreamStore* streams_;
+  std::function<Status(std::string_view)> probe_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
   std::unordered_map<std::string, size_t> per_tenant_;
+  // Creations in flight (queued or committing), by key(): later creates of the same id wait here.
+  std::unordered_map<std::string, std::vector<std::function<void(SessionCreated)>>> creating_;
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<PendingCreate> queue_;
+  bool stop_ = false;
+  std::thread committer_;
 };
 
 }  // namespace ds

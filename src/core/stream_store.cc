@@ -177,6 +177,29 @@ Status StreamStore::remove(const std::string& tenant, const std::string& path) {
   return Status::ok();
 }
 
+Status StreamStore::create_log_dirs(const std::vector<int64_t>& ids) {
+  Status s = Status::ok();
+  for (int64_t id : ids) {
+    if (s = StreamLog::create_empty(options_.fs, stream_dir(id), 0); !s) break;
+  }
+  for (size_t i = 0; s && i < ids.size(); ++i) s = options_.fs->sync_dir(stream_dir(ids[i]));
+  if (s && !ids.empty()) s = options_.fs->sync_dir(options_.data_dir + "/streams");
+  if (!s) remove_log_dirs(ids);
+  return s;
+}
+
+void StreamStore::remove_log_dirs(const std::vector<int64_t>& ids) {
+  for (int64_t id : ids) options_.fs->remove_all(stream_dir(id));
+}
+
+std::shared_ptr<Stream> StreamStore::adopt(const StreamRecord& r) {
+  auto s = make_stream(r, nullptr);
+  std::lock_guard lk(mu_);
+  streams_[key(r.tenant, r.path)] = s;
+  by_id_[r.id] = s;
+  return s;
+}
+
 namespace {
 std::string fork_request_string(const CreateSpec& spec) {
   if (!spec.forked_from) return "";

@@ -71,6 +71,17 @@ class StreamStore {
 
   void create(CreateSpec spec, std::function<void(CreateOutcome)> done);
 
+  // Batched creation for callers that insert the stream rows in their own catalog transaction
+  // (session creation): create_log_dirs() creates the log directory and first, empty segment of
+  // each stream in `ids` and makes them durable before returning ok (all are created first, then
+  // each directory and streams/ are fsynced, so one filesystem journal commit covers the batch);
+  // on failure it removes what it created. remove_log_dirs() undoes it when the transaction is
+  // rolled back. Once the rows are committed, adopt() registers each stream (its log opens
+  // lazily, on first use).
+  Status create_log_dirs(const std::vector<int64_t>& ids);
+  void remove_log_dirs(const std::vector<int64_t>& ids);
+  std::shared_ptr<Stream> adopt(const StreamRecord& r);
+
   // kNotFound when absent; kGone when already soft-deleted.
   Status remove(const std::string& tenant, const std::string& path);
 

@@ -75,8 +75,22 @@ Status Catalog::exec_locked(const std::string& sql) {
   return Status::ok();
 }
 
+Status Catalog::transaction(const std::function<Status()>& body) {
+  std::lock_guard lk(mu_);
+  if (Status s = exec_locked("BEGIN IMMEDIATE"); !s) return s;
+  Status s = body();
+  if (s) s = exec_locked("COMMIT");
+  // A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY); roll back what remains.
+  if (!s && !sqlite3_get_autocommit(db_)) exec_locked("ROLLBACK");
+  return s;
+}
+
 Status Catalog::insert_stream(StreamRecord* r) {
   std::lock_guard lk(mu_);
+  return insert_stream_locked(r);
+}
+
+Status Catalog::insert_stream_locked(StreamRecord* r) {
   Stmt st(db_,
           "INSERT INTO streams (tenant, path, kind, content_type, ttl_seconds, expires_at,"
           " created_ms, fork_source, fork_offset, fork_request, soft_deleted)"

@@ -50,12 +50,20 @@ class Catalog {
 
   // Runs arbitrary SQL (schema creation by other components, tests).
   Status exec(const std::string& sql);
+
+  // Runs `body` as one write transaction (BEGIN IMMEDIATE … COMMIT, one WAL fsync) with the
+  // catalog lock held throughout. Inside, use only the *_locked calls and db(). If `body` returns
+  // an error or the commit fails, the transaction is rolled back: none of its writes is visible,
+  // now or after a crash; a crash before the commit returned leaves all of them or none.
+  Status transaction(const std::function<Status()>& body);
+  // insert_stream / exec for use inside transaction() (the lock is already held).
+  Status insert_stream_locked(StreamRecord* r);
+  Status exec_locked(const std::string& sql);
   sqlite3* db() { return db_; }
   std::mutex& mutex() { return mu_; }
 
  private:
   explicit Catalog(sqlite3* db) : db_(db) {}
-  Status exec_locked(const std::string& sql);
   sqlite3* db_;
   std::mutex mu_;
 };

@@ -19,6 +19,13 @@ std::string StreamLog::summary_path(uint64_t first_position) const {
   return p.replace(p.size() - 4, 4, ".sum");
 }
 
+Status StreamLog::create_empty(Fs* fs, const std::string& dir, uint64_t base_position) {
+  if (Status s = fs->create_dirs(dir); !s) return s;
+  StreamLog log(fs, dir, base_position, Options{});
+  std::unique_ptr<File> file;
+  return fs->open(log.segment_path(base_position), &file);
+}
+
 Status StreamLog::open(Fs* fs, const std::string& dir, uint64_t base_position,
                        const Options& options, const FrameVisitor& visitor,
                        std::unique_ptr<StreamLog>* out, RecoveryStats* stats) {

@@ -47,6 +47,11 @@ class StreamLog {
                      const Options& options, const FrameVisitor& visitor,
                      std::unique_ptr<StreamLog>* out, RecoveryStats* stats);
 
+  // Creates `dir` and the log's first, empty segment file without syncing anything (the caller
+  // makes them durable: Fs::sync_dir of `dir`, then of its parent). open() then finds an empty log
+  // starting at `base_position` and needs no sync of its own.
+  static Status create_empty(Fs* fs, const std::string& dir, uint64_t base_position);
+
   // A point the log can be rolled back to (after a failed sync).
   struct Mark {
     uint64_t next_position;

@@ -7,6 +7,8 @@
 //   fs.fail_datasync(FaultFs::eio());            // every datasync fails until clear_faults()
 //   fs.fail_next_datasync(FaultFs::eio());       // only the next datasync fails
 //   fs.datasyncs();                              // how many datasync calls reached this Fs
+//   fs.fail_next_sync_dir(FaultFs::eio());       // the next directory fsync fails
+//   fs.dir_syncs();                              // how many sync_dir calls reached this Fs
 //
 // Write faults are one-shot; fail_datasync is sticky (and wins over fail_next_datasync). Files opened through a FaultFs share
 // its fault state, so faults can be armed after the files were opened. Thread-safe.
@@ -56,6 +58,12 @@ class FaultFs final : public Fs {
     state_->next_sync_error = std::move(error);
     state_->next_sync_path = std::move(path_contains);
   }
+  // The next sync_dir returns `error` without syncing.
+  void fail_next_sync_dir(Status error) {
+    std::lock_guard lk(state_->mu);
+    state_->next_dir_sync_error = std::move(error);
+  }
+  int dir_syncs() const { return state_->dir_syncs.load(); }
   // Slow disk: every datasync blocks until release_datasyncs() (then syncs normally).
   void hold_datasyncs() {
     std::lock_guard lk(state_->mu);
@@ -76,6 +84,7 @@ class FaultFs final : public Fs {
     state_->write_error.reset();
     state_->sync_error.reset();
     state_->next_sync_error.reset();
+    state_->next_dir_sync_error.reset();
   }
   int datasyncs() const { return state_->datasyncs.load(); }
 
@@ -94,7 +103,16 @@ class FaultFs final : public Fs {
     return base_->rename(from, to);
   }
   bool exists(const std::string& path) override { return base_->exists(path); }
-  Status sync_dir(const std::string& path) override { return base_->sync_dir(path); }
+  Status sync_dir(const std::string& path) override {
+    state_->dir_syncs++;
+    std::optional<Status> error;
+    {
+      std::lock_guard lk(state_->mu);
+      error.swap(state_->next_dir_sync_error);
+    }
+    if (error) return *error;
+    return base_->sync_dir(path);
+  }
 
  private:
   struct State {
@@ -105,6 +123,8 @@ class FaultFs final : public Fs {
     std::optional<Status> next_sync_error;  // one-shot
     std::string next_sync_path;             // ... for files whose path contains this
     std::atomic<int> datasyncs{0};
+    std::optional<Status> next_dir_sync_error;  // one-shot
+    std::atomic<int> dir_syncs{0};
     bool hold = false;
     std::condition_variable cv;
     std::atomic<int> held{0};
