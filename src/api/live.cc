@@ -27,8 +27,8 @@ using WaitHandler = asio::async_result<asio::use_awaitable_t<>, void(bool)>::han
 class LiveWait::Waiter final : public LiveWaiter, public std::enable_shared_from_this<Waiter> {
  public:
   explicit Waiter(const asio::any_io_executor& strand) : strand_(strand), timer_(strand) {
-    using Strand = asio::strand<asio::io_context::executor_type>;
     if (const Strand* s = strand.target<Strand>()) {
+      io_strand_ = *s;
       io_ = s->get_inner_executor();
     } else {
       io_ = strand;
@@ -51,7 +51,12 @@ class LiveWait::Waiter final : public LiveWaiter, public std::enable_shared_from
   void run_chunk(std::function<void()> chunk) override { asio::post(io_, std::move(chunk)); }
 
   void wake() override {
-    asio::dispatch(strand_, [self = shared_from_this()] { self->complete(true); });
+    auto resume = [self = shared_from_this()] { self->complete(true); };
+    if (io_strand_) {
+      asio::dispatch(*io_strand_, std::move(resume));  // the usual case, without type erasure
+    } else {
+      asio::dispatch(strand_, std::move(resume));
+    }
   }
 
   void close() {
@@ -90,7 +95,9 @@ class LiveWait::Waiter final : public LiveWaiter, public std::enable_shared_from
     std::move(h)(woke);
   }
 
+  using Strand = asio::strand<asio::io_context::executor_type>;
   asio::any_io_executor strand_;
+  std::optional<Strand> io_strand_;  // strand_ itself when it is an io_context strand
   asio::any_io_executor io_;
   asio::steady_timer timer_;
   bool timer_armed_ = false;
