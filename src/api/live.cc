@@ -35,7 +35,8 @@ class LiveWait::Waiter final : public LiveWaiter, public std::enable_shared_from
     }
   }
 
-  asio::awaitable<bool> wait(std::shared_ptr<Stream> stream, uint64_t from, Clock::time_point deadline) {
+  asio::awaitable<bool> wait(std::shared_ptr<Stream> stream, uint64_t from,
+                             Clock::time_point deadline) {
     if (!stream->add_live_waiter(from, shared_from_this())) co_return true;
     stream_ = std::move(stream);
     deadline_ = deadline;

@@ -819,6 +819,12 @@ TEST_P(StreamTest, ConcurrentBatchReadersSeeOnlyWholeDurablePrefixesWhileAppendi
 
 // ---- Live waiting (api/live.h LiveWait on core LiveWaiterList) ----
 
+// Deadlines relative to now.
+std::chrono::steady_clock::time_point in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
+constexpr std::chrono::milliseconds kLong{30000};
+
 TEST_P(StreamTest, LiveWaitsOnTwoThreadsAreEachWokenOnceByAnAppend) {
   auto s = create("/live-waits", {"a"});
   boost::asio::io_context io;
@@ -832,7 +838,7 @@ TEST_P(StreamTest, LiveWaitsOnTwoThreadsAreEachWokenOnceByAnAppend) {
         [&, s]() -> boost::asio::awaitable<void> {
           LiveWait w(co_await boost::asio::this_coro::executor);
           ++waiting;
-          bool r = co_await w.wait(s, 1, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+          bool r = co_await w.wait(s, 1, in(kLong));
           (r ? woke : timed_out)++;
         },
         boost::asio::detached);
@@ -861,9 +867,9 @@ TEST_P(StreamTest, LiveWaitReturnsFalseAtItsDeadlineAndTrueWhenDataIsAlreadyTher
         results.push_back(co_await w.wait(s, 1, t0 + std::chrono::milliseconds(50)));
         first_wait = std::chrono::steady_clock::now() - t0;
         // Later deadlines re-arm the (lazy) timer; an earlier one cuts it short.
-        results.push_back(co_await w.wait(s, 1, std::chrono::steady_clock::now() + std::chrono::milliseconds(80)));
-        results.push_back(co_await w.wait(s, 1, std::chrono::steady_clock::now() + std::chrono::milliseconds(10)));
-        results.push_back(co_await w.wait(s, 0, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+        results.push_back(co_await w.wait(s, 1, in(std::chrono::milliseconds(80))));
+        results.push_back(co_await w.wait(s, 1, in(std::chrono::milliseconds(10))));
+        results.push_back(co_await w.wait(s, 0, in(kLong)));
       },
       boost::asio::detached);
   io.run();
@@ -883,7 +889,7 @@ TEST_P(StreamTest, LiveWaitIsWokenByEveryAppendWhileReused) {
         LiveWait w(co_await boost::asio::this_coro::executor);
         for (uint64_t pos = 1; pos <= 20; ++pos) {
           waiting_at = pos;
-          if (co_await w.wait(s, pos, std::chrono::steady_clock::now() + std::chrono::seconds(30))) ++woke;
+          if (co_await w.wait(s, pos, in(kLong))) ++woke;
         }
       },
       boost::asio::detached);
