@@ -2,10 +2,14 @@
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
 #include <random>
 
 #include "core/clock.h"
@@ -14,25 +18,112 @@ namespace ds {
 
 namespace asio = boost::asio;
 
+using Clock = std::chrono::steady_clock;
+using WaitHandler = asio::async_result<asio::use_awaitable_t<>, void(bool)>::handler_type;
+
+// The registration a LiveWait puts on a stream. All members are used on the connection's
+// executor only (the timer and the wake-up complete there).
+class LiveWait::Waiter final : public LiveWaiter, public std::enable_shared_from_this<Waiter> {
+ public:
+  explicit Waiter(const asio::any_io_executor& ex) : ex_(ex), timer_(ex) {
+    if (const IoExecutor* io = ex.target<IoExecutor>()) io_ = *io;
+  }
+
+  asio::awaitable<bool> wait(std::shared_ptr<Stream> stream, uint64_t from,
+                             Clock::time_point deadline) {
+    if (!stream->add_live_waiter(from, shared_from_this())) co_return true;
+    stream_ = std::move(stream);
+    deadline_ = deadline;
+    if (!timer_armed_ || timer_at_ > deadline) arm(deadline);
+    bool woke = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(bool)>(
+        [this](WaitHandler h) { handler_.emplace(std::move(h)); }, asio::use_awaitable);
+    stream_.reset();
+    co_return woke;
+  }
+
+  // A chunk runs on this connection's I/O thread; wake_in_chunks() groups the waiters of one
+  // thread into the same chunks, so each wake() below resumes its connection inline.
+  void run_chunk(std::function<void()> chunk) override {
+    if (io_) {
+      asio::post(*io_, std::move(chunk));
+    } else {
+      asio::post(ex_, std::move(chunk));
+    }
+  }
+  const void* affinity() const override {
+    return io_ ? static_cast<const void*>(&io_->context()) : nullptr;
+  }
+
+  void wake() override {
+    auto resume = [self = shared_from_this()] { self->complete(true); };
+    if (io_) {
+      asio::dispatch(*io_, std::move(resume));  // the usual case, without type erasure
+    } else {
+      asio::dispatch(ex_, std::move(resume));
+    }
+  }
+
+  void close() {
+    ++timer_gen_;
+    timer_armed_ = false;
+    timer_.cancel();
+  }
+
+ private:
+  void arm(Clock::time_point at) {
+    timer_at_ = at;
+    timer_armed_ = true;
+    uint64_t gen = ++timer_gen_;
+    timer_.expires_at(at);
+    timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code&) {
+      self->on_timer(gen);
+    });
+  }
+
+  void on_timer(uint64_t gen) {
+    if (gen != timer_gen_) return;  // re-armed or closed since
+    timer_armed_ = false;
+    if (!handler_) return;  // not waiting: the next wait arms it again
+    if (Clock::now() < deadline_) {
+      arm(deadline_);
+      return;
+    }
+    // Time out unless a wake-up already claimed the registration (it then completes the wait).
+    if (stream_ && stream_->remove_live_waiter(this)) complete(false);
+  }
+
+  void complete(bool woke) {
+    if (!handler_) return;
+    WaitHandler h = std::move(*handler_);
+    handler_.reset();
+    std::move(h)(woke);
+  }
+
+  using IoExecutor = asio::io_context::executor_type;
+  asio::any_io_executor ex_;
+  std::optional<IoExecutor> io_;  // ex_ itself when it is an io_context's executor
+  asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  uint64_t timer_gen_ = 0;
+  Clock::time_point timer_at_{};
+  Clock::time_point deadline_{};
+  std::shared_ptr<Stream> stream_;  // while waiting
+  std::optional<WaitHandler> handler_;
+};
+
+LiveWait::LiveWait(const asio::any_io_executor& ex) : w_(std::make_shared<Waiter>(ex)) {}
+
+LiveWait::~LiveWait() { w_->close(); }
+
+asio::awaitable<bool> LiveWait::wait(std::shared_ptr<Stream> stream, uint64_t from,
+                                     Clock::time_point deadline) {
+  return w_->wait(std::move(stream), from, deadline);
+}
+
 asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
-                                    std::chrono::steady_clock::time_point deadline) {
-  auto ex = co_await asio::this_coro::executor;
-  // One allocation for the timer and the flag; the wake-up posts the cancel to our executor.
-  struct State {
-    State(const asio::any_io_executor& e, std::chrono::steady_clock::time_point d) : timer(e, d) {}
-    asio::steady_timer timer;
-    std::atomic<bool> woke{false};
-  };
-  auto st = std::make_shared<State>(ex, deadline);
-  uint64_t id = 0;
-  bool registered = stream->add_waiter(from, &id, [st] {
-    st->woke.store(true);
-    asio::post(st->timer.get_executor(), [st] { st->timer.cancel(); });
-  });
-  if (!registered) co_return true;
-  co_await st->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (!st->woke.load()) stream->remove_waiter(id);  // a wake-up already removed it
-  co_return st->woke.load();
+                                    Clock::time_point deadline) {
+  LiveWait w(co_await asio::this_coro::executor);
+  co_return co_await w.wait(std::move(stream), from, deadline);
 }
 
 asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point deadline) {

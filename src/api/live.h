@@ -1,6 +1,7 @@
 // Live reading helpers shared by long-poll and SSE handlers.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <memory>
@@ -11,9 +12,33 @@
 
 namespace ds {
 
-// Waits until `stream` has durable data at or after `from`, is closed or deleted, or `deadline`
-// passes. Returns true when woken by the stream (data, closure, deletion, shutdown), false on
-// timeout. Must be awaited on the connection's executor.
+// The live waiting of one connection, reused for each of its waits (an SSE response waits once per
+// event). A wait costs no allocation and, while data keeps coming, no timer arming: the deadline
+// timer is re-armed only when it fires early. Wake-ups come in chunks from the stream (see
+// core/live_waiters.h): each chunk runs on an I/O thread and resumes its waiting connections there
+// one after the other, so an append to a stream with N readers costs N/kWakeChunk scheduler
+// hand-offs, spread over the I/O threads, instead of N.
+// Created and used on the connection's executor; one wait at a time.
+class LiveWait {
+ public:
+  explicit LiveWait(const boost::asio::any_io_executor& ex);
+  ~LiveWait();  // cancels the deadline timer
+  LiveWait(const LiveWait&) = delete;
+  LiveWait& operator=(const LiveWait&) = delete;
+
+  // Waits until `stream` has durable data at or after `from`, is closed or deleted, or `deadline`
+  // passes. Returns true when woken by the stream (data, closure, deletion, shutdown), false on
+  // timeout. Must be awaited on the executor given to the constructor.
+  boost::asio::awaitable<bool> wait(std::shared_ptr<Stream> stream, uint64_t from,
+                                    std::chrono::steady_clock::time_point deadline);
+
+  class Waiter;  // defined in live.cc
+
+ private:
+  std::shared_ptr<Waiter> w_;
+};
+
+// One wait on a fresh LiveWait (long-poll). Must be awaited on the connection's executor.
 boost::asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
                                            std::chrono::steady_clock::time_point deadline);
 

@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
@@ -533,6 +534,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   add_common_headers(req, &head);
   if (!co_await res.start_stream(std::move(head))) co_return;
   GaugeGuard open_sse(Metrics::get().open_sse);
+  LiveWait live_wait(co_await asio::this_coro::executor);
   auto recycle_at = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
   uint64_t pos = from;
@@ -593,7 +595,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
     if (!up_to_date) continue;
     auto now = steady_clock::now();
     if (now >= recycle_at || res.shutting_down()) break;
-    bool woke = co_await wait_for_data(stream, pos, std::min(now + heartbeat, recycle_at));
+    bool woke = co_await live_wait.wait(stream, pos, std::min(now + heartbeat, recycle_at));
     if (res.shutting_down()) break;
     if (!woke && steady_clock::now() < recycle_at && !co_await res.write(": keep-alive\n\n")) break;
   }
@@ -712,6 +714,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
   add_common_headers(req, &head);
   if (!co_await res.start_stream(std::move(head))) co_return;
   GaugeGuard open_sse(Metrics::get().open_sse);
+  LiveWait live_wait(co_await asio::this_coro::executor);
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
   std::string out;
   for (;;) {
@@ -737,7 +740,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
     if (ended || (r.closed && pos >= r.tail)) break;
     if (r.more) continue;
     if (res.shutting_down()) break;
-    bool woke = co_await wait_for_data(stream, pos, steady_clock::now() + heartbeat);
+    bool woke = co_await live_wait.wait(stream, pos, steady_clock::now() + heartbeat);
     if (res.shutting_down()) break;
     if (!woke && !co_await res.write("event: ping\ndata: {\"type\":\"ping\"}\n\n")) break;
   }

@@ -310,6 +310,7 @@ asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Respond
   add_common_headers(req, &head);
   if (!co_await res.start_stream(std::move(head))) co_return;
   GaugeGuard open_sse(Metrics::get().open_sse);
+  LiveWait live_wait(co_await asio::this_coro::executor);
 
   auto started = steady_clock::now();
   auto recycle_at = started + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
@@ -342,7 +343,7 @@ asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Respond
     }
     auto now = steady_clock::now();
     if (now >= recycle_at || res.shutting_down()) break;
-    bool woke = co_await wait_for_data(stream, pos, std::min(now + heartbeat, recycle_at));
+    bool woke = co_await live_wait.wait(stream, pos, std::min(now + heartbeat, recycle_at));
     if (res.shutting_down() || stream->deleted() || stream->soft_deleted) break;
     if (!woke && steady_clock::now() < recycle_at) {
       if (!co_await res.write(": keep-alive\n\n")) break;

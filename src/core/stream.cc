@@ -218,7 +218,7 @@ void Stream::append(AppendRequest req, std::function<void(AppendResult)> done) {
 void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Mark mark_after,
                        AppendResult result, const std::function<void(AppendResult)>& done,
                        const std::vector<std::string>& messages) {
-  std::vector<std::function<void()>> wake;
+  Wakeups wake;
   {
     std::lock_guard lk(mu_);
     --inflight_;
@@ -251,15 +251,21 @@ void Stream::on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Ma
   // Acknowledge first: with thousands of live readers, waking them all takes a while and the
   // writer should not wait behind it.
   done(result);
-  for (auto& w : wake) w();
+  wake.run();
 }
 
-std::vector<std::function<void()>> Stream::take_waiters_locked() {
-  std::vector<std::function<void()>> out;
-  out.reserve(waiters_.size());
-  for (auto& [id, fn] : waiters_) out.push_back(std::move(fn));
+Stream::Wakeups Stream::take_waiters_locked() {
+  Wakeups out;
+  out.functions.reserve(waiters_.size());
+  for (auto& [id, fn] : waiters_) out.functions.push_back(std::move(fn));
   waiters_.clear();
+  out.live = live_waiters_.take();
   return out;
+}
+
+void Stream::Wakeups::run() {
+  for (auto& w : functions) w();
+  wake_in_chunks(std::move(live));
 }
 
 Status Stream::read(uint64_t from, size_t max_bytes, ReadResult* out) {
@@ -399,8 +405,20 @@ void Stream::remove_waiter(uint64_t id) {
   waiters_.erase(id);
 }
 
+bool Stream::add_live_waiter(uint64_t from, std::shared_ptr<LiveWaiter> w) {
+  std::lock_guard lk(mu_);
+  if (deleted_ || closed_durable_ || durable_next_ > from) return false;
+  live_waiters_.add(std::move(w));
+  return true;
+}
+
+bool Stream::remove_live_waiter(LiveWaiter* w) {
+  std::lock_guard lk(mu_);
+  return live_waiters_.remove(w);
+}
+
 void Stream::mark_deleted() {
-  std::vector<std::function<void()>> wake;
+  Wakeups wake;
   {
     std::lock_guard lk(mu_);
     deleted_ = true;
@@ -408,7 +426,7 @@ void Stream::mark_deleted() {
     log_.reset();
     wake = take_waiters_locked();
   }
-  for (auto& w : wake) w();
+  wake.run();
 }
 
 void Stream::set_message_hook(MessageHook hook) {
@@ -417,12 +435,12 @@ void Stream::set_message_hook(MessageHook hook) {
 }
 
 void Stream::wake_all() {
-  std::vector<std::function<void()>> wake;
+  Wakeups wake;
   {
     std::lock_guard lk(mu_);
     wake = take_waiters_locked();
   }
-  for (auto& w : wake) w();
+  wake.run();
 }
 
 bool Stream::deleted() {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/live_frames.h"
+#include "core/live_waiters.h"
 #include "store/catalog.h"
 #include "store/frame.h"
 #include "store/fs.h"
@@ -136,6 +137,11 @@ class Stream : public std::enable_shared_from_this<Stream> {
   // returns false (and does not register) in that case. `wake` runs at most once, on any thread.
   bool add_waiter(uint64_t from, uint64_t* id, std::function<void()> wake);
   void remove_waiter(uint64_t id);
+  // The same for a LiveWaiter (no allocation per registration): live waiters are woken in chunks
+  // (see live_waiters.h) after the function waiters. remove_live_waiter() returns false when the
+  // registration was already claimed by a wake-up (which then calls wake() exactly once).
+  bool add_live_waiter(uint64_t from, std::shared_ptr<LiveWaiter> w);
+  bool remove_live_waiter(LiveWaiter* w);
 
   // Lifecycle flags (guarded by the StreamStore's registry lock for writes).
   void mark_deleted();   // wakes all waiters; further operations see kNotFound
@@ -178,7 +184,12 @@ class Stream : public std::enable_shared_from_this<Stream> {
   void on_synced(const Status& s, uint64_t end, bool closes, StreamLog::Mark mark_after,
                  AppendResult result, const std::function<void(AppendResult)>& done,
                  const std::vector<std::string>& messages);
-  std::vector<std::function<void()>> take_waiters_locked();
+  struct Wakeups {
+    std::vector<std::function<void()>> functions;
+    std::vector<std::shared_ptr<LiveWaiter>> live;
+    void run();
+  };
+  Wakeups take_waiters_locked();
 
   StreamRecord record_;
   std::shared_ptr<Stream> source_;
@@ -204,6 +215,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
   int64_t last_access_ms_ = 0;
   uint64_t next_waiter_id_ = 1;
   std::map<uint64_t, std::function<void()>> waiters_;
+  LiveWaiterList live_waiters_;
   MessageHook hook_;
   LiveFrameCache live_frames_;
 };

@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <array>
+#include <charconv>
 #include <mutex>
 #include <random>
 #include <set>
@@ -156,8 +157,15 @@ class BeastResponder final : public Responder {
   asio::awaitable<bool> write(std::string_view data) override {
     if (failed_) co_return false;
     if (data.empty()) co_return true;
-    auto chunk = http::make_chunk(asio::const_buffer(data.data(), data.size()));
-    beast::buffers_suffix<decltype(chunk)> rest(chunk);
+    // One chunk as three buffers (size line, data, CRLF) handed to the kernel in one sendmsg.
+    char size_line[24];
+    auto [end, _] = std::to_chars(size_line, size_line + 16, data.size(), 16);
+    *end++ = '\r';
+    *end++ = '\n';
+    std::array<asio::const_buffer, 3> chunk{asio::const_buffer(size_line, end - size_line),
+                                            asio::const_buffer(data.data(), data.size()),
+                                            asio::const_buffer("\r\n", 2)};
+    beast::buffers_suffix<std::array<asio::const_buffer, 3>> rest(chunk);
     // Fast path: a live write nearly always fits in the socket's send buffer. Try it at once,
     // without arming the timeout or suspending (one sendmsg); only what does not fit is written
     // asynchronously under the 30 s timeout (a stuck reader is still cut off).

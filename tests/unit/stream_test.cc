@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -18,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "api/live.h"
 #include "core/stream_store.h"
 #include "store/group_commit.h"
 #include "store/journal.h"
@@ -809,6 +815,92 @@ TEST_P(StreamTest, ConcurrentBatchReadersSeeOnlyWholeDurablePrefixesWhileAppendi
   BatchReadResult all;
   ASSERT_TRUE(s->read(0, SIZE_MAX, &all));
   EXPECT_EQ(all.messages.size(), static_cast<size_t>(kMessages));
+}
+
+// ---- Live waiting (api/live.h LiveWait on core LiveWaiterList) ----
+
+// Deadlines relative to now.
+std::chrono::steady_clock::time_point in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
+constexpr std::chrono::milliseconds kLong{30000};
+
+TEST_P(StreamTest, LiveWaitsOnTwoThreadsAreEachWokenOnceByAnAppend) {
+  auto s = create("/live-waits", {"a"});
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::atomic<int> woke{0}, timed_out{0}, waiting{0};
+  constexpr int kConns = 2000;
+  for (int i = 0; i < kConns; ++i) {
+    auto strand = boost::asio::make_strand(io);
+    boost::asio::co_spawn(
+        strand,
+        [&, s]() -> boost::asio::awaitable<void> {
+          LiveWait w(co_await boost::asio::this_coro::executor);
+          ++waiting;
+          bool r = co_await w.wait(s, 1, in(kLong));
+          (r ? woke : timed_out)++;
+        },
+        boost::asio::detached);
+  }
+  std::thread t1([&] { io.run(); }), t2([&] { io.run(); });
+  while (waiting.load() < kConns) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // every wait registered
+  EXPECT_EQ(append(*s, {"b"}).outcome, Outcome::kAppended);
+  guard.reset();
+  t1.join();
+  t2.join();
+  EXPECT_EQ(woke.load(), kConns);
+  EXPECT_EQ(timed_out.load(), 0);
+}
+
+TEST_P(StreamTest, LiveWaitReturnsFalseAtItsDeadlineAndTrueWhenDataIsAlreadyThere) {
+  auto s = create("/live-deadline", {"a"});
+  boost::asio::io_context io;
+  std::vector<int> results;
+  std::chrono::steady_clock::duration first_wait{};
+  boost::asio::co_spawn(
+      boost::asio::make_strand(io),
+      [&]() -> boost::asio::awaitable<void> {
+        LiveWait w(co_await boost::asio::this_coro::executor);
+        auto t0 = std::chrono::steady_clock::now();
+        results.push_back(co_await w.wait(s, 1, t0 + std::chrono::milliseconds(50)));
+        first_wait = std::chrono::steady_clock::now() - t0;
+        // Later deadlines re-arm the (lazy) timer; an earlier one cuts it short.
+        results.push_back(co_await w.wait(s, 1, in(std::chrono::milliseconds(80))));
+        results.push_back(co_await w.wait(s, 1, in(std::chrono::milliseconds(10))));
+        results.push_back(co_await w.wait(s, 0, in(kLong)));
+      },
+      boost::asio::detached);
+  io.run();
+  EXPECT_EQ(results, (std::vector<int>{0, 0, 0, 1}));
+  EXPECT_GE(first_wait, std::chrono::milliseconds(50));
+}
+
+TEST_P(StreamTest, LiveWaitIsWokenByEveryAppendWhileReused) {
+  auto s = create("/live-reuse", {"a"});
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::atomic<int> woke{0};
+  std::atomic<uint64_t> waiting_at{0};
+  boost::asio::co_spawn(
+      boost::asio::make_strand(io),
+      [&]() -> boost::asio::awaitable<void> {
+        LiveWait w(co_await boost::asio::this_coro::executor);
+        for (uint64_t pos = 1; pos <= 20; ++pos) {
+          waiting_at = pos;
+          if (co_await w.wait(s, pos, in(kLong))) ++woke;
+        }
+      },
+      boost::asio::detached);
+  std::thread t([&] { io.run(); });
+  for (uint64_t pos = 1; pos <= 20; ++pos) {
+    while (waiting_at.load() < pos) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    EXPECT_EQ(append(*s, {"m"}).outcome, Outcome::kAppended);
+  }
+  guard.reset();
+  t.join();
+  EXPECT_EQ(woke.load(), 20);
 }
 
 INSTANTIATE_TEST_SUITE_P(Committers, StreamTest,
