@@ -183,6 +183,18 @@ fam_sessions() {
 }
 
 # ---- 4. capacity -----------------------------------------------------------------------------
+# Three restarts of the server on DIR, each recorded as "LABEL #k": time to ready, data size, RSS.
+restarts() {
+  local dir=$1 label=$2 t0 t1 du k
+  du=$(du -sb "$dir" | cut -f1)
+  for k in 1 2 3; do
+    t0=$(date +%s%N); start_ours "$dir"; t1=$(date +%s%N)
+    record capacity "$label #$k" ours \
+      "{\"ms\":$(( (t1 - t0) / 1000000 )),\"data_bytes\":$du,\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)}"
+    stop_srv
+  done
+}
+
 fam_capacity() {
   local nidle=5000 nsess=${NSESS:-100000} ncreate=2000 fill_gb=${FILL_GB:-10}
   [[ "$QUICK" == 1 ]] && { nidle=1000; nsess=${NSESS:-5000}; ncreate=300; fill_gb=${FILL_GB:-1}; }
@@ -220,14 +232,7 @@ fam_capacity() {
   record capacity "$nsess sessions, one event each (created by their first POST, 32 connections)" ours \
     "{\"create\":$pj,\"rss_before_kb\":$before,\"rss_after_kb\":$after,\"sessions_created\":$ok,\"bytes_per_session\":$(( (after - before) * 1024 / (ok > 0 ? ok : 1) ))}"
   stop_srv
-  local t0 t1 du
-  du=$(du -sb "$WORK/cap-sessions" | cut -f1)
-  for k in 1 2 3; do
-    t0=$(date +%s%N); start_ours "$WORK/cap-sessions"; t1=$(date +%s%N)
-    record capacity "restart-to-ready, $nsess sessions #$k" ours \
-      "{\"ms\":$(( (t1 - t0) / 1000000 )),\"data_bytes\":$du,\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)}"
-    stop_srv
-  done
+  restarts "$WORK/cap-sessions" "restart-to-ready, $nsess sessions"
   rm -rf "$WORK/cap-sessions"
   # large data dir: 64 JSON streams of 8 KB events, 500 per POST (4 MB requests)
   start_ours "$WORK/cap-big" || return 1
@@ -236,13 +241,7 @@ fam_capacity() {
   record capacity "fill ${fill_gb} GB" ours \
     "$("$PERF" post --port "$SRV_PORT" --path '/v1/stream/big-{m}' --mod 64 --events 500 --event-bytes 8000 --count $reqs --connections 4)"
   stop_srv
-  du=$(du -sb "$WORK/cap-big" | cut -f1)
-  for k in 1 2 3; do
-    t0=$(date +%s%N); start_ours "$WORK/cap-big"; t1=$(date +%s%N)
-    record capacity "restart-to-ready, ${fill_gb} GB data (warm page cache) #$k" ours \
-      "{\"ms\":$(( (t1 - t0) / 1000000 )),\"data_bytes\":$du,\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$SRV_PID/status)}"
-    stop_srv
-  done
+  restarts "$WORK/cap-big" "restart-to-ready, ${fill_gb} GB data (warm page cache)"
   rm -rf "$WORK/cap-big"
   finish capacity
 }

@@ -9,14 +9,6 @@ std::string_view media_type_view(std::string_view ct) {
   return m;
 }
 
-std::string media_type(std::string_view ct) {
-  std::string out(media_type_view(ct));
-  for (auto& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 bool iequals_ascii(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -3,15 +3,12 @@
 // below work on views and never allocate (they run on every append).
 #pragma once
 
-#include <string>
 #include <string_view>
 
 namespace ds {
 
 // "  Application/JSON ; charset=utf-8" -> "Application/JSON" (a view into the argument).
 std::string_view media_type_view(std::string_view content_type);
-// "Application/JSON; charset=utf-8" -> "application/json"
-std::string media_type(std::string_view content_type);
 bool iequals_ascii(std::string_view a, std::string_view b);
 
 inline bool same_media_type(std::string_view a, std::string_view b) {

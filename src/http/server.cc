@@ -122,10 +122,9 @@ class BeastResponder final : public Responder {
     std::string_view body = req_.method == "HEAD" ? std::string_view() : std::string_view(r.body);
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body)};
     size_t total = head.size() + body.size();
-    size_t sent = 0;
     beast::error_code ec;
     // The socket is non-blocking (set at accept): this either writes or reports would_block.
-    sent = stream_.socket().write_some(bufs, ec);
+    size_t sent = stream_.socket().write_some(bufs, ec);
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
       failed_ = true;
     } else if (sent < total) {
@@ -169,19 +168,14 @@ class BeastResponder final : public Responder {
     // Fast path: a live write nearly always fits in the socket's send buffer. Try it at once,
     // without arming the timeout or suspending (one sendmsg); only what does not fit is written
     // asynchronously under the 30 s timeout (a stuck reader is still cut off).
+    // The socket is non-blocking (set at accept): this either writes or reports would_block.
     beast::error_code ec;
-    if (!nonblocking_) {
-      stream_.socket().non_blocking(true, ec);
-      nonblocking_ = !ec;
+    size_t n = stream_.socket().write_some(rest, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      failed_ = true;
+      co_return false;
     }
-    if (nonblocking_) {
-      size_t n = stream_.socket().write_some(rest, ec);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-        failed_ = true;
-        co_return false;
-      }
-      if (!ec) rest.consume(n);
-    }
+    if (!ec) rest.consume(n);
     if (beast::buffer_bytes(rest) > 0) {
       stream_.expires_after(std::chrono::seconds(30));
       auto [wec, n] = co_await asio::async_write(stream_, rest, use_nothrow);
@@ -237,7 +231,6 @@ class BeastResponder final : public Responder {
   bool done_ = false;
   bool failed_ = false;
   bool streamed_ = false;
-  bool nonblocking_ = false;  // the socket is in non-blocking mode (write()'s fast path)
   int status_ = 0;
 };
 
