@@ -24,6 +24,8 @@
 #   BENCH_TMPDIR       where the servers' temp data dirs go (${TMPDIR:-/tmp}); the fsync ceiling
 #                      is measured on this filesystem
 #   RESULTS_DIR        output directory (bench/results)
+#   NAME               result file name: RESULTS_DIR/<date>-NAME.{json,md} (append)
+#   BENCH_DATE         the <date> in result file names (today; run_all.sh sets it once per run)
 #   ROUNDS             repeat the whole server/workload matrix N times, interleaved; the report
 #                      shows each server's median round (1)
 #   KEEP_DATA=1        keep the temp dir (data dirs + server logs)
@@ -55,6 +57,7 @@ SERVERS="${SERVERS:-null ours reference}"
 BUILD="${BUILD:-build}"
 DS_BIN="${DS_BIN:-$BUILD/durable-sessions}"
 RESULTS_DIR="${RESULTS_DIR:-bench/results}"
+NAME="${NAME:-append}"
 STOP_TIMEOUT=15
 READY_TIMEOUT=30
 IDLE_THRESHOLD="${IDLE_THRESHOLD:-0.15}"   # machine busy fraction counted as "not idle"
@@ -311,9 +314,9 @@ done
 
 # --- report ---------------------------------------------------------------------------------------
 mkdir -p "$RESULTS_DIR"
-DATE="$(date +%F)"
+DATE="${BENCH_DATE:-$(date +%F)}"
 export BENCH_QUICK="$QUICK" BENCH_DURATION="$DURATION" BENCH_WARMUP="$WARMUP" BENCH_CONNECTIONS="$CONNECTIONS" \
   BENCH_EVENT_BYTES="$EVENT_BYTES" BENCH_EVENTS="$EVENTS" BENCH_LOADGEN_THREADS="$LOADGEN_THREADS" \
   BENCH_WORKLOADS="$WORKLOADS" BENCH_SERVERS="$SERVERS" BENCH_ROUNDS="$ROUNDS" BENCH_OTHER_CPU_LIMIT="$OTHER_CPU_LIMIT" BENCH_DS_BIN="$DS_BIN" BENCH_DATA_FS_DIR="$WORK"
-python3 bench/report.py "$OUT" "$RESULTS_DIR/$DATE-append.json" "$RESULTS_DIR/$DATE-append.md"
-log "wrote $RESULTS_DIR/$DATE-append.json and $RESULTS_DIR/$DATE-append.md"
+python3 bench/report.py "$OUT" "$RESULTS_DIR/$DATE-$NAME.json" "$RESULTS_DIR/$DATE-$NAME.md"
+log "wrote $RESULTS_DIR/$DATE-$NAME.json and $RESULTS_DIR/$DATE-$NAME.md"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark in sequence: append (bench/append.sh), read / live / sessions / capacity
+# Every benchmark in sequence: append (bench/append.sh, a matrix of runs), read / live / sessions / capacity
 # (bench/perf/run.sh), search (bench/search.sh), S3 tier (bench/s3/run.sh).
 #
 #   bash bench/run_all.sh           # full run, for the record (an hour or more on 2 cores)
@@ -23,13 +23,33 @@ run() { # NAME CMD...
     failed+=("$name")
   fi
 }
+# One date for every result file of this run, even if it runs past midnight.
+BENCH_DATE="${BENCH_DATE:-$(date +%F)}"
+export BENCH_DATE
+# Append (issue 6 item 1): the headline run (32 connections, 1 x 200 B event per request, both
+# stream layouts) with ROUNDS interleaved rounds, then one run per varied factor — 1 and 256
+# connections, 100 events per request, 4 KiB events — joined into <date>-append-matrix.md.
+append_matrix() {
+  local names=(append) rc=0
+  env ROUNDS="${APPEND_ROUNDS:-3}" bash bench/append.sh || rc=1
+  local v
+  for v in "append-c1 CONNECTIONS=1" "append-c256 CONNECTIONS=256" \
+           "append-batch100 EVENTS=100" "append-4k EVENT_BYTES=4096"; do
+    set -- $v
+    names+=("$1")
+    env NAME="$1" "$2" bash bench/append.sh || rc=1
+  done
+  python3 bench/append_matrix.py "${RESULTS_DIR:-bench/results}" "$BENCH_DATE" "${names[@]}" || rc=1
+  return $rc
+}
 if [[ "$QUICK" == 1 ]]; then
-  run append  bash bench/append.sh
+  APPEND_ROUNDS="${APPEND_ROUNDS:-1}"
+  run append  append_matrix
   run perf    env FILL_GB="${FILL_GB:-1}" bash bench/perf/run.sh
   run search  bash bench/search.sh 50000 200
   run s3      env DURATION=3 WARMUP=1 bash bench/s3/run.sh
 else
-  run append  bash bench/append.sh
+  run append  append_matrix
   run perf    bash bench/perf/run.sh
   run search  bash bench/search.sh
   run s3      bash bench/s3/run.sh

@@ -10,4 +10,4 @@ CORPUS=$(mktemp /tmp/ds-search-corpus.XXXXXX.jsonl)
 trap 'rm -f "$CORPUS"' EXIT
 python3 bench/search/gen_corpus.py --events "$EVENTS" --sessions "$SESSIONS" > "$CORPUS"
 mkdir -p bench/results
-python3 bench/search/bench.py --corpus "$CORPUS" --out "bench/results/$(date +%F)-search"
+python3 bench/search/bench.py --corpus "$CORPUS" --out "bench/results/${BENCH_DATE:-$(date +%F)}-search"

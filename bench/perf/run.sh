@@ -17,7 +17,7 @@ FAMILIES="${FAMILIES:-read live sessions capacity}"
 BUILD="${BUILD:-build}"
 RESULTS_DIR="${RESULTS_DIR:-bench/results}"
 PEER="${PEER:-1}"
-DATE="$(date +%F)"
+DATE="${BENCH_DATE:-$(date +%F)}"
 log() { printf '[perf] %s\n' "$*" >&2; }
 
 WORK="$(mktemp -d "${BENCH_TMPDIR:-/tmp}/ds-perf.XXXXXX")"

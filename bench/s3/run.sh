@@ -15,7 +15,7 @@ DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 EVENT_BYTES="${EVENT_BYTES:-200}"
 FLUSH_INTERVAL="${FLUSH_INTERVAL:-1}"
-DATE="$(date +%F)"
+DATE="${BENCH_DATE:-$(date +%F)}"
 OUT_MD="bench/results/${DATE}-s3.md"
 OUT_JSON="bench/results/${DATE}-s3.json"
 
