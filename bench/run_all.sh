@@ -54,6 +54,8 @@ else
   run search  bash bench/search.sh
   run s3      bash bench/s3/run.sh
 fi
+# The targets table of this run (met / missed, ratios), from the JSON files written above.
+python3 bench/summarize.py "${RESULTS_DIR:-bench/results}" "$BENCH_DATE" >/dev/null || failed+=(summary)
 if ((${#failed[@]})); then
   printf '\nFAILED workloads: %s\n' "${failed[*]}" >&2
   exit 1

@@ -9,5 +9,5 @@ SESSIONS=${2:-2000}
 CORPUS=$(mktemp /tmp/ds-search-corpus.XXXXXX.jsonl)
 trap 'rm -f "$CORPUS"' EXIT
 python3 bench/search/gen_corpus.py --events "$EVENTS" --sessions "$SESSIONS" > "$CORPUS"
-mkdir -p bench/results
-python3 bench/search/bench.py --corpus "$CORPUS" --out "bench/results/${BENCH_DATE:-$(date +%F)}-search"
+mkdir -p "${RESULTS_DIR:-bench/results}"
+python3 bench/search/bench.py --corpus "$CORPUS" --out "${RESULTS_DIR:-bench/results}/${BENCH_DATE:-$(date +%F)}-search"

@@ -16,8 +16,8 @@ WARMUP="${WARMUP:-2}"
 EVENT_BYTES="${EVENT_BYTES:-200}"
 FLUSH_INTERVAL="${FLUSH_INTERVAL:-1}"
 DATE="${BENCH_DATE:-$(date +%F)}"
-OUT_MD="bench/results/${DATE}-s3.md"
-OUT_JSON="bench/results/${DATE}-s3.json"
+OUT_MD="${RESULTS_DIR:-bench/results}/${DATE}-s3.md"
+OUT_JSON="${RESULTS_DIR:-bench/results}/${DATE}-s3.json"
 
 cmake --build "$BUILD" -j2 --target durable-sessions ds_loadgen >&2
 TMP="$(mktemp -d)"
