@@ -89,7 +89,7 @@ def main():
         if ours and null:
             r = ours / null
             t.add(f"Append ≥ 40 % of the null server, {label}", f"{ours:,.0f}/s",
-                  f"null {null:,.0f}/s", f"{r:.2f}", r >= 0.40, f"{0.40 / r:.2f}× short" if r < 0.4 else "")
+                  f"null {null:,.0f}/s", f"{r:.3f}", r >= 0.40, f"{0.40 / r:.2f}× short" if r < 0.4 else "")
         else:
             t.add(f"Append ≥ 40 % of the null server, {label}", "—", "—", "—", None)
 
