@@ -20,12 +20,14 @@
 // was synced, so nothing acknowledged lies past that point.
 //
 // Pipelining: while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
-// the writer keeps appending the next batches; ext4 merges concurrent flushes of a file.
+// the writer keeps appending the next batches; ext4 merges concurrent flushes of a file. When a
+// batch is written with no other sync running and nothing else queued, the writer syncs it itself
+// instead of handing it to a sync thread.
 //
 // Guarantees (in addition to Committer's):
 // - A callback runs only after an fdatasync of the journal file holding its record, started after
 //   the record and every record submitted before it were written, succeeded. Callbacks run in
-//   submission order on a sync thread.
+//   submission order on a sync thread or the writer thread.
 // - A failed write or sync fails its batch and every later batch of the same journal file; the
 //   writer then starts a new journal file before writing anything else (a sync that succeeds
 //   after a failed one cannot vouch for the failed one's pages). While it cannot, commits fail
@@ -121,6 +123,10 @@ class Journal : public Committer {
   // Writer thread only: starts the next journal file and hands the current one to the
   // checkpointer.
   Status rotate();
+  // With mu_ held: records the outcome of a ticket's sync (a sync thread's or the writer's own)
+  // and delivers.
+  void finish_sync_locked(std::unique_lock<std::mutex>& lk, const std::shared_ptr<Ticket>& ticket,
+                          const Status& s);
   // With mu_ held (released while callbacks run): runs the callbacks of finished tickets in
   // order, one thread at a time.
   void deliver_locked(std::unique_lock<std::mutex>& lk);
