@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 
 #include "cli/serve_options.h"
@@ -27,6 +28,8 @@ struct ApiContext {
   AccessLog* access_log = nullptr;  // null = no access log
   SearchIndex* search_index = nullptr;  // null = search disabled
   Indexer* indexer = nullptr;
+  // Searches run here, off the I/O threads (api/blocking.h); null = on the I/O thread.
+  boost::asio::thread_pool* search_pool = nullptr;
   Tier* tier = nullptr;  // set only with --durability s3: appends wait for their upload
   ServeOptions options;
   std::atomic<bool> ready{false};

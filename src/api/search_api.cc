@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "api/blocking.h"
 #include "api/http_util.h"
 #include "api/live.h"
 #include "search/event_text.h"
@@ -160,26 +161,31 @@ asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& 
   sr.types = p.types;
   sr.offset = p.offset;
   sr.limit = p.limit;
-  SearchResults r;
-  if (Status s = ctx.search_index->search(tenant, sr, &r); !s) {
-    co_return co_await reply_error(req, res, 500, "search failed: " + s.message());
+  Status searched;
+  std::string body;
+  co_await run_blocking(ctx.search_pool, [&] {
+    SearchResults r;
+    if (searched = ctx.search_index->search(tenant, sr, &r); !searched) return;
+    body = "{\"data\":[";
+    bool first = true;
+    for (const auto& h : r.hits) {
+      std::string ev = read_event(*session, h.position);
+      if (ev.size() < 2 || ev.back() != '}') continue;
+      std::string snippet = r.snippet(extract_event_text(ev));
+      ev.pop_back();
+      if (!first) body += ',';
+      first = false;
+      body += ev;
+      body += ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
+    }
+    auto np = next_page(p, r);
+    body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
+    body += ",\"total_hits\":" + std::to_string(r.total_hits);
+    body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+  });
+  if (!searched) {
+    co_return co_await reply_error(req, res, 500, "search failed: " + searched.message());
   }
-  std::string body = "{\"data\":[";
-  bool first = true;
-  for (const auto& h : r.hits) {
-    std::string ev = read_event(*session, h.position);
-    if (ev.size() < 2 || ev.back() != '}') continue;
-    std::string snippet = r.snippet(extract_event_text(ev));
-    ev.pop_back();
-    if (!first) body += ',';
-    first = false;
-    body += ev;
-    body += ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
-  }
-  auto np = next_page(p, r);
-  body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
-  body += ",\"total_hits\":" + std::to_string(r.total_hits);
-  body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
   HttpResponse resp(200);
   set_search_headers(resp, waited, fresh);
   resp.body = std::move(body);
@@ -246,32 +252,37 @@ asio::awaitable<void> handle_search(ApiContext& ctx, const std::string& tenant, 
   sr.types = p.types;
   sr.offset = p.offset;
   sr.limit = p.limit;
-  SearchResults r;
-  if (Status s = ctx.search_index->search(tenant, sr, &r); !s) {
-    co_return co_await reply_error(req, res, 500, "search failed: " + s.message());
-  }
-  std::string body = "{\"data\":[";
-  bool first = true;
-  for (const auto& h : r.hits) {
-    auto it = by_id.find(h.session_id);
-    std::shared_ptr<Session> s;
-    if (it != by_id.end()) {
-      s = it->second;
-    } else if (restrict || !ctx.sessions->get(tenant, h.session_id, &s)) {
-      continue;  // deleted since it was indexed
+  Status searched;
+  std::string body;
+  co_await run_blocking(ctx.search_pool, [&] {
+    SearchResults r;
+    if (searched = ctx.search_index->search(tenant, sr, &r); !searched) return;
+    body = "{\"data\":[";
+    bool first = true;
+    for (const auto& h : r.hits) {
+      auto it = by_id.find(h.session_id);
+      std::shared_ptr<Session> s;
+      if (it != by_id.end()) {
+        s = it->second;
+      } else if (restrict || !ctx.sessions->get(tenant, h.session_id, &s)) {
+        continue;  // deleted since it was indexed
+      }
+      std::string ev = read_event(*s, h.position);
+      if (ev.empty()) continue;
+      std::string snippet = r.snippet(extract_event_text(ev));
+      if (!first) body += ',';
+      first = false;
+      body += "{\"session_id\":" + json_quote(h.session_id) + ",\"event\":" + ev +
+              ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
     }
-    std::string ev = read_event(*s, h.position);
-    if (ev.empty()) continue;
-    std::string snippet = r.snippet(extract_event_text(ev));
-    if (!first) body += ',';
-    first = false;
-    body += "{\"session_id\":" + json_quote(h.session_id) + ",\"event\":" + ev +
-            ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
+    auto np = next_page(p, r);
+    body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
+    body += ",\"total_hits\":" + std::to_string(r.total_hits);
+    body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+  });
+  if (!searched) {
+    co_return co_await reply_error(req, res, 500, "search failed: " + searched.message());
   }
-  auto np = next_page(p, r);
-  body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
-  body += ",\"total_hits\":" + std::to_string(r.total_hits);
-  body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
   HttpResponse resp(200);
   set_search_headers(resp, waited, fresh);
   if (req.method == "GET") resp.body = std::move(body);

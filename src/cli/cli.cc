@@ -75,6 +75,9 @@ int run_cli(int argc, char** argv) {
   serve->add_option("--search-wait", o.search_wait,
                     "Seconds a search waits for the index to reach the sessions' tails")
       ->envname(env("SEARCH_WAIT"))->capture_default_str();
+  serve->add_option("--search-threads", o.search_threads,
+                    "Threads that run searches (off the I/O threads, which keep serving appends)")
+      ->envname(env("SEARCH_THREADS"))->check(CLI::Range(1, 64))->capture_default_str();
   serve->add_option("--index-fsync", o.index_fsync, "fsync search index commits (true/false)")
       ->envname(env("INDEX_FSYNC"))->capture_default_str();
   serve->add_option("--s3-endpoint", o.s3_endpoint, "S3-compatible endpoint URL")

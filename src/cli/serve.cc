@@ -298,6 +298,8 @@ int run_serve(const ServeOptions& o) {
   ctx.options = o;
   ctx.search_index = &search_index;
   ctx.indexer = &indexer;
+  boost::asio::thread_pool search_pool(static_cast<size_t>(o.search_threads));
+  ctx.search_pool = &search_pool;
   ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
   if (!keys.any_active()) {
     if (!is_loopback(so.host) && !o.allow_unauthenticated) {
@@ -338,6 +340,7 @@ int run_serve(const ServeOptions& o) {
   server.run();
   // Tear down in dependency order while the (stopped) io_context still exists: background
   // threads first, then drain the committer, whose callbacks post to connection executors.
+  search_pool.join();  // searches still running finish; their connections are gone
   indexer.stop();
   if (tier) tier->stop();
   commit_owner.reset();
