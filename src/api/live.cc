@@ -63,6 +63,11 @@ class LiveWait::Waiter final : public LiveWaiter, public std::enable_shared_from
     }
   }
 
+  void interrupt() {
+    // Unless a wake-up already claimed the registration (it then completes the wait itself).
+    if (handler_ && stream_ && stream_->remove_live_waiter(this)) complete(true);
+  }
+
   void close() {
     ++timer_gen_;
     timer_armed_ = false;
@@ -120,11 +125,7 @@ asio::awaitable<bool> LiveWait::wait(std::shared_ptr<Stream> stream, uint64_t fr
   return w_->wait(std::move(stream), from, deadline);
 }
 
-asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
-                                    Clock::time_point deadline) {
-  LiveWait w(co_await asio::this_coro::executor);
-  co_return co_await w.wait(std::move(stream), from, deadline);
-}
+void LiveWait::interrupt() { w_->interrupt(); }
 
 asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;

@@ -32,15 +32,15 @@ class LiveWait {
   boost::asio::awaitable<bool> wait(std::shared_ptr<Stream> stream, uint64_t from,
                                     std::chrono::steady_clock::time_point deadline);
 
+  // Ends the current wait, if any, as if woken (the caller then finds out why, e.g. the client
+  // went away: Responder::watch_peer_close). On the constructor's executor.
+  void interrupt();
+
   class Waiter;  // defined in live.cc
 
  private:
   std::shared_ptr<Waiter> w_;
 };
-
-// One wait on a fresh LiveWait (long-poll). Must be awaited on the connection's executor.
-boost::asio::awaitable<bool> wait_for_data(std::shared_ptr<Stream> stream, uint64_t from,
-                                           std::chrono::steady_clock::time_point deadline);
 
 // Sleeps until `deadline` (used between SSE heartbeats).
 boost::asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point deadline);

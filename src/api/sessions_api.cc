@@ -535,6 +535,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   if (!co_await res.start_stream(std::move(head))) co_return;
   GaugeGuard open_sse(Metrics::get().open_sse);
   LiveWait live_wait(co_await asio::this_coro::executor);
+  res.watch_peer_close([&live_wait] { live_wait.interrupt(); });
   auto recycle_at = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
   uint64_t pos = from;
@@ -659,12 +660,14 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
     // Long-poll: wait for matching events at or after the resume position.
     auto deadline = steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.long_poll_timeout * 1000));
     GaugeGuard waiting(Metrics::get().waiting_long_polls);
+    LiveWait live_wait(co_await asio::this_coro::executor);
+    res.watch_peer_close([&live_wait] { live_wait.interrupt(); });
     while (r.events.empty() && !r.closed) {
       if (r.more) {  // skipped past non-matching events; keep scanning
         if (Status s = query_asc(*stream, r.next, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
         continue;
       }
-      bool woke = co_await wait_for_data(stream, r.next, deadline);
+      bool woke = co_await live_wait.wait(stream, r.next, deadline);
       if (res.shutting_down() || stream->deleted()) break;
       if (Status s = query_asc(*stream, r.next, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
       if (!woke) break;
@@ -715,6 +718,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
   if (!co_await res.start_stream(std::move(head))) co_return;
   GaugeGuard open_sse(Metrics::get().open_sse);
   LiveWait live_wait(co_await asio::this_coro::executor);
+  res.watch_peer_close([&live_wait] { live_wait.interrupt(); });
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
   std::string out;
   for (;;) {

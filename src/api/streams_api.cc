@@ -311,6 +311,7 @@ asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Respond
   if (!co_await res.start_stream(std::move(head))) co_return;
   GaugeGuard open_sse(Metrics::get().open_sse);
   LiveWait live_wait(co_await asio::this_coro::executor);
+  res.watch_peer_close([&live_wait] { live_wait.interrupt(); });
 
   auto started = steady_clock::now();
   auto recycle_at = started + std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_max_duration * 1000));
@@ -402,8 +403,10 @@ asio::awaitable<void> handle_get(ApiContext& ctx, const std::string& tenant,
   auto deadline = steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(ctx.options.long_poll_timeout * 1000));
   GaugeGuard waiting(Metrics::get().waiting_long_polls);
+  LiveWait live_wait(co_await asio::this_coro::executor);
+  res.watch_peer_close([&live_wait] { live_wait.interrupt(); });
   while (rr.messages.empty() && !rr.closed) {
-    bool woke = co_await wait_for_data(stream, *from, deadline);
+    bool woke = co_await live_wait.wait(stream, *from, deadline);
     if (res.shutting_down()) break;
     if (Status s = stream->read(*from, kMaxReadChunk, &rr); !s) co_return co_await reply_status(req, res, s);
     if (!woke) break;

@@ -26,8 +26,15 @@ class Responder {
   // Ends a streamed response abnormally: the connection is closed without the final chunk, so
   // the client sees a truncated (failed) transfer rather than a clean but incomplete one.
   virtual void abort() = 0;
-  // True once the server began a graceful shutdown; live handlers should wind down.
+  // True once the server began a graceful shutdown, or the client closed the connection while
+  // watch_peer_close() was watching it; live handlers should wind down.
   virtual bool shutting_down() const = 0;
+  // Calls `on_gone` (on the connection's executor) when the client closes the connection while
+  // this request is being handled, so that a long-poll or SSE wait ends at once instead of
+  // holding the connection (and its live-read slot) until its timeout or next write. Watching
+  // stops when the handler returns, and when the client sends more data (a pipelined request:
+  // it is still there). At most one watch per request; later calls are ignored.
+  virtual void watch_peer_close(std::function<void()> on_gone) { (void)on_gone; }
   // The status sent (0 before anything was sent).
   virtual int status() const = 0;
 };

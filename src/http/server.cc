@@ -5,7 +5,10 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <mutex>
 #include <random>
@@ -89,6 +92,8 @@ class BeastResponder final : public Responder {
  public:
   BeastResponder(HttpServer::Impl* server, beast::tcp_stream& stream, const HttpRequest& req)
       : server_(server), stream_(stream), req_(req) {}
+
+  ~BeastResponder() override { stop_watching(); }
 
   bool done() const { return done_; }
   bool failed() const { return failed_; }
@@ -193,7 +198,40 @@ class BeastResponder final : public Responder {
     done_ = true;
   }
 
-  bool shutting_down() const override { return server_->stopping.load(); }
+  bool shutting_down() const override {
+    return server_->stopping.load() || (watch_ && watch_->gone);
+  }
+
+  void watch_peer_close(std::function<void()> on_gone) override {
+    if (watch_) return;
+    watch_ = std::make_shared<PeerWatch>();
+    watch_->on_gone = std::move(on_gone);
+    // Readiness, not a read: the request's bytes stay unconsumed if the client pipelines.
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        [w = watch_, fd = stream_.socket().native_handle()](const beast::error_code& ec) {
+          if (ec || !w->active) return;  // cancelled: the handler returned
+          char byte;
+          ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
+            return;  // more data (or nothing after all): the client is still there
+          }
+          w->gone = true;  // EOF or a reset
+          auto cb = std::move(w->on_gone);
+          if (cb) cb();
+        });
+  }
+
+  // Called when the handler has returned: the watch may not call back into its frame any more.
+  void stop_watching() {
+    if (!watch_) return;
+    watch_->active = false;
+    watch_->on_gone = nullptr;
+    if (!watch_->gone) {
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);  // only the readiness wait is outstanding now
+    }
+  }
   int status() const override { return status_; }
 
   void abort() override {
@@ -232,6 +270,12 @@ class BeastResponder final : public Responder {
   bool failed_ = false;
   bool streamed_ = false;
   int status_ = 0;
+  struct PeerWatch {
+    bool active = true;  // false once the handler returned
+    bool gone = false;   // the client closed the connection
+    std::function<void()> on_gone;
+  };
+  std::shared_ptr<PeerWatch> watch_;  // set by watch_peer_close()
 };
 
 // Writes a minimal error for requests that never reach the handler.
@@ -387,6 +431,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
 
     BeastResponder responder(this, c->stream, req);
     co_await handler(req, responder);
+    responder.stop_watching();  // the handler's frame is gone: no more peer-close callbacks
     if (!responder.done() && !responder.failed()) {
       if (responder.streamed()) {
         co_await responder.finish();
