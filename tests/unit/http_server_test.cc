@@ -1,7 +1,9 @@
 // HttpServer: complete responses are written exactly (status line, handler headers, request-id,
 // Content-Length, Connection: close), also when the body is far bigger than the socket buffer
 // and the client reads slowly; HEAD describes the body without sending it; keep-alive serves
-// several requests on one connection across the I/O threads; no header value can inject a line.
+// several requests on one connection across the I/O threads; no header value can inject a line;
+// a handler watching for the client's close (watch_peer_close) hears of it, and a pipelined next
+// request is not mistaken for one.
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -10,7 +12,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,7 +41,24 @@ class HttpServerTest : public ::testing::Test {
     o.port = 0;
     o.threads = 2;
     server_ = std::make_unique<HttpServer>(
-        o, [](HttpRequest& req, Responder& res) -> boost::asio::awaitable<void> {
+        o, [this](HttpRequest& req, Responder& res) -> boost::asio::awaitable<void> {
+          if (req.path == "/watch" || req.path == "/watch-3s") {
+            // Parks like a live read (20 s, or 3 s) until the client goes away.
+            auto ex = co_await boost::asio::this_coro::executor;
+            boost::asio::steady_timer park(ex, std::chrono::seconds(req.path == "/watch" ? 20 : 3));
+            bool called = false;
+            res.watch_peer_close([&] {
+              called = true;
+              park.cancel();
+            });
+            co_await park.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+            {
+              std::lock_guard lk(watch_mu_);
+              watch_result_.set_value({called, res.shutting_down()});
+            }
+            HttpResponse r(204);
+            co_return co_await res.send(std::move(r));
+          }
           HttpResponse r(200);
           r.set("Content-Type", "text/plain");
           if (req.path == "/big") {
@@ -56,6 +82,9 @@ class HttpServerTest : public ::testing::Test {
     server_->stop();
     thread_.join();
   }
+
+  std::mutex watch_mu_;
+  std::promise<std::pair<bool, bool>> watch_result_;  // {callback ran, shutting_down()}
 
   int connect_client(int rcvbuf = 0) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -211,6 +240,36 @@ TEST_F(HttpServerTest, ManyKeepAliveConnectionsAreAllServed) {
     }
   }
   for (int fd : fds) ::close(fd);
+}
+
+TEST_F(HttpServerTest, AWatchingHandlerHearsTheClientClose) {
+  auto result = watch_result_.get_future();
+  int fd = connect_client();
+  send_all(fd, "GET /watch HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The handler is parked for 20 s; only the close can end it within the 10 s below.
+  ::close(fd);
+  ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto [called, gone] = result.get();
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(gone);  // shutting_down() tells the handler to wind down
+}
+
+TEST_F(HttpServerTest, APipelinedRequestIsNotAClose) {
+  auto result = watch_result_.get_future();
+  int fd = connect_client();
+  // The next request arrives while the first handler watches: the handler stays parked for its
+  // whole 3 s (the client is still there), then both answers arrive in order.
+  send_all(fd, "GET /watch-3s HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto [called, gone] = result.get();
+  EXPECT_FALSE(called);
+  EXPECT_FALSE(gone);
+  std::string carry, head, body;
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 204", 0), 0u) << head;
+  ASSERT_TRUE(read_response(fd, &carry, false, &head, &body));
+  EXPECT_EQ(body, "hello /after");
+  ::close(fd);
 }
 
 }  // namespace
