@@ -204,6 +204,10 @@ fam_capacity() {
       "$PERF" post --port "$SRV_PORT" --path /v1/sessions/idle/events --typed --count 1 >/dev/null
       record capacity "idle SSE connections ($nidle, one session)" ours \
         "$("$PERF" idle --port "$SRV_PORT" --path /v1/sessions/idle/events --conns $nidle --server-pid "$SRV_PID")"
+      # A fresh process for the next row: the heap freed by the closed connections would
+      # otherwise be reused and the next row would measure (almost) nothing.
+      stop_srv
+      start_srv "$s" "$WORK/cap-$s" || continue
     fi
     put_stream /v1/stream/idle >/dev/null
     record capacity "idle SSE connections ($nidle, one JSON stream)" "$s" \
