@@ -89,6 +89,14 @@ std::optional<std::string> next_page(const SearchParams& p, const SearchResults&
   return "r" + std::to_string(end);
 }
 
+// Closes a page body: "],next_page,total_hits,indexed_events}".
+void end_page(const SearchParams& p, const SearchResults& r, std::string* body) {
+  auto np = next_page(p, r);
+  *body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
+  *body += ",\"total_hits\":" + std::to_string(r.total_hits);
+  *body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+}
+
 // Waits until the indexer has every target up to its tail, at most --search-wait. Returns the
 // time waited.
 asio::awaitable<double> wait_for_index(ApiContext& ctx, const std::string& tenant,
@@ -178,10 +186,7 @@ asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& 
       body += ev;
       body += ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
     }
-    auto np = next_page(p, r);
-    body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
-    body += ",\"total_hits\":" + std::to_string(r.total_hits);
-    body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+    end_page(p, r, &body);
   });
   if (!searched) {
     co_return co_await reply_error(req, res, 500, "search failed: " + searched.message());
@@ -275,10 +280,7 @@ asio::awaitable<void> handle_search(ApiContext& ctx, const std::string& tenant, 
       body += "{\"session_id\":" + json_quote(h.session_id) + ",\"event\":" + ev +
               ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
     }
-    auto np = next_page(p, r);
-    body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
-    body += ",\"total_hits\":" + std::to_string(r.total_hits);
-    body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
+    end_page(p, r, &body);
   });
   if (!searched) {
     co_return co_await reply_error(req, res, 500, "search failed: " + searched.message());

@@ -224,7 +224,7 @@ class BeastResponder final : public Responder {
 
   // Called when the handler has returned: the watch may not call back into its frame any more.
   void stop_watching() {
-    if (!watch_) return;
+    if (!watch_ || !watch_->active) return;
     watch_->active = false;
     watch_->on_gone = nullptr;
     if (!watch_->gone) {
