@@ -151,9 +151,8 @@ def main():
               "—", b < 16 * 1024, f"{b / 16384:.2f}× over" if b >= 16384 else "")
     if not idle:
         t.add("Idle SSE connection < 16 KiB", "—", "—", "—", None)
-    sess = measurements_prefix(cp, "") and [m for m in cp["measurements"]
-                                            if "sessions, one event each" in m.get("label", "")
-                                            and m.get("server") == "ours"]
+    sess = [m for m in (cp or {}).get("measurements", [])
+            if "sessions, one event each" in m.get("label", "") and m.get("server") == "ours"]
     if sess and isinstance(sess[0].get("result"), dict) and "rss_after_kb" in sess[0]["result"]:
         r = sess[0]["result"]
         gib = r["rss_after_kb"] / 1024 / 1024
