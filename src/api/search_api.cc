@@ -164,7 +164,7 @@ asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& 
   bool fresh = targets_reached(ctx, tenant, targets);
 
   SearchRequest sr;
-  sr.query = p.query.query;
+  sr.query = p.query;
   sr.session_ids = {session_id};
   sr.types = p.types;
   sr.offset = p.offset;
@@ -249,7 +249,7 @@ asio::awaitable<void> handle_search(ApiContext& ctx, const std::string& tenant, 
   bool fresh = targets_reached(ctx, tenant, targets);
 
   SearchRequest sr;
-  sr.query = p.query.query;
+  sr.query = p.query;
   if (restrict) {
     sr.restrict_sessions = true;
     for (const auto& [id, s] : by_id) sr.session_ids.push_back(id);

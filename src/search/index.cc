@@ -1,5 +1,8 @@
 #include "search/index.h"
 
+#include "search/bm25_source.h"
+#include "search/doc_lengths.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -86,6 +89,7 @@ struct SearchIndex::Tenant {
   bool in_txn = false;
   std::mutex readers_mu;
   std::vector<std::unique_ptr<Xapian::Database>> readers;  // idle readers
+  DocLengths lengths;
 };
 
 SearchIndex::SearchIndex(IndexOptions options) : options_(std::move(options)) {}
@@ -371,6 +375,7 @@ uint64_t SearchIndex::doc_count(const std::string& tenant) {
 Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
                            SearchResults* out) {
   out->mset_ = Xapian::MSet();
+  out->terms_ = Xapian::MSet();
   out->lease_.reset();
   out->hits.clear();
   out->total_hits = 0;
@@ -407,7 +412,11 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         db->reopen();
         out->indexed_events = db->get_doccount();
         if (req.restrict_sessions && req.session_ids.empty()) break;
-        Xapian::Query q = req.query;
+        DocLengths::View lengths = t->lengths.update(*db);
+        const double k1 = options_.bm25_k1, b = options_.bm25_b;
+        Xapian::Query q = req.query.build([&](const std::string& term) {
+          return Xapian::Query((new Bm25Source(term, k1, b, lengths))->release());
+        });
         if (!req.session_ids.empty()) {
           std::vector<Xapian::Query> s;
           for (const auto& id : req.session_ids) s.emplace_back(std::string(kPrefixSession) + id);
@@ -427,6 +436,12 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         out->mset_ = enquire.get_mset(static_cast<Xapian::doccount>(req.offset),
                                       static_cast<Xapian::doccount>(req.limit), kCheckAtLeast);
         out->total_hits = out->mset_.get_matches_estimated();
+        // Snippets need the query's terms and their statistics, which Bm25Source leaves do not
+        // expose: the plain-term query with no hits asked for (runs no match).
+        Xapian::Enquire terms(*db);
+        terms.set_weighting_scheme(Xapian::BM25Weight(k1, 0, 1, b, 0));
+        terms.set_query(req.query.query);
+        out->terms_ = terms.get_mset(0, 0, 0u);
         out->hits.clear();
         for (auto it = out->mset_.begin(); it != out->mset_.end(); ++it) {
           std::string data = it.get_document().get_data();
@@ -449,12 +464,14 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         // Start over on a fresh handle at the latest commit.
         if (attempt >= kSearchAttempts) throw;
         out->mset_ = Xapian::MSet();
+        out->terms_ = Xapian::MSet();
         *db = Xapian::Database(t->path);
       }
     }
   } catch (const Xapian::Error& e) {
     *failed = true;
     out->mset_ = Xapian::MSet();
+    out->terms_ = Xapian::MSet();
     out->hits.clear();
     return Status::io_error("search index " + t->path + ": " + e.get_msg());
   }
@@ -464,13 +481,13 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
 
 std::string SearchResults::snippet(const std::string& text) const {
   try {
-    return mset_.snippet(text, 240, search_stemmer(),
+    return terms_.snippet(text, 240, search_stemmer(),
                          Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
                          "<mark>", "</mark>", "…");
   } catch (const Xapian::Error&) {
     // The background model reads term statistics from the reader, whose revision may have been
     // discarded by later commits meanwhile; the snippet without it needs no database.
-    return mset_.snippet(text, 240, search_stemmer(), Xapian::MSet::SNIPPET_EXHAUSTIVE, "<mark>",
+    return terms_.snippet(text, 240, search_stemmer(), Xapian::MSet::SNIPPET_EXHAUSTIVE, "<mark>",
                          "</mark>", "…");
   }
 }

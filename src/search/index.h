@@ -3,7 +3,9 @@
 //
 // Each indexed event is one document: its extracted text (see event_text.h) indexed with English
 // stems (Z-prefixed) and exact forms with positions; boolean terms XS<session id>, XT<event
-// type> and XK<tenant>; document data "<session id>\n<position>". For every session the
+// type> and XK<tenant>; document data "<session id>\n<position>". Searches score single terms
+// with Bm25Source over an in-memory table of document lengths (DocLengths, one per tenant, read
+// incrementally from the database); the scores are Xapian's BM25Weight's. For every session the
 // database's metadata key "p:<session id>" holds "<catalog id> <next position>": all events of
 // that session below that position are in the index. Documents and positions change together in
 // one Xapian transaction, so after a crash they still agree.
@@ -50,7 +52,7 @@ struct SessionMark {
 };
 
 struct SearchRequest {
-  Xapian::Query query;                      // from parse_search_query
+  ParsedQuery query;                        // from parse_search_query
   std::vector<std::string> session_ids;     // empty: all sessions
   bool restrict_sessions = false;           // true with empty session_ids: match nothing
   std::vector<std::string> types;           // empty: all types
@@ -76,8 +78,9 @@ class SearchResults {
 
  private:
   friend class SearchIndex;
-  std::shared_ptr<Xapian::Database> lease_;  // the reader the mset uses; back to the pool after
-  Xapian::MSet mset_;                        // destroyed before lease_
+  std::shared_ptr<Xapian::Database> lease_;  // the reader the msets use; back to the pool after
+  Xapian::MSet mset_;                        // the hits; destroyed before lease_
+  Xapian::MSet terms_;  // no hits: the plain-term query and its statistics, for snippets
 };
 
 class SearchIndex {

@@ -3,6 +3,7 @@
 #include <xapian/unicode.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 namespace ds {
@@ -112,22 +113,82 @@ struct Parser {
   }
 };
 
-Xapian::Query word_query(const std::string& w) {
-  if (!gets_stemmed(w)) return Xapian::Query(w);
-  return Xapian::Query(std::string(kPrefixStem) + search_stemmer()(w));
+// The index term of one unquoted word: its Z stem, or the word itself when it gets no stem.
+std::string word_term(const std::string& w) {
+  if (!gets_stemmed(w)) return w;
+  return std::string(kPrefixStem) + search_stemmer()(w);
 }
 
-Xapian::Query text_query(const Item& it, std::vector<std::string>* exact) {
+// `leaf` is null for an unranked use (an excluded item): plain term leaves.
+Xapian::Query text_query(const Item& it, const ParsedQuery::Leaf* leaf,
+                         std::vector<std::string>* exact) {
+  auto term = [&](const std::string& t) { return leaf ? (*leaf)(t) : Xapian::Query(t); };
   if (it.words.size() == 1 && !it.quoted) {
     if (exact && gets_stemmed(it.words[0])) exact->push_back(it.words[0]);
-    return word_query(it.words[0]);
+    return term(word_term(it.words[0]));
   }
-  if (it.words.size() == 1) return Xapian::Query(it.words[0]);
+  if (it.words.size() == 1) return term(it.words[0]);
   return Xapian::Query(Xapian::Query::OP_PHRASE, it.words.begin(), it.words.end(),
                        static_cast<Xapian::termcount>(it.words.size()));
 }
 
+bool same_item(const Item& a, const Item& b) {
+  return a.kind == b.kind && a.negated == b.negated && a.words == b.words &&
+         a.quoted == b.quoted && a.type == b.type;
+}
+
 }  // namespace
+
+// Clauses are AND-ed; each clause is an OR group of items.
+struct QueryPlan {
+  std::vector<std::vector<Item>> clauses;
+};
+
+Xapian::Query ParsedQuery::build(const Leaf& leaf) const {
+  if (!plan) return Xapian::Query();  // not parsed: matches nothing
+  std::vector<Xapian::Query> must, must_not, types, not_types;
+  std::vector<std::string> exact;
+  for (const auto& c : plan->clauses) {
+    const Item& first = c.front();
+    if (first.kind == Item::Kind::kType) {
+      for (const auto& it : c) {
+        (first.negated ? not_types : types)
+            .push_back(Xapian::Query(std::string(kPrefixType) + it.type));
+      }
+      continue;
+    }
+    if (first.negated) {
+      must_not.push_back(text_query(first, nullptr, nullptr));
+      continue;
+    }
+    if (c.size() == 1) {
+      must.push_back(text_query(first, &leaf, &exact));
+    } else {
+      std::vector<Xapian::Query> alts;
+      for (const auto& it : c) alts.push_back(text_query(it, &leaf, &exact));
+      must.push_back(Xapian::Query(Xapian::Query::OP_OR, alts.begin(), alts.end()));
+    }
+  }
+  Xapian::Query q(Xapian::Query::OP_AND, must.begin(), must.end());
+  if (!exact.empty()) {
+    std::vector<Xapian::Query> bonus_terms;
+    for (const auto& w : exact) bonus_terms.push_back(leaf(w));
+    Xapian::Query bonus(Xapian::Query::OP_OR, bonus_terms.begin(), bonus_terms.end());
+    q = Xapian::Query(Xapian::Query::OP_AND_MAYBE, q,
+                      Xapian::Query(Xapian::Query::OP_SCALE_WEIGHT, bonus, kExactFormBonus));
+  }
+  if (!types.empty()) {
+    q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                      Xapian::Query(Xapian::Query::OP_OR, types.begin(), types.end()));
+  }
+  std::vector<Xapian::Query> excluded = must_not;
+  excluded.insert(excluded.end(), not_types.begin(), not_types.end());
+  if (!excluded.empty()) {
+    q = Xapian::Query(Xapian::Query::OP_AND_NOT, q,
+                      Xapian::Query(Xapian::Query::OP_OR, excluded.begin(), excluded.end()));
+  }
+  return q;
+}
 
 const Xapian::Stem& search_stemmer() {
   // Xapian objects are not thread-safe (stemmer state, reference counts): one per thread.
@@ -151,8 +212,7 @@ Status parse_query_unchecked(std::string_view text, ParsedQuery* out) {
   }
   Parser p;
   p.s = text;
-  // Clauses are AND-ed; each clause is an OR group of items.
-  std::vector<std::vector<Item>> clauses;
+  std::vector<std::vector<Item>> clauses;  // see QueryPlan
   bool pending_or = false;
   bool pending_not = false;
   for (;;) {
@@ -223,50 +283,25 @@ Status parse_query_unchecked(std::string_view text, ParsedQuery* out) {
   if (pending_not) return Status::invalid("NOT must be followed by the term to exclude");
   if (clauses.empty()) return Status::invalid("q must contain at least one search word");
 
-  std::vector<Xapian::Query> must, must_not, types, not_types;
-  std::vector<std::string> exact;
+  bool ranked = false;
   for (const auto& c : clauses) {
-    const Item& first = c.front();
-    if (first.kind == Item::Kind::kType) {
-      for (const auto& it : c) {
-        (first.negated ? not_types : types)
-            .push_back(Xapian::Query(std::string(kPrefixType) + it.type));
-      }
-      continue;
-    }
-    if (first.negated) {
-      must_not.push_back(text_query(first, nullptr));
-      continue;
-    }
-    if (c.size() == 1) {
-      must.push_back(text_query(first, &exact));
-    } else {
-      std::vector<Xapian::Query> alts;
-      for (const auto& it : c) alts.push_back(text_query(it, &exact));
-      must.push_back(Xapian::Query(Xapian::Query::OP_OR, alts.begin(), alts.end()));
-    }
+    if (c.front().kind == Item::Kind::kText && !c.front().negated) ranked = true;
   }
-  if (must.empty()) {
+  if (!ranked) {
     return Status::invalid("q needs at least one search word that is not excluded "
                            "(type: and -term only filter)");
   }
-  Xapian::Query q(Xapian::Query::OP_AND, must.begin(), must.end());
-  if (!exact.empty()) {
-    Xapian::Query bonus(Xapian::Query::OP_OR, exact.begin(), exact.end());
-    q = Xapian::Query(Xapian::Query::OP_AND_MAYBE, q,
-                      Xapian::Query(Xapian::Query::OP_SCALE_WEIGHT, bonus, kExactFormBonus));
+  // A clause repeated word for word adds nothing ("error error" is "error").
+  auto plan = std::make_shared<QueryPlan>();
+  for (auto& c : clauses) {
+    bool repeat = c.size() == 1 && std::any_of(plan->clauses.begin(), plan->clauses.end(),
+                                               [&](const std::vector<Item>& d) {
+                                                 return d.size() == 1 && same_item(d[0], c[0]);
+                                               });
+    if (!repeat) plan->clauses.push_back(std::move(c));
   }
-  if (!types.empty()) {
-    q = Xapian::Query(Xapian::Query::OP_FILTER, q,
-                      Xapian::Query(Xapian::Query::OP_OR, types.begin(), types.end()));
-  }
-  std::vector<Xapian::Query> excluded = must_not;
-  excluded.insert(excluded.end(), not_types.begin(), not_types.end());
-  if (!excluded.empty()) {
-    q = Xapian::Query(Xapian::Query::OP_AND_NOT, q,
-                      Xapian::Query(Xapian::Query::OP_OR, excluded.begin(), excluded.end()));
-  }
-  out->query = q;
+  out->plan = std::move(plan);
+  out->query = out->build([](const std::string& term) { return Xapian::Query(term); });
   return Status::ok();
 }
 

@@ -8,7 +8,14 @@
 //   type:T           only events of type T (several type: terms are alternatives); -type:T
 //                    excludes. Filters do not change scores.
 // Words are split and lower-cased exactly as the indexer does (Xapian's TermGenerator), so
-// "foo-bar" or "agent.tool_use" in a query is matched as a phrase of its parts.
+// "foo-bar" or "agent.tool_use" in a query is matched as a phrase of its parts. A word repeated
+// as its own clause ("error error") counts once.
+//
+// ParsedQuery::query uses plain Xapian term leaves (weighted by the Enquire's weighting scheme);
+// build() makes the same tree with the caller's leaf for every ranked single term (the stemmed
+// words, single quoted words and the exact-form bonus terms) — SearchIndex gives Bm25Source
+// leaves there. Phrases keep plain term leaves (they need positions); excluded terms and type
+// filters are not ranked and stay plain too.
 //
 // Rejected with kInvalid and a message meant for the API user: an empty query, an unterminated
 // quote, an empty phrase, OR/NOT without a term on each side, a lone '-', an empty or malformed
@@ -18,6 +25,8 @@
 
 #include <xapian.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -35,8 +44,16 @@ inline constexpr std::string_view kPrefixType = "XT";     // boolean: event type
 inline constexpr std::string_view kPrefixTenant = "XK";   // boolean: tenant
 inline constexpr std::string_view kPrefixStem = "Z";      // stemmed words (TermGenerator's)
 
+struct QueryPlan;  // the parsed clauses (query.cc)
+
 struct ParsedQuery {
-  Xapian::Query query;  // ranked part, type filters applied
+  using Leaf = std::function<Xapian::Query(const std::string& term)>;
+
+  Xapian::Query query;  // ranked part, type filters applied; plain term leaves
+  // The same query with `leaf(term)` for every ranked single term.
+  Xapian::Query build(const Leaf& leaf) const;
+
+  std::shared_ptr<const QueryPlan> plan;
 };
 
 Status parse_search_query(std::string_view text, ParsedQuery* out);

@@ -45,7 +45,7 @@ class SearchIndexTest : public ::testing::Test {
     Status s = parse_search_query(q, &pq);
     EXPECT_TRUE(s) << s.message();
     SearchRequest r;
-    r.query = pq.query;
+    r.query = pq;
     r.session_ids = std::move(sessions);
     r.limit = limit;
     SearchResults out;
@@ -292,7 +292,7 @@ TEST_F(SearchIndexTest, PagingWithOffset) {
   ParsedQuery pq;
   ASSERT_TRUE(parse_search_query("page", &pq));
   SearchRequest r;
-  r.query = pq.query;
+  r.query = pq;
   r.limit = 10;
   r.offset = 20;
   SearchResults out;

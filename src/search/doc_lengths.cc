@@ -1,0 +1,39 @@
+#include "search/doc_lengths.h"
+
+namespace ds {
+
+DocLengths::DocLengths()
+    : chunks_(std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>()) {}
+
+DocLengths::View DocLengths::update(const Xapian::Database& db) {
+  std::lock_guard lk(mu_);
+  std::string uuid = db.get_uuid();
+  if (uuid != uuid_) {
+    uuid_ = std::move(uuid);
+    loaded_ = 0;
+    chunks_ = std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>();
+  }
+  Xapian::docid last = db.get_lastdocid();
+  if (last > loaded_) {
+    size_t need = static_cast<size_t>(last / kChunk) + 1;
+    if (chunks_->size() < need) {
+      auto grown = std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>(*chunks_);
+      while (grown->size() < need) grown->emplace_back(new uint32_t[kChunk]());
+      chunks_ = std::move(grown);
+    }
+    // The document-length list: every document, in id order ("" is its name in Xapian).
+    Xapian::PostingIterator it = db.postlist_begin("");
+    Xapian::PostingIterator end = db.postlist_end("");
+    it.skip_to(loaded_ + 1);
+    for (; it != end && *it <= last; ++it) {
+      (*chunks_)[*it / kChunk][*it % kChunk] = it.get_doclength();
+    }
+    loaded_ = last;
+  }
+  View v;
+  v.chunks_ = chunks_;
+  v.limit_ = loaded_;
+  return v;
+}
+
+}  // namespace ds
