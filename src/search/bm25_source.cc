@@ -4,29 +4,48 @@
 
 namespace ds {
 
-Bm25Source::Bm25Source(std::string term, double k1, double b, DocLengths::View lengths)
-    : term_(std::move(term)), k1_(k1), b_(b), lengths_(std::move(lengths)) {}
+Bm25Source::Bm25Source(std::string term, double k1, double b, DocLengths::View lengths,
+                       std::string bonus, double bonus_factor)
+    : term_(std::move(term)),
+      k1_(k1),
+      b_(b),
+      lengths_(std::move(lengths)),
+      bonus_(std::move(bonus)),
+      bonus_factor_(bonus_factor) {}
+
+bool Bm25Source::Term::init(const Xapian::Database& db, const std::string& term, double k1,
+                            double len_const, double len_per) {
+  Xapian::doccount tf = db.get_termfreq(term);
+  if (tf == 0) {
+    idf_k1 = max = 0;
+    return false;
+  }
+  double n = tf;
+  double t = (static_cast<double>(db.get_doccount()) - n + 0.5) / (n + 0.5);
+  if (t < 2) t = t * 0.5 + 1;
+  idf_k1 = std::log(t) * (k1 + 1);
+  double wdf_max = db.get_wdf_upper_bound(term);
+  double denom = len_const + len_per * db.get_doclength_lower_bound() + wdf_max;
+  max = denom > 0 ? idf_k1 * wdf_max / denom : 0;
+  return true;
+}
 
 void Bm25Source::init(const Xapian::Database& db) {
   it_ = db.postlist_begin(term_);
   end_ = db.postlist_end(term_);
   started_ = false;
   termfreq_ = db.get_termfreq(term_);
-  if (termfreq_ == 0) {
-    set_maxweight(0);
-    return;
-  }
-  double n = termfreq_;
-  double t = (static_cast<double>(db.get_doccount()) - n + 0.5) / (n + 0.5);
-  if (t < 2) t = t * 0.5 + 1;
-  idf_k1_ = std::log(t) * (k1_ + 1);
   double avlen = db.get_avlength();
   len_const_ = k1_ * (1 - b_);
   len_per_ = avlen > 0 ? k1_ * b_ / avlen : 0;
-  double wdf_max = db.get_wdf_upper_bound(term_);
-  double len_min = db.get_doclength_lower_bound();
-  double denom = len_const_ + len_per_ * len_min + wdf_max;
-  set_maxweight(denom > 0 ? idf_k1_ * wdf_max / denom : 0);
+  main_.init(db, term_, k1_, len_const_, len_per_);
+  has_bonus_ = !bonus_.empty() && bonus_factor_ > 0 &&
+               extra_.init(db, bonus_, k1_, len_const_, len_per_);
+  if (has_bonus_) {
+    bonus_it_ = db.postlist_begin(bonus_);
+    bonus_end_ = db.postlist_end(bonus_);
+  }
+  set_maxweight(main_.max + (has_bonus_ ? bonus_factor_ * extra_.max : 0));
 }
 
 void Bm25Source::next(double) {
@@ -42,14 +61,30 @@ void Bm25Source::skip_to(Xapian::docid did, double) {
   it_.skip_to(did);
 }
 
+double Bm25Source::weight(const Term& t, double wdf, Xapian::docid did) const {
+  double denom = len_const_ + len_per_ * lengths_[did] + wdf;
+  return denom > 0 ? t.idf_k1 * wdf / denom : 0;
+}
+
 double Bm25Source::get_weight() const {
-  double wdf = it_.get_wdf();
-  double denom = len_const_ + len_per_ * lengths_[*it_] + wdf;
-  return denom > 0 ? idf_k1_ * wdf / denom : 0;
+  Xapian::docid did = *it_;
+  double w = weight(main_, it_.get_wdf(), did);
+  if (has_bonus_ && bonus_it_ != bonus_end_) {
+    bonus_it_.skip_to(did);
+    if (bonus_it_ != bonus_end_ && *bonus_it_ == did) {
+      w += bonus_factor_ * weight(extra_, bonus_it_.get_wdf(), did);
+    }
+  }
+  return w;
 }
 
 Xapian::PostingSource* Bm25Source::clone() const {
-  return new Bm25Source(term_, k1_, b_, lengths_);
+  return new Bm25Source(term_, k1_, b_, lengths_, bonus_, bonus_factor_);
+}
+
+std::string Bm25Source::get_description() const {
+  if (bonus_.empty()) return "Bm25Source(" + term_ + ")";
+  return "Bm25Source(" + term_ + " + " + std::to_string(bonus_factor_) + " × " + bonus_ + ")";
 }
 
 }  // namespace ds

@@ -12,6 +12,11 @@
 //         weight stays positive for terms in most documents);
 //   weight = idf × (k1 + 1) × wdf / (k1 × ((1 - b) + b × length / average length) + wdf).
 //
+// Exact-form bonus: with a `bonus` term (the unstemmed word of a stemmed term), a document that
+// also contains the bonus term gets `bonus_factor` × the bonus term's own BM25 weight added. This
+// is the weight OP_AND_MAYBE(term, OP_SCALE_WEIGHT(bonus, factor)) gives, computed in one
+// source: the bonus term's postings are only looked up for documents the term matches.
+//
 // Use with Xapian::Query(source->release()); the view must cover every document of the database
 // the query runs on (DocLengths::update() with the same handle).
 #pragma once
@@ -26,7 +31,8 @@ namespace ds {
 
 class Bm25Source final : public Xapian::PostingSource {
  public:
-  Bm25Source(std::string term, double k1, double b, DocLengths::View lengths);
+  Bm25Source(std::string term, double k1, double b, DocLengths::View lengths,
+             std::string bonus = "", double bonus_factor = 0);
 
   void init(const Xapian::Database& db) override;
   Xapian::doccount get_termfreq_min() const override { return termfreq_; }
@@ -39,20 +45,37 @@ class Bm25Source final : public Xapian::PostingSource {
   double get_weight() const override;
   Xapian::PostingSource* clone() const override;
   std::string name() const override { return "ds::Bm25Source"; }
-  std::string get_description() const override { return "Bm25Source(" + term_ + ")"; }
+  std::string get_description() const override;
 
  private:
+  // One term's BM25 parameters in one database.
+  struct Term {
+    double idf_k1 = 0;  // idf × (k1 + 1)
+    double max = 0;     // upper bound of the weight
+    // Sets up `term` in `db`; false when no document contains it.
+    bool init(const Xapian::Database& db, const std::string& term, double k1, double len_const,
+              double len_per);
+  };
+  double weight(const Term& t, double wdf, Xapian::docid did) const;
+
   const std::string term_;
   const double k1_;
   const double b_;
   const DocLengths::View lengths_;
+  const std::string bonus_;
+  const double bonus_factor_;
   Xapian::PostingIterator it_;
   Xapian::PostingIterator end_;
   bool started_ = false;
   Xapian::doccount termfreq_ = 0;
-  double idf_k1_ = 0;     // idf × (k1 + 1)
   double len_const_ = 0;  // k1 × (1 - b)
   double len_per_ = 0;    // k1 × b / average length
+  Term main_;
+  Term extra_;
+  bool has_bonus_ = false;
+  // Only moves forward, to the documents get_weight() is asked about.
+  mutable Xapian::PostingIterator bonus_it_;
+  Xapian::PostingIterator bonus_end_;
 };
 
 }  // namespace ds

@@ -414,8 +414,9 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         if (req.restrict_sessions && req.session_ids.empty()) break;
         DocLengths::View lengths = t->lengths.update(*db);
         const double k1 = options_.bm25_k1, b = options_.bm25_b;
-        Xapian::Query q = req.query.build([&](const std::string& term) {
-          return Xapian::Query((new Bm25Source(term, k1, b, lengths))->release());
+        Xapian::Query q = req.query.build([&](const std::string& term, const std::string& bonus) {
+          return Xapian::Query(
+              (new Bm25Source(term, k1, b, lengths, bonus, kExactFormBonus))->release());
         });
         if (!req.session_ids.empty()) {
           std::vector<Xapian::Query> s;

@@ -119,18 +119,26 @@ std::string word_term(const std::string& w) {
   return std::string(kPrefixStem) + search_stemmer()(w);
 }
 
-// `leaf` is null for an unranked use (an excluded item): plain term leaves.
+// `leaf` null: plain term leaves, and each stemmed word's exact form goes to `exact` (for the
+// OP_AND_MAYBE bonus); otherwise the leaf gets the exact form. An excluded item gets plain leaves
+// (`leaf` and `exact` null).
 Xapian::Query text_query(const Item& it, const ParsedQuery::Leaf* leaf,
                          std::vector<std::string>* exact) {
-  auto term = [&](const std::string& t) { return leaf ? (*leaf)(t) : Xapian::Query(t); };
-  if (it.words.size() == 1 && !it.quoted) {
-    if (exact && gets_stemmed(it.words[0])) exact->push_back(it.words[0]);
-    return term(word_term(it.words[0]));
+  if (it.words.size() == 1) {
+    const std::string& w = it.words[0];
+    bool bonus = !it.quoted && gets_stemmed(w);
+    std::string term = it.quoted ? w : word_term(w);
+    if (leaf) return (*leaf)(term, bonus ? w : std::string());
+    if (bonus && exact) exact->push_back(w);
+    return Xapian::Query(term);
   }
-  if (it.words.size() == 1) return term(it.words[0]);
   return Xapian::Query(Xapian::Query::OP_PHRASE, it.words.begin(), it.words.end(),
                        static_cast<Xapian::termcount>(it.words.size()));
 }
+
+// The query of a plan; `leaf` as for text_query.
+Xapian::Query assemble(const std::vector<std::vector<Item>>& clauses,
+                       const ParsedQuery::Leaf* leaf);
 
 bool same_item(const Item& a, const Item& b) {
   return a.kind == b.kind && a.negated == b.negated && a.words == b.words &&
@@ -146,9 +154,16 @@ struct QueryPlan {
 
 Xapian::Query ParsedQuery::build(const Leaf& leaf) const {
   if (!plan) return Xapian::Query();  // not parsed: matches nothing
+  return assemble(plan->clauses, &leaf);
+}
+
+namespace {
+
+Xapian::Query assemble(const std::vector<std::vector<Item>>& clauses,
+                       const ParsedQuery::Leaf* leaf) {
   std::vector<Xapian::Query> must, must_not, types, not_types;
   std::vector<std::string> exact;
-  for (const auto& c : plan->clauses) {
+  for (const auto& c : clauses) {
     const Item& first = c.front();
     if (first.kind == Item::Kind::kType) {
       for (const auto& it : c) {
@@ -162,18 +177,16 @@ Xapian::Query ParsedQuery::build(const Leaf& leaf) const {
       continue;
     }
     if (c.size() == 1) {
-      must.push_back(text_query(first, &leaf, &exact));
+      must.push_back(text_query(first, leaf, &exact));
     } else {
       std::vector<Xapian::Query> alts;
-      for (const auto& it : c) alts.push_back(text_query(it, &leaf, &exact));
+      for (const auto& it : c) alts.push_back(text_query(it, leaf, &exact));
       must.push_back(Xapian::Query(Xapian::Query::OP_OR, alts.begin(), alts.end()));
     }
   }
   Xapian::Query q(Xapian::Query::OP_AND, must.begin(), must.end());
   if (!exact.empty()) {
-    std::vector<Xapian::Query> bonus_terms;
-    for (const auto& w : exact) bonus_terms.push_back(leaf(w));
-    Xapian::Query bonus(Xapian::Query::OP_OR, bonus_terms.begin(), bonus_terms.end());
+    Xapian::Query bonus(Xapian::Query::OP_OR, exact.begin(), exact.end());
     q = Xapian::Query(Xapian::Query::OP_AND_MAYBE, q,
                       Xapian::Query(Xapian::Query::OP_SCALE_WEIGHT, bonus, kExactFormBonus));
   }
@@ -189,6 +202,8 @@ Xapian::Query ParsedQuery::build(const Leaf& leaf) const {
   }
   return q;
 }
+
+}  // namespace
 
 const Xapian::Stem& search_stemmer() {
   // Xapian objects are not thread-safe (stemmer state, reference counts): one per thread.
@@ -301,7 +316,7 @@ Status parse_query_unchecked(std::string_view text, ParsedQuery* out) {
     if (!repeat) plan->clauses.push_back(std::move(c));
   }
   out->plan = std::move(plan);
-  out->query = out->build([](const std::string& term) { return Xapian::Query(term); });
+  out->query = assemble(out->plan->clauses, nullptr);
   return Status::ok();
 }
 

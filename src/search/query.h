@@ -11,11 +11,13 @@
 // "foo-bar" or "agent.tool_use" in a query is matched as a phrase of its parts. A word repeated
 // as its own clause ("error error") counts once.
 //
-// ParsedQuery::query uses plain Xapian term leaves (weighted by the Enquire's weighting scheme);
-// build() makes the same tree with the caller's leaf for every ranked single term (the stemmed
-// words, single quoted words and the exact-form bonus terms) — SearchIndex gives Bm25Source
-// leaves there. Phrases keep plain term leaves (they need positions); excluded terms and type
-// filters are not ranked and stay plain too.
+// ParsedQuery::query uses plain Xapian term leaves (weighted by the Enquire's weighting scheme),
+// the exact-form bonus as OP_AND_MAYBE(…, OP_SCALE_WEIGHT(OR of exact forms, kExactFormBonus)).
+// build() makes the query with the caller's leaf for every ranked single term instead (stemmed
+// words, single quoted words); a stemmed word's leaf also gets its exact form and must add the
+// bonus itself (SearchIndex gives Bm25Source leaves, which do). Both score every document the
+// same. Phrases keep plain term leaves (they need positions); excluded terms and type filters are
+// not ranked and stay plain too.
 //
 // Rejected with kInvalid and a message meant for the API user: an empty query, an unterminated
 // quote, an empty phrase, OR/NOT without a term on each side, a lone '-', an empty or malformed
@@ -47,10 +49,11 @@ inline constexpr std::string_view kPrefixStem = "Z";      // stemmed words (Term
 struct QueryPlan;  // the parsed clauses (query.cc)
 
 struct ParsedQuery {
-  using Leaf = std::function<Xapian::Query(const std::string& term)>;
+  // `bonus`: the exact form to add kExactFormBonus × its weight for, or empty.
+  using Leaf = std::function<Xapian::Query(const std::string& term, const std::string& bonus)>;
 
   Xapian::Query query;  // ranked part, type filters applied; plain term leaves
-  // The same query with `leaf(term)` for every ranked single term.
+  // The same query with `leaf(term, bonus)` for every ranked single term.
   Xapian::Query build(const Leaf& leaf) const;
 
   std::shared_ptr<const QueryPlan> plan;

@@ -1,7 +1,7 @@
 // search/bm25_source + search/doc_lengths: Bm25Source weights equal Xapian's own BM25Weight for
-// every matching document (common and rare terms, several k1/b, within compound queries), its
-// maximum weight bounds them, and the document-length table follows additions, deletions and a
-// recreated database.
+// every matching document (common and rare terms, several k1/b, within compound queries, with the
+// exact-form bonus, and for whole parsed queries), its maximum weight bounds them, and the
+// document-length table follows additions, deletions and a recreated database.
 #include "search/bm25_source.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "search/doc_lengths.h"
+#include "search/index.h"
+#include "search/query.h"
 #include "temp_dir.h"
 
 namespace ds {
@@ -118,9 +120,92 @@ TEST_F(Bm25SourceTest, CompoundQueriesScoreAsWithXapiansBm25) {
   }
 }
 
+TEST_F(Bm25SourceTest, BonusTermAddsItsScaledWeightWhereItOccurs) {
+  const double k1 = 1.2, b = 0.75;
+  for (auto [term, bonus] : std::vector<std::pair<const char*, const char*>>{
+           {"common", "mid"}, {"mid", "rare"}, {"common", "absent"}, {"long", "common"}}) {
+    SCOPED_TRACE(std::string(term) + " + " + bonus);
+    auto want = native(Xapian::Query(Xapian::Query::OP_AND_MAYBE, Xapian::Query(term),
+                                     Xapian::Query(Xapian::Query::OP_SCALE_WEIGHT,
+                                                   Xapian::Query(bonus), 0.5)),
+                       k1, b);
+    auto got = ours(Xapian::Query(
+        (new Bm25Source(term, k1, b, lengths_.update(db_), bonus, 0.5))->release()));
+    expect_same(want, got);
+    // The bonus changed some weights (where both occur) and not others.
+    auto plain = native(Xapian::Query(term), k1, b);
+    size_t raised = 0;
+    for (const auto& [did, w] : got) raised += w > plain.at(did) + 1e-9;
+    if (std::string(bonus) != "absent") {
+      EXPECT_GT(raised, 0u);
+    } else {
+      EXPECT_EQ(raised, 0u);
+    }
+  }
+}
+
+// Whole parsed queries over documents made the way the indexer makes them: the tree build() gives
+// with Bm25Source leaves scores every document as the plain-term query does with BM25Weight.
+TEST(Bm25SourceQueries, ParsedQueriesScoreAsThePlainTermQuery) {
+  test::TempDir dir;
+  Xapian::WritableDatabase db(dir / "db", Xapian::DB_CREATE_OR_OVERWRITE);
+  const std::vector<std::string> texts = {
+      "the stripe webhook failed with a timeout",
+      "Webhooks failing: stripe returned 500, retrying the webhook",
+      "refund issued for order 4411 after the chargeback",
+      "a chargeback dispute; refunds are paused until the webhook recovers",
+      "running the migration script; runs took 4 minutes",
+      "Error: connection refused (ECONNREFUSED) while running tests",
+      "errors in the error log: timeout, timeout, refused",
+      "user asked to refund the stripe payment",
+      "tool_use bash: grep -rn webhook src/",
+      "nothing relevant here at all, just filler words about lunch",
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < texts.size(); ++i) {
+      std::string text = texts[i];
+      for (int k = 0; k < round * 3 + static_cast<int>(i % 4); ++k) text += " padding" + std::to_string(k);
+      db.add_document(SearchIndex::make_document("t", "s" + std::to_string(i % 3), i,
+                                                 "agent.message", text));
+    }
+  }
+  db.commit();
+  DocLengths lengths;
+  const double k1 = 1.2, b = 0.75;
+  for (const char* q : {"webhook", "webhook stripe", "failing", "refund OR chargeback stripe",
+                        "error timeout", "running", "\"stripe webhook\" failed", "\"refund\"",
+                        "webhook -stripe", "refused type:agent.message", "4411", "timeout timeout"}) {
+    SCOPED_TRACE(q);
+    ParsedQuery pq;
+    ASSERT_TRUE(parse_search_query(q, &pq));
+    Xapian::Enquire plain(db);
+    plain.set_weighting_scheme(Xapian::BM25Weight(k1, 0, 1, b, 0));
+    plain.set_query(pq.query);
+    Xapian::MSet want = plain.get_mset(0, 100);
+    DocLengths::View view = lengths.update(db);
+    Xapian::Enquire ours(db);
+    ours.set_weighting_scheme(Xapian::BM25Weight(k1, 0, 1, b, 0));
+    ours.set_query(pq.build([&](const std::string& term, const std::string& bonus) {
+      return Xapian::Query(
+          (new Bm25Source(term, k1, b, view, bonus, kExactFormBonus))->release());
+    }));
+    Xapian::MSet got = ours.get_mset(0, 100);
+    ASSERT_EQ(got.size(), want.size());
+    std::map<Xapian::docid, double> w;
+    for (auto it = want.begin(); it != want.end(); ++it) w[*it] = it.get_weight();
+    for (auto it = got.begin(); it != got.end(); ++it) {
+      ASSERT_TRUE(w.count(*it)) << "doc " << *it;
+      EXPECT_NEAR(it.get_weight(), w[*it], 1e-9) << "doc " << *it;
+    }
+    if (std::string(q) != "webhook -stripe") {
+      EXPECT_GT(got.size(), 0u);
+    }
+  }
+}
+
 TEST_F(Bm25SourceTest, MaxWeightBoundsEveryWeight) {
   for (const char* term : {"common", "rare", "mid", "long"}) {
-    Bm25Source s(term, 1.2, 0.75, lengths_.update(db_));
+    Bm25Source s(term, 1.2, 0.75, lengths_.update(db_), "mid", 0.5);
     s.init(db_);
     double max = s.get_maxweight();
     size_t n = 0;
