@@ -2,11 +2,15 @@
 
 #include "search/bm25_source.h"
 #include "search/doc_lengths.h"
+#include "search/doc_range.h"
+#include "search/side_thread.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 
@@ -24,6 +28,8 @@ constexpr const char* kMarkPrefix = "p:";
 constexpr Xapian::doccount kCheckAtLeast = 1000;
 constexpr const char* kUncleanMarker = "UNCLEAN";
 constexpr int kSearchAttempts = 10;
+// A split search reads offset + limit hits from each half: deeper pages run in one pass.
+constexpr size_t kMaxSplitHits = 1000;
 
 std::string boot_id() {
   std::ifstream f("/proc/sys/kernel/random/boot_id");
@@ -92,7 +98,8 @@ struct SearchIndex::Tenant {
   DocLengths lengths;
 };
 
-SearchIndex::SearchIndex(IndexOptions options) : options_(std::move(options)) {}
+SearchIndex::SearchIndex(IndexOptions options)
+    : options_(std::move(options)), side_(std::make_unique<SideThread>()) {}
 
 SearchIndex::~SearchIndex() { close(); }
 
@@ -372,16 +379,8 @@ uint64_t SearchIndex::doc_count(const std::string& tenant) {
   return r.indexed_events;
 }
 
-Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
-                           SearchResults* out) {
-  out->mset_ = Xapian::MSet();
-  out->terms_ = Xapian::MSet();
-  out->lease_.reset();
-  out->hits.clear();
-  out->total_hits = 0;
-  out->indexed_events = 0;
-  std::shared_ptr<Tenant> t = tenant_for_read(tenant);
-  if (!t) return Status::ok();
+std::shared_ptr<Xapian::Database> SearchIndex::lease_reader(const std::shared_ptr<Tenant>& t,
+                                                            std::shared_ptr<bool>* failed) {
   std::unique_ptr<Xapian::Database> idle;
   {
     std::lock_guard lk(t->readers_mu);
@@ -390,53 +389,166 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
       t->readers.pop_back();
     }
   }
+  if (!idle) idle = std::make_unique<Xapian::Database>(t->path);
+  // The reader goes back to the pool when its last user is gone; a reader that failed is
+  // dropped instead.
+  *failed = std::make_shared<bool>(false);
+  std::weak_ptr<Tenant> weak = t;
+  return std::shared_ptr<Xapian::Database>(
+      idle.release(), [weak, failed = *failed](Xapian::Database* d) {
+        std::unique_ptr<Xapian::Database> own(d);
+        auto tenant = weak.lock();
+        if (!tenant || *failed) return;
+        std::lock_guard lk(tenant->readers_mu);
+        if (tenant->readers.size() < 16) tenant->readers.push_back(std::move(own));
+      });
+}
+
+namespace {
+
+struct RankedHit {
+  double weight = 0;
+  Xapian::docid did = 0;
+  SearchHit hit;
+};
+
+// Xapian's result order: weight descending, then document id ascending.
+bool ranks_before(const RankedHit& a, const RankedHit& b) {
+  return a.weight != b.weight ? a.weight > b.weight : a.did < b.did;
+}
+
+// Runs `q` on `db` and appends hits [first, first + count) in rank order; returns Xapian's
+// estimate of all matches.
+Xapian::doccount collect(const Xapian::Database& db, const Xapian::Query& q, double k1, double b,
+                         size_t first, size_t count, std::vector<RankedHit>* out) {
+  Xapian::Enquire enquire(db);
+  enquire.set_weighting_scheme(Xapian::BM25Weight(k1, 0, 1, b, 0));
+  enquire.set_query(q);
+  Xapian::MSet mset = enquire.get_mset(static_cast<Xapian::doccount>(first),
+                                       static_cast<Xapian::doccount>(count), kCheckAtLeast);
+  for (auto it = mset.begin(); it != mset.end(); ++it) {
+    std::string data = it.get_document().get_data();
+    size_t nl = data.rfind('\n');
+    if (nl == std::string::npos) continue;
+    RankedHit h;
+    h.weight = it.get_weight();
+    h.did = *it;
+    h.hit.session_id = data.substr(0, nl);
+    h.hit.position = std::strtoull(data.c_str() + nl + 1, nullptr, 10);
+    h.hit.score = h.weight;
+    out->push_back(std::move(h));
+  }
+  return mset.get_matches_estimated();
+}
+
+}  // namespace
+
+Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
+                           SearchResults* out) {
+  out->terms_ = Xapian::MSet();
+  out->lease_.reset();
+  out->hits.clear();
+  out->total_hits = 0;
+  out->indexed_events = 0;
+  std::shared_ptr<Tenant> t = tenant_for_read(tenant);
+  if (!t) return Status::ok();
+  std::shared_ptr<bool> failed, failed2;
+  std::shared_ptr<Xapian::Database> db, db2;  // db2: the second half's reader, when split
   try {
-    if (!idle) idle = std::make_unique<Xapian::Database>(t->path);
+    db = lease_reader(t, &failed);
   } catch (const Xapian::Error& e) {
     return Status::io_error("search index " + t->path + ": " + e.get_msg());
   }
-  // The reader goes back to the pool when the results (and their MSet) are gone; a reader that
-  // failed is dropped instead.
-  auto failed = std::make_shared<bool>(false);
-  std::weak_ptr<Tenant> weak = t;
-  std::shared_ptr<Xapian::Database> db(idle.release(), [weak, failed](Xapian::Database* d) {
-    std::unique_ptr<Xapian::Database> own(d);
-    auto tenant = weak.lock();
-    if (!tenant || *failed) return;
-    std::lock_guard lk(tenant->readers_mu);
-    if (tenant->readers.size() < 16) tenant->readers.push_back(std::move(own));
-  });
+  const double k1 = options_.bm25_k1, b = options_.bm25_b;
+  // The query for documents [lo, hi] (0, 0: all). Built per thread: Xapian's reference counts
+  // are not atomic, so the halves share no query objects.
+  auto make_query = [&](const DocLengths::View& lengths, Xapian::docid lo, Xapian::docid hi) {
+    Xapian::Query q = req.query.build([&](const std::string& term, const std::string& bonus) {
+      return Xapian::Query(
+          (new Bm25Source(term, k1, b, lengths, bonus, kExactFormBonus))->release());
+    });
+    if (!req.session_ids.empty()) {
+      std::vector<Xapian::Query> s;
+      for (const auto& id : req.session_ids) s.emplace_back(std::string(kPrefixSession) + id);
+      q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                        Xapian::Query(Xapian::Query::OP_OR, s.begin(), s.end()));
+    }
+    if (!req.types.empty()) {
+      std::vector<Xapian::Query> s;
+      for (const auto& ty : req.types) s.emplace_back(std::string(kPrefixType) + ty);
+      q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                        Xapian::Query(Xapian::Query::OP_OR, s.begin(), s.end()));
+    }
+    if (lo != 0) {
+      q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                        Xapian::Query((new DocRangeSource(lo, hi))->release()));
+    }
+    return q;
+  };
   try {
     for (int attempt = 0;; ++attempt) {
       try {
         db->reopen();
         out->indexed_events = db->get_doccount();
         if (req.restrict_sessions && req.session_ids.empty()) break;
+        // Split a large search without session filter in two halves by document id, the second
+        // on the side thread, when a second reader is at the same revision.
+        const size_t wanted = req.offset + req.limit;
+        bool split = options_.split_min_docs != 0 && req.session_ids.empty() &&
+                     out->indexed_events >= options_.split_min_docs && wanted <= kMaxSplitHits;
+        if (split) {
+          if (!db2) db2 = lease_reader(t, &failed2);
+          db2->reopen();
+          split = db2->get_revision() == db->get_revision();
+        }
         DocLengths::View lengths = t->lengths.update(*db);
-        const double k1 = options_.bm25_k1, b = options_.bm25_b;
-        Xapian::Query q = req.query.build([&](const std::string& term, const std::string& bonus) {
-          return Xapian::Query(
-              (new Bm25Source(term, k1, b, lengths, bonus, kExactFormBonus))->release());
-        });
-        if (!req.session_ids.empty()) {
-          std::vector<Xapian::Query> s;
-          for (const auto& id : req.session_ids) s.emplace_back(std::string(kPrefixSession) + id);
-          q = Xapian::Query(Xapian::Query::OP_FILTER, q,
-                            Xapian::Query(Xapian::Query::OP_OR, s.begin(), s.end()));
+        std::vector<RankedHit> ranked;
+        if (split) {
+          Xapian::docid last = db->get_lastdocid();
+          Xapian::docid mid = last / 2;
+          std::vector<RankedHit> upper;
+          Xapian::doccount upper_total = 0;
+          std::exception_ptr upper_error;
+          std::mutex done_mu;
+          std::condition_variable done_cv;
+          bool done = false;
+          split = side_->try_run([&] {
+            try {
+              upper_total = collect(*db2, make_query(lengths, mid + 1, last), k1, b, 0, wanted,
+                                    &upper);
+            } catch (...) {
+              upper_error = std::current_exception();
+            }
+            std::lock_guard lk(done_mu);
+            done = true;
+            done_cv.notify_all();
+          });
+          if (split) {
+            std::exception_ptr lower_error;
+            Xapian::doccount lower_total = 0;
+            try {
+              lower_total = collect(*db, make_query(lengths, 1, mid), k1, b, 0, wanted, &ranked);
+            } catch (...) {
+              lower_error = std::current_exception();
+            }
+            {
+              std::unique_lock lk(done_mu);
+              done_cv.wait(lk, [&] { return done; });
+            }
+            if (lower_error) std::rethrow_exception(lower_error);
+            if (upper_error) std::rethrow_exception(upper_error);
+            ranked.insert(ranked.end(), std::make_move_iterator(upper.begin()),
+                          std::make_move_iterator(upper.end()));
+            std::sort(ranked.begin(), ranked.end(), ranks_before);
+            ranked.erase(ranked.begin(), ranked.begin() + std::min(req.offset, ranked.size()));
+            if (ranked.size() > req.limit) ranked.resize(req.limit);
+            out->total_hits = static_cast<uint64_t>(lower_total) + upper_total;
+          }
         }
-        if (!req.types.empty()) {
-          std::vector<Xapian::Query> s;
-          for (const auto& ty : req.types) s.emplace_back(std::string(kPrefixType) + ty);
-          q = Xapian::Query(Xapian::Query::OP_FILTER, q,
-                            Xapian::Query(Xapian::Query::OP_OR, s.begin(), s.end()));
+        if (!split) {
+          out->total_hits =
+              collect(*db, make_query(lengths, 0, 0), k1, b, req.offset, req.limit, &ranked);
         }
-        Xapian::Enquire enquire(*db);
-        enquire.set_weighting_scheme(
-            Xapian::BM25Weight(options_.bm25_k1, 0, 1, options_.bm25_b, 0));
-        enquire.set_query(q);
-        out->mset_ = enquire.get_mset(static_cast<Xapian::doccount>(req.offset),
-                                      static_cast<Xapian::doccount>(req.limit), kCheckAtLeast);
-        out->total_hits = out->mset_.get_matches_estimated();
         // Snippets need the query's terms and their statistics, which Bm25Source leaves do not
         // expose: the plain-term query with no hits asked for (runs no match).
         Xapian::Enquire terms(*db);
@@ -444,16 +556,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         terms.set_query(req.query.query);
         out->terms_ = terms.get_mset(0, 0, 0u);
         out->hits.clear();
-        for (auto it = out->mset_.begin(); it != out->mset_.end(); ++it) {
-          std::string data = it.get_document().get_data();
-          size_t nl = data.rfind('\n');
-          if (nl == std::string::npos) continue;
-          SearchHit h;
-          h.session_id = data.substr(0, nl);
-          h.position = std::strtoull(data.c_str() + nl + 1, nullptr, 10);
-          h.score = it.get_weight();
-          out->hits.push_back(std::move(h));
-        }
+        for (auto& h : ranked) out->hits.push_back(std::move(h.hit));
         break;
       } catch (const Xapian::DatabaseModifiedError&) {
         // Commits can follow each other within milliseconds (every search that waits for an
@@ -462,16 +565,16 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
       } catch (const Xapian::DatabaseCorruptError&) {
         // A reader racing with frequent commits can read a block the writer has just reused
         // ("Expected block N to be level …"): the index is fine, this handle's view is not.
-        // Start over on a fresh handle at the latest commit.
+        // Start over on fresh handles at the latest commit.
         if (attempt >= kSearchAttempts) throw;
-        out->mset_ = Xapian::MSet();
         out->terms_ = Xapian::MSet();
         *db = Xapian::Database(t->path);
+        if (db2) *db2 = Xapian::Database(t->path);
       }
     }
   } catch (const Xapian::Error& e) {
     *failed = true;
-    out->mset_ = Xapian::MSet();
+    if (failed2) *failed2 = true;
     out->terms_ = Xapian::MSet();
     out->hits.clear();
     return Status::io_error("search index " + t->path + ": " + e.get_msg());

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "temp_dir.h"
@@ -18,13 +19,14 @@ class SearchIndexTest : public ::testing::Test {
  protected:
   void SetUp() override { reopen(); }
 
-  void reopen(double k1 = 1.2, double b = 0.75) {
+  void reopen(double k1 = 1.2, double b = 0.75, uint64_t split_min_docs = 0) {
     index_.reset();
     IndexOptions o;
     o.root = dir_ / "index";
     o.bm25_k1 = k1;
     o.bm25_b = b;
     o.fsync = false;
+    o.split_min_docs = split_min_docs;
     index_ = std::make_unique<SearchIndex>(o);
     marks_.clear();
     ASSERT_TRUE(index_->open(&marks_));
@@ -40,7 +42,7 @@ class SearchIndexTest : public ::testing::Test {
   void commit() { ASSERT_TRUE(index_->commit()); }
 
   SearchResults search(const std::string& q, std::vector<std::string> sessions = {},
-                       const std::string& tenant = "t", size_t limit = 20) {
+                       const std::string& tenant = "t", size_t limit = 20, size_t offset = 0) {
     ParsedQuery pq;
     Status s = parse_search_query(q, &pq);
     EXPECT_TRUE(s) << s.message();
@@ -48,6 +50,7 @@ class SearchIndexTest : public ::testing::Test {
     r.query = pq;
     r.session_ids = std::move(sessions);
     r.limit = limit;
+    r.offset = offset;
     SearchResults out;
     EXPECT_TRUE(index_->search(tenant, r, &out));
     return out;
@@ -284,6 +287,54 @@ TEST_F(SearchIndexTest, UncleanMarkerFromAnotherBootDropsTheIndex) {
   EXPECT_TRUE(marks_["t"].empty());
   EXPECT_EQ(search("survivor").hits.size(), 0u);
   EXPECT_TRUE(std::filesystem::exists(marker));
+}
+
+// A search split in two halves by document id (on the side thread) returns what one pass does:
+// the same hits, scores, order, pages and total.
+TEST_F(SearchIndexTest, SplitSearchEqualsOnePass) {
+  const char* words[] = {"stripe", "webhook", "refund", "timeout", "error", "retry", "deploy"};
+  for (int i = 0; i < 240; ++i) {
+    std::string text;
+    for (int k = 0; k <= i % 9; ++k) text += std::string(words[(i + k * (1 + i % 2)) % 7]) + " ";
+    text += filler(i % 13);
+    add("s" + std::to_string(i % 7), text, i % 3 ? "agent.message" : "agent.tool_use");
+  }
+  commit();
+  struct Q {
+    std::string q;
+    size_t limit;
+    size_t offset;
+  };
+  const std::vector<Q> queries = {{"stripe", 10, 0},          {"stripe webhook", 10, 0},
+                                  {"error OR retry", 20, 0},  {"refund -timeout", 10, 0},
+                                  {"deploy", 7, 14},          {"webhook type:agent.tool_use", 10, 0},
+                                  {"\"stripe webhook\"", 10, 0}, {"lorem3", 1000, 0}};
+  std::vector<std::vector<std::tuple<std::string, uint64_t, double>>> one, two;
+  std::vector<uint64_t> one_total, two_total;
+  for (uint64_t split : {0, 1}) {
+    reopen(1.2, 0.75, split);
+    for (const auto& q : queries) {
+      SearchResults r = search(q.q, {}, "t", q.limit, q.offset);
+      std::vector<std::tuple<std::string, uint64_t, double>> hits;
+      for (const auto& h : r.hits) hits.emplace_back(h.session_id, h.position, h.score);
+      (split ? two : one).push_back(hits);
+      (split ? two_total : one_total).push_back(r.total_hits);
+      if (!r.hits.empty()) {
+        EXPECT_FALSE(r.snippet("stripe webhook error").empty());
+      }
+    }
+  }
+  for (size_t i = 0; i < queries.size(); ++i) {
+    SCOPED_TRACE(queries[i].q);
+    EXPECT_FALSE(one[i].empty());
+    ASSERT_EQ(one[i].size(), two[i].size());
+    for (size_t j = 0; j < one[i].size(); ++j) {
+      EXPECT_EQ(std::get<0>(one[i][j]), std::get<0>(two[i][j])) << j;
+      EXPECT_EQ(std::get<1>(one[i][j]), std::get<1>(two[i][j])) << j;
+      EXPECT_NEAR(std::get<2>(one[i][j]), std::get<2>(two[i][j]), 1e-9) << j;
+    }
+    EXPECT_EQ(one_total[i], two_total[i]);
+  }
 }
 
 TEST_F(SearchIndexTest, PagingWithOffset) {
