@@ -584,15 +584,15 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
 }
 
 std::string SearchResults::snippet(const std::string& text) const {
+  // Windows are chosen by the query terms in them, weighted by the terms' statistics (kept in
+  // terms_; no database access). Not SNIPPET_BACKGROUND_MODEL, which also weighs every other word
+  // of the text by its frequency in the index: a B-tree lookup per word, 150 µs per snippet at a
+  // million events against 40 µs without — a fifth of a cross-session search with 10 hits.
   try {
-    return terms_.snippet(text, 240, search_stemmer(),
-                         Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
-                         "<mark>", "</mark>", "…");
-  } catch (const Xapian::Error&) {
-    // The background model reads term statistics from the reader, whose revision may have been
-    // discarded by later commits meanwhile; the snippet without it needs no database.
     return terms_.snippet(text, 240, search_stemmer(), Xapian::MSet::SNIPPET_EXHAUSTIVE, "<mark>",
-                         "</mark>", "…");
+                          "</mark>", "…");
+  } catch (const Xapian::Error&) {
+    return "";  // not expected without database access; the hit is still returned
   }
 }
 
