@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <algorithm>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -335,6 +338,50 @@ TEST_F(SearchIndexTest, SplitSearchEqualsOnePass) {
     }
     EXPECT_EQ(one_total[i], two_total[i]);
   }
+}
+
+// Searches on several threads — split ones competing for the side thread, one-pass ones when it is
+// busy — while the writer keeps adding and committing: every search succeeds with ranked hits.
+// (Run under TSan by tests/sanitize.sh tsan.)
+TEST_F(SearchIndexTest, ConcurrentSplitSearchesWhileIndexing) {
+  reopen(1.2, 0.75, /*split_min_docs=*/1);
+  for (int i = 0; i < 100; ++i) add("s" + std::to_string(i % 5), "stripe webhook " + filler(i % 11));
+  commit();
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, searches{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      while (!stop.load()) {
+        ParsedQuery pq;
+        if (!parse_search_query(r == 1 ? "stripe webhook" : "stripe", &pq)) ++failures;
+        SearchRequest req;
+        req.query = pq;
+        req.limit = 10;
+        SearchResults out;
+        Status st = index_->search("t", req, &out);
+        bool ordered = std::is_sorted(out.hits.begin(), out.hits.end(),
+                                      [](const SearchHit& a, const SearchHit& b) {
+                                        return a.score > b.score;
+                                      });
+        if (!st || out.hits.empty() || !ordered) ++failures;
+        if (!out.hits.empty() && out.snippet("a stripe charge").find("<mark>") == std::string::npos) {
+          ++failures;
+        }
+        ++searches;
+      }
+    });
+  }
+  for (int i = 0; i < 300; ++i) {
+    add("s" + std::to_string(i % 7), "stripe refund " + filler(i % 5, "ipsum"));
+    if (i % 20 == 19) commit();
+  }
+  commit();
+  while (searches.load() < 60) std::this_thread::yield();
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(search("stripe").total_hits, 400u);
 }
 
 TEST_F(SearchIndexTest, PagingWithOffset) {
