@@ -136,7 +136,6 @@ void set_search_headers(HttpResponse& r, double waited_ms, bool fresh) {
   if (!fresh) r.set("X-Index-Stale", "true");
 }
 
-
 }  // namespace
 
 asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& tenant,

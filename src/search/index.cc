@@ -1,10 +1,5 @@
 #include "search/index.h"
 
-#include "search/bm25_source.h"
-#include "search/doc_lengths.h"
-#include "search/doc_range.h"
-#include "search/side_thread.h"
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -15,6 +10,11 @@
 #include <fstream>
 
 #include <spdlog/spdlog.h>
+
+#include "search/bm25_source.h"
+#include "search/doc_lengths.h"
+#include "search/doc_range.h"
+#include "search/side_thread.h"
 
 namespace ds {
 
