@@ -109,8 +109,9 @@ int run_cli(int argc, char** argv) {
                     "not full (bounds replay work after a crash)")
       ->envname(env("JOURNAL_CHECKPOINT_INTERVAL"))->capture_default_str()->check(CLI::Range(0.01, 1e7));
   serve->add_option("--journal-syncs", o.journal_syncs,
-                    "Journal fdatasyncs in flight at once: more lowers latency on fast disks, "
-                    "fewer makes bigger batches (less CPU per append)")
+                    "Journal fdatasyncs in flight at once. 1: the journal writer syncs each "
+                    "batch itself (group commit, no thread hand-offs); more overlaps syncs on "
+                    "sync threads, which can help disks whose flushes are slow but parallel")
       ->envname(env("JOURNAL_SYNCS"))->capture_default_str()->check(CLI::Range(1, 16));
   serve->add_option("--s3-upload-concurrency", o.s3_upload_concurrency,
                     "Streams uploaded in parallel for appends waiting on the bucket (durability s3)")

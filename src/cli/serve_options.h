@@ -49,7 +49,7 @@ struct ServeOptions {
   bool journal = true;               // shared write-ahead journal (false: fsync each stream file)
   uint64_t journal_file_bytes = 64ull << 20;  // start a new journal file (checkpoint) past this
   double journal_checkpoint_interval = 30;    // seconds: checkpoint a journal file at least this often
-  int journal_syncs = 4;                      // journal fdatasyncs in flight at once
+  int journal_syncs = 1;                      // journal fdatasyncs in flight at once
 };
 
 }  // namespace ds

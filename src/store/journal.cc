@@ -25,7 +25,9 @@ Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Op
   j->generation_ = after_generation;
   if (Status s = j->rotate(); !s) return s;
   j->writer_ = std::thread([p = j.get()] { p->run_writer(); });
-  for (int i = 0; i < options.max_syncs_in_flight; ++i) {
+  // With one sync slot the writer syncs every batch itself (run_writer): no sync threads.
+  int syncers = options.max_syncs_in_flight == 1 ? 0 : options.max_syncs_in_flight;
+  for (int i = 0; i < syncers; ++i) {
     j->syncers_.emplace_back([p = j.get()] { p->run_syncer(); });
   }
   j->checkpointer_ = std::thread([p = j.get()] { p->run_checkpointer(); });
@@ -185,10 +187,12 @@ void Journal::run_writer() {
 
     lk.lock();
     ticket->generation = generation_;
-    if (s && syncs_in_flight_ == 0 && pending_callbacks_.empty()) {
+    if (s && syncs_in_flight_ == 0 &&
+        (pending_callbacks_.empty() || options_.max_syncs_in_flight == 1)) {
       // Nothing else to write and no sync running: sync here rather than wake a sync thread
       // (one thread hand-off less on the path of every lightly loaded append). Commits that
-      // arrive meanwhile are batched for the next write.
+      // arrive meanwhile are batched for the next write. With one sync slot the writer could
+      // not write the next batch before this sync ends anyway, so it always syncs itself.
       syncs_in_flight_++;
       SyncJob job{file_, ticket};
       lk.unlock();

@@ -22,7 +22,9 @@
 // Pipelining: while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
 // the writer keeps appending the next batches; ext4 merges concurrent flushes of a file. When a
 // batch is written with no other sync running and nothing else queued, the writer syncs it itself
-// instead of handing it to a sync thread.
+// instead of handing it to a sync thread. With one slot (the server's default) there are no sync
+// threads: the writer writes a batch, syncs it, delivers, and takes everything queued meanwhile
+// as the next batch — classic group commit, with no thread hand-off per batch.
 //
 // Guarantees (in addition to Committer's):
 // - A callback runs only after an fdatasync of the journal file holding its record, started after

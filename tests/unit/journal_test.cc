@@ -228,8 +228,21 @@ TEST_F(JournalReplayRules, AFileWithATornHeaderIsIgnored) {
   EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaa");
 }
 
-TEST_F(JournalTest, FailedSyncFailsItsBatchAndTheNextRecordGoesToANewFile) {
-  auto j = open_journal();
+// The tests below run with one sync slot (the writer syncs every batch itself, no sync threads:
+// the server's default) and with four (syncs handed to sync threads while the writer batches).
+class JournalSlotsTest : public JournalTest, public ::testing::WithParamInterface<int> {
+ protected:
+  std::unique_ptr<Journal> open_journal_with_slots() {
+    Journal::Options o;
+    o.max_syncs_in_flight = GetParam();
+    return open_journal(o);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(SyncSlots, JournalSlotsTest, ::testing::Values(1, 4));
+
+TEST_P(JournalSlotsTest, FailedSyncFailsItsBatchAndTheNextRecordGoesToANewFile) {
+  auto j = open_journal_with_slots();
   auto seg = open_segment("streams/1/a.seg");
   std::string path = tmp_ / "streams/1/a.seg";
   ASSERT_TRUE(write_and_commit(*j, seg, path, 0, "acked").get());
@@ -251,8 +264,8 @@ TEST_F(JournalTest, FailedSyncFailsItsBatchAndTheNextRecordGoesToANewFile) {
   EXPECT_EQ(j->stats().failed_batches, 1u);
 }
 
-TEST_F(JournalTest, FailedWriteFailsTheBatchAndRecoversOnceTheDiskDoes) {
-  auto j = open_journal();
+TEST_P(JournalSlotsTest, FailedWriteFailsTheBatchAndRecoversOnceTheDiskDoes) {
+  auto j = open_journal_with_slots();
   auto seg = open_segment("streams/1/a.seg");
   std::string path = tmp_ / "streams/1/a.seg";
   ASSERT_TRUE(seg->pwrite("x", 1, 0));
@@ -269,8 +282,8 @@ TEST_F(JournalTest, FailedWriteFailsTheBatchAndRecoversOnceTheDiskDoes) {
   EXPECT_TRUE(write_and_commit(*j, seg, path, 0, "y").get());
 }
 
-TEST_F(JournalTest, CallbacksRunInSubmissionOrderAndBarriersWaitForEarlierRecords) {
-  auto j = open_journal();
+TEST_P(JournalSlotsTest, CallbacksRunInSubmissionOrderAndBarriersWaitForEarlierRecords) {
+  auto j = open_journal_with_slots();
   auto seg = open_segment("streams/1/a.seg");
   std::string path = tmp_ / "streams/1/a.seg";
   std::mutex mu;
