@@ -160,6 +160,7 @@ TEST(Bm25SourceQueries, ParsedQueriesScoreAsThePlainTermQuery) {
       "user asked to refund the stripe payment",
       "tool_use bash: grep -rn webhook src/",
       "nothing relevant here at all, just filler words about lunch",
+      "Refund queued; chargebacks pending",
   };
   for (int round = 0; round < 3; ++round) {
     for (size_t i = 0; i < texts.size(); ++i) {
@@ -173,6 +174,7 @@ TEST(Bm25SourceQueries, ParsedQueriesScoreAsThePlainTermQuery) {
   DocLengths lengths;
   const double k1 = 1.2, b = 0.75;
   for (const char* q : {"webhook", "webhook stripe", "failing", "refund OR chargeback stripe",
+                        "refund OR chargeback",
                         "error timeout", "running", "\"stripe webhook\" failed", "\"refund\"",
                         "webhook -stripe", "refused type:agent.message", "4411", "timeout timeout"}) {
     SCOPED_TRACE(q);
