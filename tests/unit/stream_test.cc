@@ -94,6 +94,14 @@ class StreamTest : public ::testing::TestWithParam<CommitMode> {
     store_.reset();
     catalog_.reset();
   }
+  // For tests with their own io_context: the committer's threads may still hold a waiter (and
+  // with it a strand of that io_context) for a moment after an append was acknowledged. Stop them
+  // and drop the stream before the io_context is destroyed (ASan saw a strand freed after its
+  // service in CI otherwise). TearDown's stop() is then a no-op.
+  void release_before_io(std::shared_ptr<Stream>& s) {
+    stop();
+    s.reset();
+  }
   // Simulates a process restart: every in-memory object is rebuilt from the catalog and logs.
   void restart() {
     stop();
@@ -852,6 +860,7 @@ TEST_P(StreamTest, LiveWaitsOnTwoThreadsAreEachWokenOnceByAnAppend) {
   t2.join();
   EXPECT_EQ(woke.load(), kConns);
   EXPECT_EQ(timed_out.load(), 0);
+  release_before_io(s);
 }
 
 TEST_P(StreamTest, LiveWaitReturnsFalseAtItsDeadlineAndTrueWhenDataIsAlreadyThere) {
@@ -901,6 +910,7 @@ TEST_P(StreamTest, LiveWaitIsWokenByEveryAppendWhileReused) {
   guard.reset();
   t.join();
   EXPECT_EQ(woke.load(), 20);
+  release_before_io(s);
 }
 
 INSTANTIATE_TEST_SUITE_P(Committers, StreamTest,
