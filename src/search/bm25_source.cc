@@ -15,12 +15,12 @@ Bm25Source::Bm25Source(std::string term, double k1, double b, DocLengths::View l
 
 bool Bm25Source::Term::init(const Xapian::Database& db, const std::string& term, double k1,
                             double len_const, double len_per) {
-  Xapian::doccount tf = db.get_termfreq(term);
-  if (tf == 0) {
+  termfreq = db.get_termfreq(term);
+  if (termfreq == 0) {
     idf_k1 = max = 0;
     return false;
   }
-  double n = tf;
+  double n = termfreq;
   double t = (static_cast<double>(db.get_doccount()) - n + 0.5) / (n + 0.5);
   if (t < 2) t = t * 0.5 + 1;
   idf_k1 = std::log(t) * (k1 + 1);
@@ -34,7 +34,6 @@ void Bm25Source::init(const Xapian::Database& db) {
   it_ = db.postlist_begin(term_);
   end_ = db.postlist_end(term_);
   started_ = false;
-  termfreq_ = db.get_termfreq(term_);
   double avlen = db.get_avlength();
   len_const_ = k1_ * (1 - b_);
   len_per_ = avlen > 0 ? k1_ * b_ / avlen : 0;

@@ -35,9 +35,9 @@ class Bm25Source final : public Xapian::PostingSource {
              std::string bonus = "", double bonus_factor = 0);
 
   void init(const Xapian::Database& db) override;
-  Xapian::doccount get_termfreq_min() const override { return termfreq_; }
-  Xapian::doccount get_termfreq_est() const override { return termfreq_; }
-  Xapian::doccount get_termfreq_max() const override { return termfreq_; }
+  Xapian::doccount get_termfreq_min() const override { return main_.termfreq; }
+  Xapian::doccount get_termfreq_est() const override { return main_.termfreq; }
+  Xapian::doccount get_termfreq_max() const override { return main_.termfreq; }
   void next(double min_wt) override;
   void skip_to(Xapian::docid did, double min_wt) override;
   bool at_end() const override { return it_ == end_; }
@@ -50,6 +50,7 @@ class Bm25Source final : public Xapian::PostingSource {
  private:
   // One term's BM25 parameters in one database.
   struct Term {
+    Xapian::doccount termfreq = 0;
     double idf_k1 = 0;  // idf × (k1 + 1)
     double max = 0;     // upper bound of the weight
     // Sets up `term` in `db`; false when no document contains it.
@@ -67,7 +68,6 @@ class Bm25Source final : public Xapian::PostingSource {
   Xapian::PostingIterator it_;
   Xapian::PostingIterator end_;
   bool started_ = false;
-  Xapian::doccount termfreq_ = 0;
   double len_const_ = 0;  // k1 × (1 - b)
   double len_per_ = 0;    // k1 × b / average length
   Term main_;
