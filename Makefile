@@ -3,7 +3,7 @@ BUILD ?= build
 APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libsimdjson-dev libxxhash-dev \
   libzstd-dev libsqlite3-dev libxapian-dev libcli11-dev libspdlog-dev libfmt-dev \
-  libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev clang-14 libclang-rt-14-dev lld-14 \
+  libcurl4-openssl-dev libssl-dev libtcmalloc-minimal4 libgtest-dev libgmock-dev clang-14 libclang-rt-14-dev lld-14 \
   wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
