@@ -113,6 +113,11 @@ int run_cli(int argc, char** argv) {
                     "batch itself (group commit, no thread hand-offs); more overlaps syncs on "
                     "sync threads, which can help disks whose flushes are slow but parallel")
       ->envname(env("JOURNAL_SYNCS"))->capture_default_str()->check(CLI::Range(1, 16));
+  serve->add_option("--journal-direct-io", o.journal_direct_io,
+                    "Write journal files with O_DIRECT | O_DSYNC, one durable write per batch "
+                    "and no fdatasync (true); falls back to the page cache + fdatasync where "
+                    "the filesystem has no direct I/O. false: always the page cache")
+      ->envname(env("JOURNAL_DIRECT_IO"))->capture_default_str();
   serve->add_option("--s3-upload-concurrency", o.s3_upload_concurrency,
                     "Streams uploaded in parallel for appends waiting on the bucket (durability s3)")
       ->envname(env("S3_UPLOAD_CONCURRENCY"))->check(CLI::Range(1, 64))->capture_default_str();

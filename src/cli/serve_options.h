@@ -50,6 +50,7 @@ struct ServeOptions {
   uint64_t journal_file_bytes = 64ull << 20;  // start a new journal file (checkpoint) past this
   double journal_checkpoint_interval = 30;    // seconds: checkpoint a journal file at least this often
   int journal_syncs = 1;                      // journal fdatasyncs in flight at once
+  bool journal_direct_io = true;              // O_DIRECT | O_DSYNC journal writes where possible
 };
 
 }  // namespace ds

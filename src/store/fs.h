@@ -2,7 +2,8 @@
 // writes, fsync failures and full disks (after LevelDB's Env).
 //
 // Guarantees of the POSIX implementation: pwrite writes all bytes or returns an error (partial
-// writes are retried internally); datasync() returns ok only once fdatasync(2) succeeded.
+// writes are retried internally); datasync() returns ok only once fdatasync(2) succeeded; a file
+// from open_direct_sync() returns from pwrite only once the bytes are on stable storage.
 // File objects are safe to use from several threads (pread/pwrite/fdatasync are positional).
 #pragma once
 
@@ -33,6 +34,15 @@ class Fs {
   virtual ~Fs() = default;
   // Opens (creating if missing) a file for reading and writing.
   virtual Status open(const std::string& path, std::unique_ptr<File>* out) = 0;
+  // Opens (creating if missing) a file whose writes are durable when pwrite returns: O_DIRECT |
+  // O_DSYNC, so no page-cache copy, no writeback and no separate fdatasync (datasync() still
+  // works). The buffer address, offset and length of every pwrite must be multiples of
+  // kDirectIoAlign. kUnavailable when the filesystem (or this Fs) cannot: use open() there.
+  virtual Status open_direct_sync(const std::string& path, std::unique_ptr<File>* out) {
+    (void)out;
+    return Status::unavailable("no direct I/O through this Fs: " + path);
+  }
+  static constexpr size_t kDirectIoAlign = 4096;
   virtual Status create_dirs(const std::string& path) = 0;
   // Names (not paths) of the entries of a directory; missing directory = empty list.
   virtual Status list(const std::string& dir, std::vector<std::string>* names) = 0;

@@ -88,6 +88,17 @@ class PosixFs final : public Fs {
     return Status::ok();
   }
 
+  Status open_direct_sync(const std::string& path, std::unique_ptr<File>* out) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DIRECT | O_DSYNC, 0644);
+    if (fd < 0) {
+      // EINVAL: the filesystem has no direct I/O (tmpfs before Linux 6.6, some FUSE mounts).
+      if (errno == EINVAL) return Status::unavailable("no direct I/O on the filesystem of " + path);
+      return errno_status("open " + path, errno);
+    }
+    *out = std::make_unique<PosixFile>(fd, path);
+    return Status::ok();
+  }
+
   Status create_dirs(const std::string& path) override {
     std::error_code ec;
     std::filesystem::create_directories(path, ec);

@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "store/journal_format.h"
 
@@ -87,16 +91,78 @@ Journal::Stats Journal::stats() const {
   return stats_;
 }
 
-Status Journal::rotate() {
-  uint64_t gen = generation_ + 1;
-  std::string path = file_path(gen);
-  std::unique_ptr<File> f;
+Status Journal::start_file(const std::string& path, uint64_t generation,
+                           std::unique_ptr<File>* out, bool* direct) {
   std::string header;
-  journal::encode_header(gen, &header);
+  journal::encode_header(generation, &header);
+  *direct = false;
+  if (options_.direct_io && !direct_unusable_) {
+    std::unique_ptr<File> f;
+    Status s = fs_->open_direct_sync(path, &f);
+    if (s) s = f->truncate(0);
+    if (s && block_cap_ < Fs::kDirectIoAlign) {
+      void* p = std::aligned_alloc(Fs::kDirectIoAlign, Fs::kDirectIoAlign);
+      if (p == nullptr) throw std::bad_alloc();
+      block_.reset(static_cast<char*>(p));
+      block_cap_ = Fs::kDirectIoAlign;
+    }
+    if (s) {
+      std::memset(block_.get(), 0, Fs::kDirectIoAlign);
+      std::memcpy(block_.get(), header.data(), header.size());
+      s = f->pwrite(block_.get(), Fs::kDirectIoAlign, 0);  // durable on return (O_DSYNC)
+    }
+    if (s) {
+      *out = std::move(f);
+      *direct = true;
+      return Status::ok();
+    }
+    // No direct I/O here (the Fs or the filesystem cannot, or it refused an aligned write):
+    // this and every later file go through the page cache and fdatasync.
+    spdlog::info("journal: writing through the page cache ({})", s.message());
+    direct_unusable_ = true;
+    f.reset();
+    fs_->remove_all(path);
+  }
+  std::unique_ptr<File> f;
   Status s = fs_->open(path, &f);
   if (s) s = f->truncate(0);
   if (s) s = f->pwrite(header.data(), header.size(), 0);
   if (s) s = f->datasync();
+  if (!s) return s;
+  *out = std::move(f);
+  return Status::ok();
+}
+
+Status Journal::write_direct(std::string_view bytes) {
+  constexpr size_t kAlign = Fs::kDirectIoAlign;
+  uint64_t block_start = size_ & ~static_cast<uint64_t>(kAlign - 1);
+  size_t head = static_cast<size_t>(size_ - block_start);  // already in block_
+  size_t used = head + bytes.size();
+  size_t padded = (used + kAlign - 1) & ~(kAlign - 1);
+  if (padded > block_cap_) {
+    size_t cap = std::max(padded, block_cap_ * 2);
+    void* p = std::aligned_alloc(kAlign, cap);
+    if (p == nullptr) throw std::bad_alloc();
+    std::memcpy(p, block_.get(), head);
+    block_.reset(static_cast<char*>(p));
+    block_cap_ = cap;
+  }
+  std::memcpy(block_.get() + head, bytes.data(), bytes.size());
+  std::memset(block_.get() + used, 0, padded - used);
+  if (Status s = file_->pwrite(block_.get(), padded, block_start); !s) return s;
+  // Keep the new last partial block at the start of the buffer for the next write.
+  size_t whole = used & ~(kAlign - 1);
+  if (whole > 0) std::memmove(block_.get(), block_.get() + whole, used - whole);
+  size_ += bytes.size();
+  return Status::ok();
+}
+
+Status Journal::rotate() {
+  uint64_t gen = generation_ + 1;
+  std::string path = file_path(gen);
+  std::unique_ptr<File> f;
+  bool direct = false;
+  Status s = start_file(path, gen, &f, &direct);
   if (s) s = fs_->sync_dir(dir_);
   if (!s) {
     f.reset();
@@ -116,6 +182,8 @@ Status Journal::rotate() {
   broken_ = false;
   generation_ = gen;
   file_ = std::move(f);
+  direct_ = direct;
+  stats_.direct_io = direct;
   size_ = journal::kHeaderSize;
   opened_at_ = std::chrono::steady_clock::now();
   return Status::ok();
@@ -180,14 +248,22 @@ void Journal::run_writer() {
     }
     if (s) {
       for (auto& f : files) dirty_.emplace(f.get(), std::move(f));
-      s = file_->pwrite(writing.data(), writing.size(), size_);
-      if (s) size_ += writing.size();
+      if (direct_) {
+        s = write_direct(writing);
+      } else {
+        s = file_->pwrite(writing.data(), writing.size(), size_);
+        if (s) size_ += writing.size();
+      }
     }
     files.clear();
 
     lk.lock();
     ticket->generation = generation_;
-    if (s && syncs_in_flight_ == 0 &&
+    if (s && direct_) {
+      // The O_DSYNC write returned: the batch is durable, there is nothing to sync.
+      syncs_in_flight_++;
+      finish_sync_locked(lk, ticket, Status::ok());
+    } else if (s && syncs_in_flight_ == 0 &&
         (pending_callbacks_.empty() || options_.max_syncs_in_flight == 1)) {
       // Nothing else to write and no sync running: sync here rather than wake a sync thread
       // (one thread hand-off less on the path of every lightly loaded append). Commits that

@@ -19,6 +19,17 @@
 // record or sequence gap: a record is acknowledged only after everything before it in its file
 // was synced, so nothing acknowledged lies past that point.
 //
+// Direct I/O (Options::direct_io, the default): where the filesystem allows, journal files are
+// opened O_DIRECT | O_DSYNC and each batch is one aligned pwrite that returns once the batch is on
+// stable storage — no page-cache copy, no writeback, no fdatasync call. A batch rarely fills a
+// block, so the writer keeps the file's last partial block in its staging buffer and rewrites it
+// whole, followed by the batch and zeros up to the next block boundary. The block's earlier bytes
+// are rewritten unchanged, so even a torn write cannot damage an acknowledged record, and replay
+// reads the zero padding as the clean end of the file. Measured on this machine (ext4, virtio
+// disk): 11–14 µs of CPU and ~50 µs per durable write, against 32–36 µs and ~80 µs for pwrite +
+// fdatasync of the same bytes. Where open fails (no direct I/O), the file is written through the
+// page cache and fdatasynced as below.
+//
 // Pipelining: while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
 // the writer keeps appending the next batches; ext4 merges concurrent flushes of a file. When a
 // batch is written with no other sync running and nothing else queued, the writer syncs it itself
@@ -28,7 +39,8 @@
 //
 // Guarantees (in addition to Committer's):
 // - A callback runs only after an fdatasync of the journal file holding its record, started after
-//   the record and every record submitted before it were written, succeeded. Callbacks run in
+//   the record and every record submitted before it were written, succeeded — or, in direct
+//   mode, after the O_DSYNC write holding its record succeeded and every earlier batch had. Callbacks run in
 //   submission order on a sync thread or the writer thread.
 // - A failed write or sync fails its batch and every later batch of the same journal file; the
 //   writer then starts a new journal file before writing anything else (a sync that succeeds
@@ -41,10 +53,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -62,6 +76,7 @@ class Journal : public Committer {
     std::chrono::milliseconds rotate_interval{30'000};
     int max_syncs_in_flight = 4;
     size_t max_dirty_files = 1024;  // checkpoint once a journal file covers this many files
+    bool direct_io = true;          // O_DIRECT | O_DSYNC journal files where the Fs allows
   };
 
   struct ReplayStats {
@@ -69,7 +84,8 @@ class Journal : public Committer {
     uint64_t records = 0;         // intact records found
     uint64_t rewritten = 0;       // records whose bytes were missing or different on disk
     uint64_t skipped = 0;         // records of segment files that no longer exist
-    uint64_t torn_bytes = 0;      // bytes past the last intact record, all files
+    uint64_t torn_bytes = 0;      // bytes past the last intact record (not counting zero
+                                  // padding), all files
     uint64_t last_generation = 0;
   };
 
@@ -96,6 +112,7 @@ class Journal : public Committer {
     uint64_t rotations = 0;
     uint64_t checkpoints = 0;  // journal files retired after syncing their segment files
     uint64_t checkpoint_failures = 0;
+    bool direct_io = false;    // the current file is written with O_DIRECT | O_DSYNC
   };
   Stats stats() const;
 
@@ -125,6 +142,12 @@ class Journal : public Committer {
   // Writer thread only: starts the next journal file and hands the current one to the
   // checkpointer.
   Status rotate();
+  // Writer thread only: opens `path` for the next file, direct if allowed, and writes its header
+  // durably.
+  Status start_file(const std::string& path, uint64_t generation, std::unique_ptr<File>* out,
+                    bool* direct);
+  // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer.
+  Status write_direct(std::string_view bytes);
   // With mu_ held: records the outcome of a ticket's sync (a sync thread's or the writer's own)
   // and delivers.
   void finish_sync_locked(std::unique_lock<std::mutex>& lk, const std::shared_ptr<Ticket>& ticket,
@@ -161,6 +184,12 @@ class Journal : public Committer {
   uint64_t generation_ = 0;
   std::shared_ptr<File> file_;
   uint64_t size_ = 0;
+  bool direct_ = false;           // file_ is O_DIRECT | O_DSYNC
+  bool direct_unusable_ = false;  // a direct open or write failed: page cache from now on
+  // Direct mode: aligned staging buffer; its first size_ % kDirectIoAlign bytes are the file's
+  // last partial block.
+  std::unique_ptr<char, void (*)(void*)> block_{nullptr, std::free};
+  size_t block_cap_ = 0;
   std::chrono::steady_clock::time_point opened_at_;
   std::unordered_map<File*, std::shared_ptr<File>> dirty_;  // segment files the file covers
 

@@ -86,7 +86,10 @@ Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
       if (Status s = it->second->pwrite(r.bytes.data(), r.bytes.size(), r.offset); !s) return s;
       stats->rewritten++;
     }
-    stats->torn_bytes += buf.size() - pos;
+    // Zeros after the last record are a direct-I/O file's block padding, not a torn write.
+    size_t end = buf.size();
+    while (end > pos && buf[end - 1] == '\0') --end;
+    stats->torn_bytes += end - pos;
   }
   // Sync every segment file the journal covers, not only those replay wrote to: bytes that
   // survived a process crash in the page cache are not on disk until synced, and the journal

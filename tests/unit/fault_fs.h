@@ -10,6 +10,9 @@
 //   fs.fail_next_sync_dir(FaultFs::eio());       // the next directory fsync fails
 //   fs.dir_syncs();                              // how many sync_dir calls reached this Fs
 //
+// open_direct_sync() is forwarded only when constructed with `direct = true` (else the Fs has
+// no direct I/O, so callers use their page-cache path). Write faults apply to direct files too.
+//
 // Write faults are one-shot; fail_datasync is sticky (and wins over fail_next_datasync). Files opened through a FaultFs share
 // its fault state, so faults can be armed after the files were opened. Thread-safe.
 #pragma once
@@ -29,7 +32,8 @@ namespace ds::test {
 
 class FaultFs final : public Fs {
  public:
-  explicit FaultFs(Fs* base = Fs::posix()) : base_(base), state_(std::make_shared<State>()) {}
+  explicit FaultFs(Fs* base = Fs::posix(), bool direct = false)
+      : base_(base), direct_(direct), state_(std::make_shared<State>()) {}
 
   static Status eio() { return Status::io_error("injected EIO"); }
   static Status enospc() { return Status::no_space("injected ENOSPC"); }
@@ -91,6 +95,13 @@ class FaultFs final : public Fs {
   Status open(const std::string& path, std::unique_ptr<File>* out) override {
     std::unique_ptr<File> file;
     if (Status s = base_->open(path, &file); !s) return s;
+    *out = std::make_unique<FaultFile>(std::move(file), state_, path);
+    return Status::ok();
+  }
+  Status open_direct_sync(const std::string& path, std::unique_ptr<File>* out) override {
+    if (!direct_) return Fs::open_direct_sync(path, out);
+    std::unique_ptr<File> file;
+    if (Status s = base_->open_direct_sync(path, &file); !s) return s;
     *out = std::make_unique<FaultFile>(std::move(file), state_, path);
     return Status::ok();
   }
@@ -178,6 +189,7 @@ class FaultFs final : public Fs {
   };
 
   Fs* base_;
+  bool direct_;
   std::shared_ptr<State> state_;
 };
 

@@ -228,6 +228,151 @@ TEST_F(JournalReplayRules, AFileWithATornHeaderIsIgnored) {
   EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaa");
 }
 
+TEST_F(JournalReplayRules, ZeroPaddingAfterTheLastRecordIsACleanEnd) {
+  // What a direct-I/O journal file looks like: records, then zeros up to the block boundary.
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  write_journal(1, {rec(1, 0, "aaaa"), rec(2, 4, "bbbb"), std::string(4000, '\0')});
+  auto st = replay();
+  EXPECT_EQ(st.records, 2u);
+  EXPECT_EQ(st.torn_bytes, 0u);
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaabbbb");
+}
+
+TEST_F(JournalReplayRules, ATornRecordBeforeZeroPaddingStillCountsAsTorn) {
+  std::ofstream(tmp_ / "streams/1/a.seg", std::ios::binary) << "";
+  std::string torn = rec(2, 4, "bbbb");
+  torn.resize(torn.size() - 3);
+  write_journal(1, {rec(1, 0, "aaaa"), torn, std::string(100, '\0')});
+  auto st = replay();
+  EXPECT_EQ(st.records, 1u);
+  EXPECT_EQ(st.torn_bytes, torn.size());
+  EXPECT_EQ(slurp(tmp_ / "streams/1/a.seg"), "aaaa");
+}
+
+// Direct I/O (the server's default where the filesystem allows): each batch is one aligned
+// O_DSYNC write that rewrites the file's last partial block; no fdatasync.
+class JournalDirectTest : public JournalTest {
+ protected:
+  std::unique_ptr<Journal> open_direct(Journal::Options o = {}) {
+    auto j = open_journal(o, &direct_fs_);
+    if (j && !j->stats().direct_io) direct_unsupported_ = true;
+    return j;
+  }
+  test::FaultFs direct_fs_{Fs::posix(), /*direct=*/true};
+  bool direct_unsupported_ = false;
+};
+
+TEST_F(JournalDirectTest, BatchesOfEverySizeAreDurableWithoutAnyFdatasync) {
+  auto j = open_direct();
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  std::string expected;
+  // Records from a few bytes to several blocks, so that batches start and end at every position
+  // within a block and some span many blocks.
+  for (int i = 0; i < 200; ++i) {
+    size_t n = i % 17 == 0 ? 9000 + static_cast<size_t>(i) : 1 + static_cast<size_t>(i * 37 % 700);
+    std::string r(n, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(write_and_commit(*j, seg, path, expected.size(), r).get()) << i;
+    expected += r;
+  }
+  EXPECT_EQ(direct_fs_.datasyncs(), 0);  // journal writes were durable on return; segments wait
+  EXPECT_TRUE(j->stats().direct_io);
+  std::string crash = snapshot("crash");
+  fs::resize_file(crash + "/streams/1/a.seg", 0);  // the disk lost every segment byte
+  Journal::ReplayStats st;
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  EXPECT_EQ(st.records, 200u);
+  EXPECT_EQ(st.torn_bytes, 0u);  // the block padding is not a torn write
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), expected);
+}
+
+TEST_F(JournalDirectTest, ConcurrentCommitsAcrossRotationsAllReplay) {
+  Journal::Options o;
+  o.rotate_bytes = 16 << 10;  // several files
+  auto j = open_direct(o);
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  constexpr int kThreads = 4, kEach = 150;
+  std::vector<std::shared_ptr<File>> segs;
+  for (int t = 0; t < kThreads; ++t) segs.push_back(open_segment("streams/1/" + std::to_string(t) + ".seg"));
+  std::vector<std::thread> threads;
+  std::vector<std::string> expected(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string path = tmp_ / ("streams/1/" + std::to_string(t) + ".seg");
+      for (int i = 0; i < kEach; ++i) {
+        std::string r = std::to_string(t) + ":" + std::to_string(i) + std::string(50 + i % 90, '.');
+        EXPECT_TRUE(write_and_commit(*j, segs[t], path, expected[t].size(), r).get());
+        expected[t] += r;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  // One last record per stream, so that the newest journal file covers every stream.
+  for (int t = 0; t < kThreads; ++t) {
+    std::string path = tmp_ / ("streams/1/" + std::to_string(t) + ".seg");
+    ASSERT_TRUE(write_and_commit(*j, segs[t], path, expected[t].size(), "end").get());
+    expected[t] += "end";
+  }
+  EXPECT_GT(j->stats().rotations, 2u);
+  std::string crash = snapshot("crash");
+  // The disk lost every segment byte: replay must put back, at the right offsets, every record
+  // of the journal files still present (retired files were checkpointed and deleted, so only a
+  // suffix of each stream comes back; what lies before it stays a hole of zeros).
+  for (int t = 0; t < kThreads; ++t) {
+    fs::resize_file(crash + "/streams/1/" + std::to_string(t) + ".seg", 0);
+  }
+  Journal::ReplayStats st;
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  EXPECT_EQ(st.torn_bytes, 0u);
+  EXPECT_GT(st.records, 0u);
+  for (int t = 0; t < kThreads; ++t) {
+    std::string got = slurp(crash + "/streams/1/" + std::to_string(t) + ".seg");
+    ASSERT_EQ(got.size(), expected[t].size()) << t;
+    size_t first = got.find_first_not_of('\0');
+    ASSERT_NE(first, std::string::npos) << t;
+    EXPECT_EQ(got.substr(first), expected[t].substr(first)) << t;
+  }
+}
+
+TEST_F(JournalDirectTest, FailedWriteFailsItsBatchAndTheNextGoesToANewFile) {
+  auto j = open_direct();
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 0, "acked").get());
+  auto before = wal_files(tmp_ / "journal");
+  ASSERT_TRUE(seg->pwrite("lost!", 5, 5));
+  direct_fs_.fail_next_write(test::FaultFs::eio());  // the journal's write of the next batch
+  Committer::Write w;
+  w.file = seg;
+  w.path = path;
+  w.offset = 5;
+  w.bytes = "lost!";
+  std::promise<Status> p;
+  j->commit(w, [&p](const Status& s) { p.set_value(s); });
+  EXPECT_FALSE(p.get_future().get());
+  ASSERT_TRUE(seg->truncate(5));  // the owner cuts its log back, as Stream does
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 5, "after").get());
+  EXPECT_NE(wal_files(tmp_ / "journal").back(), before.back());
+  EXPECT_TRUE(j->stats().direct_io);
+  std::string crash = snapshot("crash");
+  // "acked" is durable either way (the retired file's checkpoint synced it, or that file is still
+  // there to replay); the disk lost everything after it.
+  fs::resize_file(crash + "/streams/1/a.seg", 5);
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, nullptr));
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), "ackedafter");
+  EXPECT_EQ(j->stats().failed_batches, 1u);
+}
+
+TEST_F(JournalTest, WithoutDirectIoTheJournalSyncsThroughThePageCache) {
+  auto j = open_journal();  // fs_ offers no direct I/O
+  auto seg = open_segment("streams/1/a.seg");
+  ASSERT_TRUE(write_and_commit(*j, seg, tmp_ / "streams/1/a.seg", 0, "x").get());
+  EXPECT_FALSE(j->stats().direct_io);
+  EXPECT_GT(fs_.datasyncs(), 0);
+}
+
 // The tests below run with one sync slot (the writer syncs every batch itself, no sync threads:
 // the server's default) and with four (syncs handed to sync threads while the writer batches).
 class JournalSlotsTest : public JournalTest, public ::testing::WithParamInterface<int> {
