@@ -96,32 +96,36 @@ Status Journal::start_file(const std::string& path, uint64_t generation,
   std::string header;
   journal::encode_header(generation, &header);
   *direct = false;
+  Status direct_error;
   if (options_.direct_io && !direct_unusable_) {
     std::unique_ptr<File> f;
     Status s = fs_->open_direct_sync(path, &f);
-    if (s) s = f->truncate(0);
-    if (s && block_cap_ < Fs::kDirectIoAlign) {
-      void* p = std::aligned_alloc(Fs::kDirectIoAlign, Fs::kDirectIoAlign);
-      if (p == nullptr) throw std::bad_alloc();
-      block_.reset(static_cast<char*>(p));
-      block_cap_ = Fs::kDirectIoAlign;
+    if (s.code() == Status::Code::kUnavailable) {
+      // The Fs or the filesystem has no direct I/O: the page cache from now on.
+      spdlog::info("journal: writing through the page cache and fdatasync ({})", s.message());
+      direct_unusable_ = true;
+    } else {
+      if (s) s = f->truncate(0);
+      if (s) {
+        // Its own buffer: block_ still holds the current file's last block until rotate() has
+        // committed to the new file (a failed rotation goes on writing the current one).
+        std::unique_ptr<char, void (*)(void*)> block(
+            static_cast<char*>(std::aligned_alloc(Fs::kDirectIoAlign, Fs::kDirectIoAlign)),
+            std::free);
+        if (!block) throw std::bad_alloc();
+        std::memset(block.get(), 0, Fs::kDirectIoAlign);
+        std::memcpy(block.get(), header.data(), header.size());
+        s = f->pwrite(block.get(), Fs::kDirectIoAlign, 0);  // durable on return (O_DSYNC)
+      }
+      if (s) {
+        *out = std::move(f);
+        *direct = true;
+        return Status::ok();
+      }
+      direct_error = s;
+      f.reset();
+      fs_->remove_all(path);
     }
-    if (s) {
-      std::memset(block_.get(), 0, Fs::kDirectIoAlign);
-      std::memcpy(block_.get(), header.data(), header.size());
-      s = f->pwrite(block_.get(), Fs::kDirectIoAlign, 0);  // durable on return (O_DSYNC)
-    }
-    if (s) {
-      *out = std::move(f);
-      *direct = true;
-      return Status::ok();
-    }
-    // No direct I/O here (the Fs or the filesystem cannot, or it refused an aligned write):
-    // this and every later file go through the page cache and fdatasync.
-    spdlog::info("journal: writing through the page cache ({})", s.message());
-    direct_unusable_ = true;
-    f.reset();
-    fs_->remove_all(path);
   }
   std::unique_ptr<File> f;
   Status s = fs_->open(path, &f);
@@ -129,6 +133,13 @@ Status Journal::start_file(const std::string& path, uint64_t generation,
   if (s) s = f->pwrite(header.data(), header.size(), 0);
   if (s) s = f->datasync();
   if (!s) return s;
+  if (!direct_error.is_ok()) {
+    // Direct I/O failed where the page cache works: the filesystem refuses it (e.g. a logical
+    // block larger than the 4 KiB writes). A failure of both would be the disk's, not this.
+    spdlog::warn("journal: direct I/O failed ({}); writing through the page cache and fdatasync",
+                 direct_error.message());
+    direct_unusable_ = true;
+  }
   *out = std::move(f);
   return Status::ok();
 }
@@ -185,6 +196,18 @@ Status Journal::rotate() {
   direct_ = direct;
   stats_.direct_io = direct;
   size_ = journal::kHeaderSize;
+  if (direct) {
+    // The staging buffer now starts with the new file's first (partial) block: its header.
+    if (block_cap_ < Fs::kDirectIoAlign) {
+      void* p = std::aligned_alloc(Fs::kDirectIoAlign, Fs::kDirectIoAlign);
+      if (p == nullptr) throw std::bad_alloc();
+      block_.reset(static_cast<char*>(p));
+      block_cap_ = Fs::kDirectIoAlign;
+    }
+    std::string header;
+    journal::encode_header(gen, &header);
+    std::memcpy(block_.get(), header.data(), header.size());
+  }
   opened_at_ = std::chrono::steady_clock::now();
   return Status::ok();
 }

@@ -24,13 +24,15 @@
 // stable storage — no page-cache copy, no writeback, no fdatasync call. A batch rarely fills a
 // block, so the writer keeps the file's last partial block in its staging buffer and rewrites it
 // whole, followed by the batch and zeros up to the next block boundary. The block's earlier bytes
-// are rewritten unchanged, so even a torn write cannot damage an acknowledged record, and replay
+// are rewritten unchanged (as page-cache writeback of a partly filled page also does), and replay
 // reads the zero padding as the clean end of the file. Measured on this machine (ext4, virtio
-// disk): 11–14 µs of CPU and ~50 µs per durable write, against 32–36 µs and ~80 µs for pwrite +
-// fdatasync of the same bytes. Where open fails (no direct I/O), the file is written through the
+// disk, one thread): 15–17 µs of CPU and ~60 µs per durable write, against 32–36 µs and ~80 µs for
+// pwrite + fdatasync of the same bytes. If the Fs or filesystem has no direct I/O, or a direct
+// file fails where a page-cache one works, this and every later file are written through the
 // page cache and fdatasynced as below.
 //
-// Pipelining: while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
+// Pipelining (page-cache files only; a direct write blocks the writer until it is durable):
+// while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
 // the writer keeps appending the next batches; ext4 merges concurrent flushes of a file. When a
 // batch is written with no other sync running and nothing else queued, the writer syncs it itself
 // instead of handing it to a sync thread. With one slot (the server's default) there are no sync

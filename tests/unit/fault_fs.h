@@ -11,7 +11,9 @@
 //   fs.dir_syncs();                              // how many sync_dir calls reached this Fs
 //
 // open_direct_sync() is forwarded only when constructed with `direct = true` (else the Fs has
-// no direct I/O, so callers use their page-cache path). Write faults apply to direct files too.
+// no direct I/O, so callers use their page-cache path). fail_next_write applies to direct files
+// too; short_write_next does not simulate a torn direct write (the kept part is unaligned, so
+// the real write fails and writes nothing).
 //
 // Write faults are one-shot; fail_datasync is sticky (and wins over fail_next_datasync). Files opened through a FaultFs share
 // its fault state, so faults can be armed after the files were opened. Thread-safe.

@@ -365,6 +365,34 @@ TEST_F(JournalDirectTest, FailedWriteFailsItsBatchAndTheNextGoesToANewFile) {
   EXPECT_EQ(j->stats().failed_batches, 1u);
 }
 
+TEST_F(JournalDirectTest, AFailedRotationGoesOnInTheCurrentFileWithoutDamagingIt) {
+  Journal::Options o;
+  o.rotate_bytes = 8192;
+  auto j = open_direct(o);
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  const auto files = wal_files(tmp_ / "journal");
+  const int dir_syncs = direct_fs_.dir_syncs();
+  direct_fs_.fail_next_sync_dir(test::FaultFs::eio());  // the next rotation fails
+  std::string expected;
+  // Commit until the journal tried (and failed) to start its next file; that batch was then
+  // written to the current file, after records of the same 4 KiB block.
+  for (int i = 0; direct_fs_.dir_syncs() == dir_syncs; ++i) {
+    ASSERT_LT(i, 100);
+    std::string r = "r" + std::to_string(i) + std::string(700, 'a' + i % 26);
+    ASSERT_TRUE(write_and_commit(*j, seg, path, expected.size(), r).get()) << i;
+    expected += r;
+  }
+  EXPECT_EQ(wal_files(tmp_ / "journal"), files);  // still the first file
+  std::string crash = snapshot("crash");
+  fs::resize_file(crash + "/streams/1/a.seg", 0);  // nothing was checkpointed
+  Journal::ReplayStats st;
+  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  EXPECT_EQ(st.torn_bytes, 0u);
+  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), expected);
+}
+
 TEST_F(JournalTest, WithoutDirectIoTheJournalSyncsThroughThePageCache) {
   auto j = open_journal();  // fs_ offers no direct I/O
   auto seg = open_segment("streams/1/a.seg");
