@@ -78,6 +78,10 @@ int run_cli(int argc, char** argv) {
   serve->add_option("--search-threads", o.search_threads,
                     "Threads that run searches (off the I/O threads, which keep serving appends)")
       ->envname(env("SEARCH_THREADS"))->check(CLI::Range(1, 64))->capture_default_str();
+  serve->add_option("--search-cache-bytes", o.search_cache_bytes,
+                    "Memory per tenant for decoded posting lists of frequent search terms "
+                    "(makes searches for common words faster; 0 = off)")
+      ->envname(env("SEARCH_CACHE_BYTES"))->capture_default_str();
   serve->add_option("--index-fsync", o.index_fsync, "fsync search index commits (true/false)")
       ->envname(env("INDEX_FSYNC"))->capture_default_str();
   serve->add_option("--s3-endpoint", o.s3_endpoint, "S3-compatible endpoint URL")

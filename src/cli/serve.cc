@@ -242,6 +242,7 @@ int run_serve(const ServeOptions& o) {
   index_options.bm25_k1 = o.bm25_k1;
   index_options.bm25_b = o.bm25_b;
   index_options.fsync = o.index_fsync;
+  index_options.posting_cache_bytes = static_cast<size_t>(o.search_cache_bytes);
   SearchIndex search_index(index_options);
   Indexer indexer(&sessions, &search_index);
   indexer.start();

@@ -17,22 +17,28 @@
 // is the weight OP_AND_MAYBE(term, OP_SCALE_WEIGHT(bonus, factor)) gives, computed in one
 // source: the bonus term's postings are only looked up for documents the term matches.
 //
+// With a PostingCache, the term's and the bonus term's postings are read from the cache where it
+// serves them (frequent terms), else from Xapian: the same postings either way (posting_cache.h),
+// so the same weights and results.
+//
 // Use with Xapian::Query(source->release()); the view must cover every document of the database
 // the query runs on (DocLengths::update() with the same handle).
 #pragma once
 
 #include <xapian.h>
 
+#include <optional>
 #include <string>
 
 #include "search/doc_lengths.h"
+#include "search/posting_cache.h"
 
 namespace ds {
 
 class Bm25Source final : public Xapian::PostingSource {
  public:
   Bm25Source(std::string term, double k1, double b, DocLengths::View lengths,
-             std::string bonus = "", double bonus_factor = 0);
+             std::string bonus = "", double bonus_factor = 0, PostingCache* cache = nullptr);
 
   void init(const Xapian::Database& db) override;
   Xapian::doccount get_termfreq_min() const override { return main_.termfreq; }
@@ -40,8 +46,8 @@ class Bm25Source final : public Xapian::PostingSource {
   Xapian::doccount get_termfreq_max() const override { return main_.termfreq; }
   void next(double min_wt) override;
   void skip_to(Xapian::docid did, double min_wt) override;
-  bool at_end() const override { return it_ == end_; }
-  Xapian::docid get_docid() const override { return *it_; }
+  bool at_end() const override { return list_ ? pos_ >= list_->size() : it_ == end_; }
+  Xapian::docid get_docid() const override { return list_ ? (*list_)[pos_].did : *it_; }
   double get_weight() const override;
   Xapian::PostingSource* clone() const override;
   std::string name() const override { return "ds::Bm25Source"; }
@@ -65,6 +71,10 @@ class Bm25Source final : public Xapian::PostingSource {
   const DocLengths::View lengths_;
   const std::string bonus_;
   const double bonus_factor_;
+  PostingCache* const cache_;
+  // The term's postings: the cached list when the cache serves it, else Xapian's iterator.
+  std::optional<PostingCache::List> list_;
+  size_t pos_ = 0;
   Xapian::PostingIterator it_;
   Xapian::PostingIterator end_;
   bool started_ = false;
@@ -73,7 +83,9 @@ class Bm25Source final : public Xapian::PostingSource {
   Term main_;
   Term extra_;
   bool has_bonus_ = false;
-  // Only moves forward, to the documents get_weight() is asked about.
+  // Only move forward, to the documents get_weight() is asked about.
+  std::optional<PostingCache::List> bonus_list_;
+  mutable size_t bonus_pos_ = 0;
   mutable Xapian::PostingIterator bonus_it_;
   Xapian::PostingIterator bonus_end_;
 };

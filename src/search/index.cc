@@ -14,6 +14,7 @@
 #include "search/bm25_source.h"
 #include "search/doc_lengths.h"
 #include "search/doc_range.h"
+#include "search/posting_cache.h"
 #include "search/side_thread.h"
 
 namespace ds {
@@ -96,6 +97,7 @@ struct SearchIndex::Tenant {
   std::mutex readers_mu;
   std::vector<std::unique_ptr<Xapian::Database>> readers;  // idle readers
   DocLengths lengths;
+  std::unique_ptr<PostingCache> postings;
 };
 
 SearchIndex::SearchIndex(IndexOptions options)
@@ -187,6 +189,8 @@ std::string SearchIndex::tenant_dir_name(const std::string& tenant) {
 Status SearchIndex::open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out) {
   auto t = std::make_shared<Tenant>();
   t->name = tenant;
+  t->postings = std::make_unique<PostingCache>(options_.posting_cache_bytes,
+                                               options_.posting_cache_min_docs);
   t->path = options_.root + "/" + tenant_dir_name(tenant);
   int flags = Xapian::DB_CREATE_OR_OPEN | Xapian::DB_BACKEND_GLASS;
   if (!options_.fsync) flags |= Xapian::DB_NO_SYNC;
@@ -465,7 +469,8 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
   auto make_query = [&](const DocLengths::View& lengths, Xapian::docid lo, Xapian::docid hi) {
     Xapian::Query q = req.query.build([&](const std::string& term, const std::string& bonus) {
       return Xapian::Query(
-          (new Bm25Source(term, k1, b, lengths, bonus, kExactFormBonus))->release());
+          (new Bm25Source(term, k1, b, lengths, bonus, kExactFormBonus, t->postings.get()))
+              ->release());
     });
     if (!req.session_ids.empty()) {
       std::vector<Xapian::Query> s;

@@ -51,6 +51,10 @@ struct IndexOptions {
   // A search without a session filter over at least this many documents runs as two halves by
   // document id, the second on a side thread, when that thread is idle (0: never split).
   uint64_t split_min_docs = 200'000;
+  // Decoded posting lists of frequent terms kept in memory per tenant (posting_cache.h): at most
+  // this many bytes (0: off), for terms in at least posting_cache_min_docs documents.
+  size_t posting_cache_bytes = 256u << 20;
+  uint32_t posting_cache_min_docs = 2'000;
 };
 
 struct SessionMark {

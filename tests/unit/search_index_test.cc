@@ -22,14 +22,19 @@ class SearchIndexTest : public ::testing::Test {
  protected:
   void SetUp() override { reopen(); }
 
-  void reopen(double k1 = 1.2, double b = 0.75, uint64_t split_min_docs = 0) {
+  // cache_min_docs: posting lists of terms in at least this many documents are cached (1, the
+  // default here: every list, so that every test runs the cached path; 0: no cache).
+  void reopen(double k1 = 1.2, double b = 0.75, uint64_t split_min_docs = 0,
+              uint32_t cache_min_docs = 1, const std::string& root = "index") {
     index_.reset();
     IndexOptions o;
-    o.root = dir_ / "index";
+    o.root = dir_ / root;
     o.bm25_k1 = k1;
     o.bm25_b = b;
     o.fsync = false;
     o.split_min_docs = split_min_docs;
+    o.posting_cache_min_docs = cache_min_docs;
+    if (cache_min_docs == 0) o.posting_cache_bytes = 0;
     index_ = std::make_unique<SearchIndex>(o);
     marks_.clear();
     ASSERT_TRUE(index_->open(&marks_));
@@ -338,6 +343,66 @@ TEST_F(SearchIndexTest, SplitSearchEqualsOnePass) {
     }
     EXPECT_EQ(one_total[i], two_total[i]);
   }
+}
+
+// The posting cache changes where postings are read from, never the results: the same
+// operations with and without it (in two directories) give the same hits, scores and totals,
+// through additions, a deleted session (which drops the cache) and more additions after it.
+TEST_F(SearchIndexTest, PostingCacheGivesTheSameResultsThroughAdditionsAndDeletions) {
+  const char* words[] = {"stripe", "webhooks", "refund", "timeout", "error", "retry", "deploy"};
+  const std::vector<std::string> queries = {
+      "stripe", "stripe webhook", "error OR retry", "refund -timeout", "webhooks deploy",
+      "\"stripe webhooks\"", "webhook type:agent.tool_use", "lorem3 error timeout"};
+  using Hits = std::vector<std::tuple<std::string, uint64_t, double>>;
+  std::vector<Hits> runs[2];
+  std::vector<uint64_t> totals[2];
+  for (int cached = 0; cached < 2; ++cached) {
+    reopen(1.2, 0.75, 0, cached ? 1 : 0, cached ? "cached" : "plain");
+    next_.clear();
+    auto add_batch = [&](int from, int to) {
+      for (int i = from; i < to; ++i) {
+        std::string text;
+        for (int k = 0; k <= i % 9; ++k) text += std::string(words[(i + k * (1 + i % 2)) % 7]) + " ";
+        text += filler(i % 13);
+        add("s" + std::to_string(i % 7), text, i % 3 ? "agent.message" : "agent.tool_use");
+      }
+      commit();
+    };
+    auto run_all = [&] {
+      for (const auto& q : queries) {
+        for (size_t limit : {3, 50}) {
+          SearchResults r = search(q, {}, "t", limit);
+          Hits hits;
+          for (const auto& h : r.hits) hits.emplace_back(h.session_id, h.position, h.score);
+          runs[cached].push_back(hits);
+          totals[cached].push_back(r.total_hits);
+        }
+        SearchResults one = search(q, {"s2"});
+        Hits hits;
+        for (const auto& h : one.hits) hits.emplace_back(h.session_id, h.position, h.score);
+        runs[cached].push_back(hits);
+        totals[cached].push_back(one.total_hits);
+      }
+    };
+    add_batch(0, 150);
+    run_all();
+    add_batch(150, 260);  // the cached lists are extended
+    run_all();
+    ASSERT_TRUE(index_->remove_session("t", "s1"));  // a deletion drops them
+    commit();
+    run_all();
+    add_batch(260, 300);
+    run_all();
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  size_t nonempty = 0;
+  for (size_t i = 0; i < runs[0].size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_EQ(runs[0][i], runs[1][i]);  // same hits, same order, bit-identical scores
+    EXPECT_EQ(totals[0][i], totals[1][i]);
+    if (!runs[0][i].empty()) ++nonempty;
+  }
+  EXPECT_GT(nonempty, runs[0].size() * 3 / 4);
 }
 
 // Searches on several threads — split ones competing for the side thread, one-pass ones when it is
