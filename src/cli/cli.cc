@@ -79,8 +79,8 @@ int run_cli(int argc, char** argv) {
                     "Threads that run searches (off the I/O threads, which keep serving appends)")
       ->envname(env("SEARCH_THREADS"))->check(CLI::Range(1, 64))->capture_default_str();
   serve->add_option("--search-cache-bytes", o.search_cache_bytes,
-                    "Memory per tenant for decoded posting lists of frequent search terms "
-                    "(makes searches for common words faster; 0 = off)")
+                    "Memory for the decoded posting lists of frequent search terms, all tenants "
+                    "together (makes searches for common words faster; 0 = off)")
       ->envname(env("SEARCH_CACHE_BYTES"))->capture_default_str();
   serve->add_option("--index-fsync", o.index_fsync, "fsync search index commits (true/false)")
       ->envname(env("INDEX_FSYNC"))->capture_default_str();

@@ -33,7 +33,7 @@ struct ServeOptions {
   double bm25_b = 0.75;              // BM25 length normalisation
   double search_wait = 2;            // seconds a search waits for the indexer (read-your-writes)
   int search_threads = 2;            // threads that run searches, off the I/O threads
-  uint64_t search_cache_bytes = 256ull << 20;  // decoded posting lists of frequent terms, per tenant
+  uint64_t search_cache_bytes = 256ull << 20;  // decoded posting lists of frequent terms, all tenants
   bool index_fsync = false;          // fsync index commits (off: rebuilt after a machine crash)
   // S3 tier (docs/s3.md). Off unless --s3-bucket is set; credentials from AWS_ACCESS_KEY_ID /
   // AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).

@@ -101,7 +101,9 @@ struct SearchIndex::Tenant {
 };
 
 SearchIndex::SearchIndex(IndexOptions options)
-    : options_(std::move(options)), side_(std::make_unique<SideThread>()) {}
+    : options_(std::move(options)),
+      side_(std::make_unique<SideThread>()),
+      cache_budget_(std::make_shared<PostingCache::Budget>(options_.posting_cache_bytes)) {}
 
 SearchIndex::~SearchIndex() { close(); }
 
@@ -189,8 +191,7 @@ std::string SearchIndex::tenant_dir_name(const std::string& tenant) {
 Status SearchIndex::open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out) {
   auto t = std::make_shared<Tenant>();
   t->name = tenant;
-  t->postings = std::make_unique<PostingCache>(options_.posting_cache_bytes,
-                                               options_.posting_cache_min_docs);
+  t->postings = std::make_unique<PostingCache>(cache_budget_, options_.posting_cache_min_docs);
   t->path = options_.root + "/" + tenant_dir_name(tenant);
   int flags = Xapian::DB_CREATE_OR_OPEN | Xapian::DB_BACKEND_GLASS;
   if (!options_.fsync) flags |= Xapian::DB_NO_SYNC;

@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "search/posting_cache.h"
 #include "search/query.h"
 #include "search/side_thread.h"
 #include "store/status.h"
@@ -51,8 +52,9 @@ struct IndexOptions {
   // A search without a session filter over at least this many documents runs as two halves by
   // document id, the second on a side thread, when that thread is idle (0: never split).
   uint64_t split_min_docs = 200'000;
-  // Decoded posting lists of frequent terms kept in memory per tenant (posting_cache.h): at most
-  // this many bytes (0: off), for terms in at least posting_cache_min_docs documents.
+  // Decoded posting lists of frequent terms kept in memory (posting_cache.h): at most this many
+  // bytes for all tenants together (0: off), for terms in at least posting_cache_min_docs
+  // documents.
   size_t posting_cache_bytes = 256u << 20;
   uint32_t posting_cache_min_docs = 2'000;
 };
@@ -146,6 +148,7 @@ class SearchIndex {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Tenant>> tenants_;
   std::unique_ptr<SideThread> side_;  // second halves of split searches
+  std::shared_ptr<PostingCache::Budget> cache_budget_;  // shared by the tenants' caches
 };
 
 }  // namespace ds

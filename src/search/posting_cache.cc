@@ -25,8 +25,8 @@ size_t PostingCache::List::seek(size_t from, Xapian::docid did) const {
 std::optional<PostingCache::List> PostingCache::get(const Xapian::Database& db,
                                                     const std::string& term,
                                                     Xapian::doccount termfreq) {
-  if (budget_ == 0 || termfreq < min_termfreq_ ||
-      static_cast<size_t>(termfreq) * sizeof(Posting) > budget_) {
+  if (budget_->limit() == 0 || termfreq < min_termfreq_ ||
+      static_cast<size_t>(termfreq) * sizeof(Posting) > budget_->limit()) {
     return std::nullopt;
   }
   std::lock_guard lk(mu_);
@@ -36,7 +36,7 @@ std::optional<PostingCache::List> PostingCache::get(const Xapian::Database& db,
   if (uuid != uuid_ || deleted > deleted_) {
     // A new database, or documents were deleted since the lists were read: start over.
     slots_.clear();
-    bytes_ = 0;
+    sub_bytes_locked(bytes_);
     seen_.clear();
     uuid_ = std::move(uuid);
     deleted_ = deleted;
@@ -68,7 +68,7 @@ std::optional<PostingCache::List> PostingCache::get(const Xapian::Database& db,
         size_t cap = std::max<size_t>({64, s.cap + s.cap / 2, static_cast<size_t>(termfreq)});
         std::shared_ptr<Posting[]> bigger(new Posting[cap]);
         if (n > 0) std::memcpy(bigger.get(), s.data.get(), n * sizeof(Posting));
-        bytes_ += (cap - s.cap) * sizeof(Posting);
+        add_bytes_locked((cap - s.cap) * sizeof(Posting));
         s.data = std::move(bigger);
         s.cap = cap;
       }
@@ -92,15 +92,30 @@ std::optional<PostingCache::List> PostingCache::get(const Xapian::Database& db,
   return l;
 }
 
+PostingCache::~PostingCache() {
+  std::lock_guard lk(mu_);
+  sub_bytes_locked(bytes_);
+}
+
+void PostingCache::add_bytes_locked(size_t n) {
+  bytes_ += n;
+  budget_->used_.fetch_add(n, std::memory_order_relaxed);
+}
+
+void PostingCache::sub_bytes_locked(size_t n) {
+  bytes_ -= n;
+  budget_->used_.fetch_sub(n, std::memory_order_relaxed);
+}
+
 void PostingCache::evict_locked(const std::string& keep) {
-  while (bytes_ > budget_ && slots_.size() > 1) {
+  while (budget_->used() > budget_->limit() && slots_.size() > 1) {
     auto victim = slots_.end();
     for (auto it = slots_.begin(); it != slots_.end(); ++it) {
       if (it->first == keep) continue;
       if (victim == slots_.end() || it->second.used < victim->second.used) victim = it;
     }
     if (victim == slots_.end()) break;
-    bytes_ -= victim->second.cap * sizeof(Posting);
+    sub_bytes_locked(victim->second.cap * sizeof(Posting));
     slots_.erase(victim);
   }
 }

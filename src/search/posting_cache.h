@@ -20,8 +20,10 @@
 // What is cached: lists of terms in at least `min_termfreq` documents (shorter lists are cheap
 // for Xapian), from a term's second request on (the first is answered from Xapian: a stream of
 // one-off words would otherwise pay for copying whole lists and evict useful ones). Memory: 8
-// bytes per cached posting; the least recently used lists go beyond `budget_bytes` (0: off).
-// Terms asked for once are remembered by name (at most kMaxSeen, then forgotten together).
+// bytes per cached posting. The caches of all tenants share one Budget: past it, a cache drops its
+// own least recently used lists (keeping at least the one just read), so a busy tenant cannot
+// make another's lists go. A budget of 0 turns caching off. Terms asked for once are remembered
+// by name (at most kMaxSeen, then forgotten together).
 //
 // Threads: get() from any thread (serialised inside). A List is immutable and stays valid while
 // get() extends or drops the term's list.
@@ -29,6 +31,7 @@
 
 #include <xapian.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -61,8 +64,27 @@ class PostingCache {
     size_t size_ = 0;
   };
 
+  // Bytes shared by every cache made with it.
+  class Budget {
+   public:
+    explicit Budget(size_t limit) : limit_(limit) {}
+    size_t limit() const { return limit_; }
+    size_t used() const { return used_.load(std::memory_order_relaxed); }
+
+   private:
+    friend class PostingCache;
+    const size_t limit_;
+    std::atomic<size_t> used_{0};
+  };
+
+  PostingCache(std::shared_ptr<Budget> budget, Xapian::doccount min_termfreq)
+      : budget_(std::move(budget)), min_termfreq_(min_termfreq) {}
+  // A cache with a budget of its own.
   PostingCache(size_t budget_bytes, Xapian::doccount min_termfreq)
-      : budget_(budget_bytes), min_termfreq_(min_termfreq) {}
+      : PostingCache(std::make_shared<Budget>(budget_bytes), min_termfreq) {}
+  ~PostingCache();  // gives its bytes back to the budget
+  PostingCache(const PostingCache&) = delete;
+  PostingCache& operator=(const PostingCache&) = delete;
 
   // `term`'s postings in `db`, or nullopt when the cache does not serve them (the term is in
   // fewer than min_termfreq documents — `termfreq` is db's count, which the caller has — this is
@@ -72,7 +94,7 @@ class PostingCache {
   std::optional<List> get(const Xapian::Database& db, const std::string& term,
                           Xapian::doccount termfreq);
 
-  size_t bytes() const;
+  size_t bytes() const;  // this cache's share of the budget
 
  private:
   struct Slot {
@@ -83,8 +105,10 @@ class PostingCache {
     uint64_t used = 0;       // last use, for eviction
   };
   void evict_locked(const std::string& keep);
+  void add_bytes_locked(size_t n);
+  void sub_bytes_locked(size_t n);
 
-  const size_t budget_;
+  const std::shared_ptr<Budget> budget_;
   const Xapian::doccount min_termfreq_;
   mutable std::mutex mu_;
   std::string uuid_;

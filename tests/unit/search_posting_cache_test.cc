@@ -129,6 +129,30 @@ TEST_F(PostingCacheTest, TheLeastRecentlyUsedListsGoBeyondTheBudget) {
   EXPECT_EQ((*all)[299].did, 300u);
 }
 
+TEST_F(PostingCacheTest, TenantsShareOneBudgetAndEachEvictsOnlyItsOwnLists) {
+  Xapian::Database db = reader();
+  // Room for "all" (300 postings) and "even" (150) together.
+  auto budget = std::make_shared<PostingCache::Budget>(480 * sizeof(PostingCache::Posting));
+  PostingCache a(budget, 1), b(budget, 1);
+  EXPECT_EQ(cached(a, db, "all").size(), 300u);
+  EXPECT_EQ(cached(a, db, "even").size(), 150u);
+  EXPECT_EQ(budget->used(), a.bytes());
+  // b is over the shared budget with its first list: it keeps that one, a keeps both of its own.
+  EXPECT_EQ(cached(b, db, "third").size(), 100u);
+  EXPECT_EQ(a.bytes(), 450 * sizeof(PostingCache::Posting));
+  EXPECT_EQ(b.bytes(), 100 * sizeof(PostingCache::Posting));
+  // Its second list makes b drop its first.
+  EXPECT_EQ(cached(b, db, "even").size(), 150u);
+  EXPECT_EQ(b.bytes(), 150 * sizeof(PostingCache::Posting));
+  EXPECT_EQ(budget->used(), a.bytes() + b.bytes());
+  {
+    PostingCache gone(budget, 1);
+    cached(gone, db, "third");
+    EXPECT_EQ(budget->used(), a.bytes() + b.bytes() + gone.bytes());
+  }
+  EXPECT_EQ(budget->used(), a.bytes() + b.bytes());  // a destroyed cache gives its bytes back
+}
+
 TEST(PostingCacheList, SeekFindsWhatLowerBoundFinds) {
   test::TempDir dir;
   Xapian::WritableDatabase db(dir / "db", Xapian::DB_CREATE_OR_OVERWRITE);
