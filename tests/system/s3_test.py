@@ -677,10 +677,15 @@ def test_restore_keeps_producer_dedup_stream_seq_closure_and_forks(ctx: Ctx):
         assert st == 204, (st, body)
         st, _, _ = srv.request("POST", "/v1/stream/cl", [{"y": 1}], headers=js)
         assert st == 409
-        # The fork is a fork again: its early positions come from the source's log.
-        objs = ctx.s3.objects("w/")
-        assert json.loads(objs["w/tenants/default/streams/fk/stream.json"])["fork"] == \
-            {"source": "ps", "offset": 3}
+        # The fork is a fork again: its early positions come from the source's log. (Waited
+        # for, not read once: the restored server may be re-uploading the object right now, and
+        # objects() leaves out an object whose PUT s3rver has not finished.)
+        def fork_in_bucket():
+            objs = ctx.s3.objects("w/")
+            raw = objs.get("w/tenants/default/streams/fk/stream.json")
+            return raw is not None and json.loads(raw).get("fork") == {"source": "ps", "offset": 3}
+
+        wait_for(fork_in_bucket, 15, "the fork's lineage in the bucket after the restore")
     finally:
         srv.stop()
 
