@@ -88,8 +88,19 @@ void Journal::commit(const Write& w, Callback done) {
 
 Journal::Stats Journal::stats() const {
   std::lock_guard lk(mu_);
-  return stats_;
+  Stats st = stats_;
+  st.direct_io = direct_;  // assigned under mu_ (rotate)
+  return st;
 }
+
+namespace {
+// An uninitialised buffer of `n` bytes aligned for direct I/O.
+std::unique_ptr<char, void (*)(void*)> aligned_buffer(size_t n) {
+  void* p = std::aligned_alloc(Fs::kDirectIoAlign, n);
+  if (p == nullptr) throw std::bad_alloc();
+  return {static_cast<char*>(p), std::free};
+}
+}  // namespace
 
 Status Journal::start_file(const std::string& path, uint64_t generation,
                            std::unique_ptr<File>* out, bool* direct) {
@@ -109,10 +120,7 @@ Status Journal::start_file(const std::string& path, uint64_t generation,
       if (s) {
         // Its own buffer: block_ still holds the current file's last block until rotate() has
         // committed to the new file (a failed rotation goes on writing the current one).
-        std::unique_ptr<char, void (*)(void*)> block(
-            static_cast<char*>(std::aligned_alloc(Fs::kDirectIoAlign, Fs::kDirectIoAlign)),
-            std::free);
-        if (!block) throw std::bad_alloc();
+        auto block = aligned_buffer(Fs::kDirectIoAlign);
         std::memset(block.get(), 0, Fs::kDirectIoAlign);
         std::memcpy(block.get(), header.data(), header.size());
         s = f->pwrite(block.get(), Fs::kDirectIoAlign, 0);  // durable on return (O_DSYNC)
@@ -152,10 +160,9 @@ Status Journal::write_direct(std::string_view bytes) {
   size_t padded = (used + kAlign - 1) & ~(kAlign - 1);
   if (padded > block_cap_) {
     size_t cap = std::max(padded, block_cap_ * 2);
-    void* p = std::aligned_alloc(kAlign, cap);
-    if (p == nullptr) throw std::bad_alloc();
-    std::memcpy(p, block_.get(), head);
-    block_.reset(static_cast<char*>(p));
+    auto bigger = aligned_buffer(cap);
+    if (head > 0) std::memcpy(bigger.get(), block_.get(), head);
+    block_ = std::move(bigger);
     block_cap_ = cap;
   }
   std::memcpy(block_.get() + head, bytes.data(), bytes.size());
@@ -164,7 +171,6 @@ Status Journal::write_direct(std::string_view bytes) {
   // Keep the new last partial block at the start of the buffer for the next write.
   size_t whole = used & ~(kAlign - 1);
   if (whole > 0) std::memmove(block_.get(), block_.get() + whole, used - whole);
-  size_ += bytes.size();
   return Status::ok();
 }
 
@@ -194,14 +200,11 @@ Status Journal::rotate() {
   generation_ = gen;
   file_ = std::move(f);
   direct_ = direct;
-  stats_.direct_io = direct;
   size_ = journal::kHeaderSize;
   if (direct) {
     // The staging buffer now starts with the new file's first (partial) block: its header.
     if (block_cap_ < Fs::kDirectIoAlign) {
-      void* p = std::aligned_alloc(Fs::kDirectIoAlign, Fs::kDirectIoAlign);
-      if (p == nullptr) throw std::bad_alloc();
-      block_.reset(static_cast<char*>(p));
+      block_ = aligned_buffer(Fs::kDirectIoAlign);
       block_cap_ = Fs::kDirectIoAlign;
     }
     std::string header;
@@ -271,12 +274,8 @@ void Journal::run_writer() {
     }
     if (s) {
       for (auto& f : files) dirty_.emplace(f.get(), std::move(f));
-      if (direct_) {
-        s = write_direct(writing);
-      } else {
-        s = file_->pwrite(writing.data(), writing.size(), size_);
-        if (s) size_ += writing.size();
-      }
+      s = direct_ ? write_direct(writing) : file_->pwrite(writing.data(), writing.size(), size_);
+      if (s) size_ += writing.size();
     }
     files.clear();
 

@@ -148,7 +148,8 @@ class Journal : public Committer {
   // durably.
   Status start_file(const std::string& path, uint64_t generation, std::unique_ptr<File>* out,
                     bool* direct);
-  // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer.
+  // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer (the
+  // caller advances size_).
   Status write_direct(std::string_view bytes);
   // With mu_ held: records the outcome of a ticket's sync (a sync thread's or the writer's own)
   // and delivers.
@@ -186,7 +187,7 @@ class Journal : public Committer {
   uint64_t generation_ = 0;
   std::shared_ptr<File> file_;
   uint64_t size_ = 0;
-  bool direct_ = false;           // file_ is O_DIRECT | O_DSYNC
+  bool direct_ = false;           // file_ is O_DIRECT | O_DSYNC (assigned under mu_)
   bool direct_unusable_ = false;  // a direct open or write failed: page cache from now on
   // Direct mode: aligned staging buffer; its first size_ % kDirectIoAlign bytes are the file's
   // last partial block.

@@ -60,6 +60,13 @@ class JournalTest : public ::testing::Test {
                                               const std::string& path, uint64_t offset,
                                               const std::string& bytes) {
     EXPECT_TRUE(file->pwrite(bytes.data(), bytes.size(), offset));
+    return commit(j, file, path, offset, bytes);
+  }
+  // Commits `bytes`, which the caller already wrote at `offset` of `file` (so that a write fault
+  // armed in between hits the journal's write, not the segment file's).
+  static std::future<Status> commit(Journal& j, const std::shared_ptr<File>& file,
+                                    const std::string& path, uint64_t offset,
+                                    const std::string& bytes) {
     auto p = std::make_shared<std::promise<Status>>();
     Committer::Write w;
     w.file = file;
@@ -68,6 +75,16 @@ class JournalTest : public ::testing::Test {
     w.bytes = bytes;
     j.commit(w, [p](const Status& s) { p->set_value(s); });
     return p->get_future();
+  }
+  // Snapshots the data dir as a crash would leave it, cuts segment file `rel` back to its first
+  // `kept` bytes (what the disk had), replays the copy's journal and returns that file's bytes.
+  std::string crash_and_replay(const std::string& rel, uint64_t kept,
+                               Journal::ReplayStats* st = nullptr) {
+    std::string crash = snapshot("crash");
+    fs::resize_file(crash + "/" + rel, kept);
+    Status s = Journal::replay(Fs::posix(), crash + "/journal", crash, st);
+    EXPECT_TRUE(s) << s.message();
+    return slurp(crash + "/" + rel);
   }
   // A copy of the data dir as a crash would leave it if the page cache held the segment files.
   std::string snapshot(const std::string& name) {
@@ -278,13 +295,11 @@ TEST_F(JournalDirectTest, BatchesOfEverySizeAreDurableWithoutAnyFdatasync) {
   }
   EXPECT_EQ(direct_fs_.datasyncs(), 0);  // journal writes were durable on return; segments wait
   EXPECT_TRUE(j->stats().direct_io);
-  std::string crash = snapshot("crash");
-  fs::resize_file(crash + "/streams/1/a.seg", 0);  // the disk lost every segment byte
   Journal::ReplayStats st;
-  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  // The disk lost every segment byte.
+  EXPECT_EQ(crash_and_replay("streams/1/a.seg", 0, &st), expected);
   EXPECT_EQ(st.records, 200u);
   EXPECT_EQ(st.torn_bytes, 0u);  // the block padding is not a torn write
-  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), expected);
 }
 
 TEST_F(JournalDirectTest, ConcurrentCommitsAcrossRotationsAllReplay) {
@@ -344,24 +359,14 @@ TEST_F(JournalDirectTest, FailedWriteFailsItsBatchAndTheNextGoesToANewFile) {
   auto before = wal_files(tmp_ / "journal");
   ASSERT_TRUE(seg->pwrite("lost!", 5, 5));
   direct_fs_.fail_next_write(test::FaultFs::eio());  // the journal's write of the next batch
-  Committer::Write w;
-  w.file = seg;
-  w.path = path;
-  w.offset = 5;
-  w.bytes = "lost!";
-  std::promise<Status> p;
-  j->commit(w, [&p](const Status& s) { p.set_value(s); });
-  EXPECT_FALSE(p.get_future().get());
+  EXPECT_FALSE(commit(*j, seg, path, 5, "lost!").get());
   ASSERT_TRUE(seg->truncate(5));  // the owner cuts its log back, as Stream does
   ASSERT_TRUE(write_and_commit(*j, seg, path, 5, "after").get());
   EXPECT_NE(wal_files(tmp_ / "journal").back(), before.back());
   EXPECT_TRUE(j->stats().direct_io);
-  std::string crash = snapshot("crash");
   // "acked" is durable either way (the retired file's checkpoint synced it, or that file is still
   // there to replay); the disk lost everything after it.
-  fs::resize_file(crash + "/streams/1/a.seg", 5);
-  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, nullptr));
-  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), "ackedafter");
+  EXPECT_EQ(crash_and_replay("streams/1/a.seg", 5), "ackedafter");
   EXPECT_EQ(j->stats().failed_batches, 1u);
 }
 
@@ -385,12 +390,9 @@ TEST_F(JournalDirectTest, AFailedRotationGoesOnInTheCurrentFileWithoutDamagingIt
     expected += r;
   }
   EXPECT_EQ(wal_files(tmp_ / "journal"), files);  // still the first file
-  std::string crash = snapshot("crash");
-  fs::resize_file(crash + "/streams/1/a.seg", 0);  // nothing was checkpointed
   Journal::ReplayStats st;
-  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, &st));
+  EXPECT_EQ(crash_and_replay("streams/1/a.seg", 0, &st), expected);  // nothing was checkpointed
   EXPECT_EQ(st.torn_bytes, 0u);
-  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), expected);
 }
 
 TEST_F(JournalTest, WithoutDirectIoTheJournalSyncsThroughThePageCache) {
@@ -428,12 +430,9 @@ TEST_P(JournalSlotsTest, FailedSyncFailsItsBatchAndTheNextRecordGoesToANewFile) 
   ASSERT_TRUE(write_and_commit(*j, seg, path, 5, "after").get());
   auto after = wal_files(tmp_ / "journal");
   EXPECT_NE(after.back(), before.back());  // written to a newer journal file
-  std::string crash = snapshot("crash");
   // "acked" is durable either way (the retired file's checkpoint synced it, or that file is still
   // there to replay); the disk lost everything after it.
-  fs::resize_file(crash + "/streams/1/a.seg", 5);
-  ASSERT_TRUE(Journal::replay(Fs::posix(), crash + "/journal", crash, nullptr));
-  EXPECT_EQ(slurp(crash + "/streams/1/a.seg"), "ackedafter");
+  EXPECT_EQ(crash_and_replay("streams/1/a.seg", 5), "ackedafter");
   EXPECT_EQ(j->stats().failed_batches, 1u);
 }
 
@@ -443,14 +442,7 @@ TEST_P(JournalSlotsTest, FailedWriteFailsTheBatchAndRecoversOnceTheDiskDoes) {
   std::string path = tmp_ / "streams/1/a.seg";
   ASSERT_TRUE(seg->pwrite("x", 1, 0));
   fs_.fail_next_write(test::FaultFs::enospc());  // hits the journal's pwrite
-  Committer::Write w;
-  w.file = seg;
-  w.path = path;
-  w.offset = 0;
-  w.bytes = "x";
-  std::promise<Status> p;
-  j->commit(w, [&p](const Status& s) { p.set_value(s); });
-  Status s = p.get_future().get();
+  Status s = commit(*j, seg, path, 0, "x").get();
   EXPECT_EQ(s.code(), Status::Code::kNoSpace);
   EXPECT_TRUE(write_and_commit(*j, seg, path, 0, "y").get());
 }
