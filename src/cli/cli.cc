@@ -122,6 +122,11 @@ int run_cli(int argc, char** argv) {
                     "and no fdatasync (true); falls back to the page cache + fdatasync where "
                     "the filesystem has no direct I/O. false: always the page cache")
       ->envname(env("JOURNAL_DIRECT_IO"))->capture_default_str();
+  serve->add_option("--journal-preallocate", o.journal_preallocate,
+                    "Start each journal file from a zero-filled spare (true), so that durable "
+                    "writes overwrite existing blocks instead of also growing the file; costs "
+                    "one more --journal-file-bytes file on disk and a zero write per journal byte")
+      ->envname(env("JOURNAL_PREALLOCATE"))->capture_default_str();
   serve->add_option("--s3-upload-concurrency", o.s3_upload_concurrency,
                     "Streams uploaded in parallel for appends waiting on the bucket (durability s3)")
       ->envname(env("S3_UPLOAD_CONCURRENCY"))->check(CLI::Range(1, 64))->capture_default_str();

@@ -102,6 +102,7 @@ int run_serve(const ServeOptions& o) {
         static_cast<int64_t>(o.journal_checkpoint_interval * 1000));
     jo.max_syncs_in_flight = o.journal_syncs;
     jo.direct_io = o.journal_direct_io;
+    jo.preallocate = o.journal_preallocate;
     if (Status s = Journal::open(fs, journal_dir, o.data_dir, jo, rs.last_generation, &j); !s) {
       spdlog::error("cannot open the journal: {}", s.message());
       return 1;

@@ -52,6 +52,7 @@ struct ServeOptions {
   double journal_checkpoint_interval = 30;    // seconds: checkpoint a journal file at least this often
   int journal_syncs = 1;                      // journal fdatasyncs in flight at once
   bool journal_direct_io = true;              // O_DIRECT | O_DSYNC journal writes where possible
+  bool journal_preallocate = true;            // start journal files from a zero-filled spare
 };
 
 }  // namespace ds

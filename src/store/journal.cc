@@ -27,6 +27,12 @@ Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Op
   if (options.max_syncs_in_flight < 1) options.max_syncs_in_flight = 1;
   std::unique_ptr<Journal> j(new Journal(fs, dir, root, options));
   j->generation_ = after_generation;
+  if (options.preallocate) {
+    // A spare is renamed into place only once whole and durable; a `.tmp` one was cut short.
+    if (Status s = fs->remove_all(dir + "/spare.tmp"); !s) return s;
+    j->spare_ready_ = fs->exists(j->spare_path());
+    j->want_spare_ = !j->spare_ready_;
+  }
   if (Status s = j->rotate(); !s) return s;
   j->writer_ = std::thread([p = j.get()] { p->run_writer(); });
   // With one sync slot the writer syncs every batch itself (run_writer): no sync threads.
@@ -57,7 +63,7 @@ Journal::~Journal() {
   // Retire the last file too so that a clean shutdown leaves no journal behind.
   {
     std::lock_guard lk(mu_);
-    if (file_) retired_.push_back(Retired{file_path(generation_), std::move(dirty_)});
+    if (file_) retired_.push_back(Retired{file_path(generation_), std::move(dirty_), attempted_});
     ckpt_stopping_ = true;
   }
   file_.reset();
@@ -90,6 +96,7 @@ Journal::Stats Journal::stats() const {
   std::lock_guard lk(mu_);
   Stats st = stats_;
   st.direct_io = direct_;  // assigned under mu_ (rotate)
+  st.preallocated = preallocated_;
   return st;
 }
 
@@ -102,21 +109,22 @@ std::unique_ptr<char, void (*)(void*)> aligned_buffer(size_t n) {
 }
 }  // namespace
 
-Status Journal::start_file(const std::string& path, uint64_t generation,
+Status Journal::start_file(const std::string& path, uint64_t generation, bool from_spare,
                            std::unique_ptr<File>* out, bool* direct) {
   std::string header;
   journal::encode_header(generation, &header);
   *direct = false;
   Status direct_error;
+  const std::string open_path = from_spare ? spare_path() : path;
   if (options_.direct_io && !direct_unusable_) {
     std::unique_ptr<File> f;
-    Status s = fs_->open_direct_sync(path, &f);
+    Status s = fs_->open_direct_sync(open_path, &f);
     if (s.code() == Status::Code::kUnavailable) {
       // The Fs or the filesystem has no direct I/O: the page cache from now on.
       spdlog::info("journal: writing through the page cache and fdatasync ({})", s.message());
       direct_unusable_ = true;
     } else {
-      if (s) s = f->truncate(0);
+      if (s && !from_spare) s = f->truncate(0);
       if (s) {
         // Its own buffer: block_ still holds the current file's last block until rotate() has
         // committed to the new file (a failed rotation goes on writing the current one).
@@ -125,21 +133,24 @@ Status Journal::start_file(const std::string& path, uint64_t generation,
         std::memcpy(block.get(), header.data(), header.size());
         s = f->pwrite(block.get(), Fs::kDirectIoAlign, 0);  // durable on return (O_DSYNC)
       }
+      if (s && from_spare) s = fs_->rename(open_path, path);
       if (s) {
         *out = std::move(f);
         *direct = true;
         return Status::ok();
       }
+      if (from_spare) return s;
       direct_error = s;
       f.reset();
       fs_->remove_all(path);
     }
   }
   std::unique_ptr<File> f;
-  Status s = fs_->open(path, &f);
-  if (s) s = f->truncate(0);
+  Status s = fs_->open(open_path, &f);
+  if (s && !from_spare) s = f->truncate(0);
   if (s) s = f->pwrite(header.data(), header.size(), 0);
   if (s) s = f->datasync();
+  if (s && from_spare) s = fs_->rename(open_path, path);
   if (!s) return s;
   if (!direct_error.is_ok()) {
     // Direct I/O failed where the page cache works: the filesystem refuses it (e.g. a logical
@@ -179,7 +190,25 @@ Status Journal::rotate() {
   std::string path = file_path(gen);
   std::unique_ptr<File> f;
   bool direct = false;
-  Status s = start_file(path, gen, &f, &direct);
+  bool spare = false;
+  {
+    std::lock_guard lk(mu_);
+    std::swap(spare, spare_ready_);
+  }
+  Status s;
+  if (spare) {
+    s = start_file(path, gen, true, &f, &direct);
+    if (!s) {
+      spdlog::warn("journal: cannot use the spare file, starting an empty one: {}", s.message());
+      f.reset();
+      fs_->remove_all(spare_path());
+      spare = false;
+      std::lock_guard lk(mu_);
+      want_spare_ = true;
+      ckpt_cv_.notify_one();
+    }
+  }
+  if (!spare) s = start_file(path, gen, false, &f, &direct);
   if (s) s = fs_->sync_dir(dir_);
   if (!s) {
     f.reset();
@@ -191,16 +220,19 @@ Status Journal::rotate() {
     // The checkpointer may fall behind a fast writer: keep at most two retired files queued so
     // that replay after a crash stays bounded.
     room_cv_.wait(lk, [&] { return retired_.size() < 2 || stopping_; });
-    retired_.push_back(Retired{file_path(generation_), std::move(dirty_)});
+    retired_.push_back(Retired{file_path(generation_), std::move(dirty_), attempted_});
     dirty_.clear();
     ckpt_cv_.notify_one();
   }
   stats_.rotations++;
+  if (spare) stats_.spares_used++;
   broken_ = false;
   generation_ = gen;
   file_ = std::move(f);
   direct_ = direct;
+  preallocated_ = spare;
   size_ = journal::kHeaderSize;
+  attempted_ = size_;
   if (direct) {
     // The staging buffer now starts with the new file's first (partial) block: its header.
     if (block_cap_ < Fs::kDirectIoAlign) {
@@ -258,13 +290,15 @@ void Journal::run_writer() {
       continue;
     }
     tickets_.push_back(ticket);
+    // A busy file that grows with every write: move to the spare as soon as there is one.
+    bool to_spare = spare_ready_ && !preallocated_ && size_ >= options_.spare_switch_bytes;
     lk.unlock();
 
     Status s;
     // Also checkpoint once the file covers many segment files: each is held open until then.
     bool full = size_ > journal::kHeaderSize &&
                 (size_ + writing.size() > options_.rotate_bytes || age >= options_.rotate_interval ||
-                 dirty_.size() >= options_.max_dirty_files);
+                 dirty_.size() >= options_.max_dirty_files || to_spare);
     if (broken || full) {
       Status rs = rotate();
       if (!rs) {
@@ -274,6 +308,7 @@ void Journal::run_writer() {
     }
     if (s) {
       for (auto& f : files) dirty_.emplace(f.get(), std::move(f));
+      attempted_ = std::max(attempted_, size_ + writing.size());  // even if the write fails
       s = direct_ ? write_direct(writing) : file_->pwrite(writing.data(), writing.size(), size_);
       if (s) size_ += writing.size();
     }
@@ -370,17 +405,45 @@ void Journal::deliver_locked(std::unique_lock<std::mutex>& lk) {
 void Journal::run_checkpointer() {
   std::unique_lock lk(mu_);
   for (;;) {
-    ckpt_cv_.wait(lk, [&] { return ckpt_stopping_ || !retired_.empty(); });
+    ckpt_cv_.wait(lk, [&] { return ckpt_stopping_ || !retired_.empty() || want_spare_; });
+    if (retired_.empty() && want_spare_ && !ckpt_stopping_) {
+      want_spare_ = false;
+      lk.unlock();
+      Status s = make_spare("", 0);
+      lk.lock();
+      if (s) {
+        spare_ready_ = true;
+        stats_.spares++;
+      } else {
+        spdlog::warn("journal: cannot make a spare file (journal files will grow as written): {}",
+                     s.message());
+      }
+      continue;
+    }
     if (retired_.empty()) return;  // stopping and drained
     Retired& r = retired_.front();  // only this thread pops; push_back keeps references valid
+    bool recycle = options_.preallocate && !spare_ready_;
     lk.unlock();
     Status s;
     for (auto& [key, file] : r.segments) {
       if (s = file->datasync(); !s) break;
     }
-    if (s) s = fs_->remove_all(r.path);
+    // The file's records are all in synced segment files now: it may become the spare.
+    bool recycled = false;
+    if (s && recycle) {
+      if (Status rs = make_spare(r.path, r.used); rs) {
+        recycled = true;
+      } else {
+        spdlog::warn("journal: cannot recycle {} as the spare file: {}", r.path, rs.message());
+      }
+    }
+    if (s && !recycled) s = fs_->remove_all(r.path);
     if (s) s = fs_->sync_dir(dir_);
     lk.lock();
+    if (recycled) {
+      spare_ready_ = true;
+      stats_.spares++;
+    }
     if (s) {
       retired_.pop_front();
       stats_.checkpoints++;
@@ -392,6 +455,51 @@ void Journal::run_checkpointer() {
                   s.message());
     if (ckpt_cv_.wait_for(lk, std::chrono::seconds(1), [&] { return ckpt_stopping_; })) return;
   }
+}
+
+Status Journal::make_spare(const std::string& from, uint64_t used) {
+  constexpr uint64_t kAlign = Fs::kDirectIoAlign;
+  constexpr size_t kChunk = 1 << 20;
+  auto round_up = [](uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); };
+  const std::string tmp = dir_ + "/spare.tmp";
+  if (!from.empty()) {
+    if (Status s = fs_->rename(from, tmp); !s) return s;
+  }
+  Status s;
+  std::unique_ptr<File> f;
+  bool direct = false;
+  if (options_.direct_io) {
+    s = fs_->open_direct_sync(tmp, &f);
+    direct = static_cast<bool>(s);
+  }
+  if (!direct) s = fs_->open(tmp, &f);
+  uint64_t size = 0;
+  if (s) s = f->size(&size);
+  if (!s) {
+    f.reset();
+    fs_->remove_all(tmp);
+    return s;
+  }
+  // A file that was a spare is zeros past what the writer wrote (its blocks were padded with
+  // zeros); any other is zero-filled to the full length.
+  const uint64_t target = round_up(options_.rotate_bytes);
+  const uint64_t end = size >= target ? round_up(used) : std::max(target, round_up(used));
+  if (!zeros_) {
+    zeros_ = aligned_buffer(kChunk);
+    std::memset(zeros_.get(), 0, kChunk);
+  }
+  for (uint64_t at = 0; s && at < end; at += kChunk) {
+    s = f->pwrite(zeros_.get(), static_cast<size_t>(std::min<uint64_t>(kChunk, end - at)), at);
+  }
+  if (s && !direct) s = f->datasync();  // direct writes are durable on return (O_DSYNC)
+  f.reset();
+  if (s) s = fs_->rename(tmp, spare_path());
+  if (s) s = fs_->sync_dir(dir_);
+  if (!s) {
+    fs_->remove_all(tmp);
+    return s;
+  }
+  return Status::ok();
 }
 
 }  // namespace ds

@@ -31,6 +31,23 @@
 // file fails where a page-cache one works, this and every later file are written through the
 // page cache and fdatasynced as below.
 //
+// Preallocated files (Options::preallocate, the server's default): a journal file that grows
+// makes every durable write also write the file's size (on ext4 without a journal, a second
+// synchronous device write per batch: the inode). So the checkpointer keeps one zero-filled
+// spare file, `{dir}/spare`, `rotate_bytes` long and durable, and a rotation renames it into
+// place (header first) instead of creating an empty file: batches then overwrite blocks that
+// exist, and each durable write is the data alone. A retired file becomes the next spare once its
+// checkpoint is done (its used part is zeroed: nothing of it can look like a record later); when
+// there is none to recycle (start-up) a spare is written from scratch. While the writer is in a
+// file that was not preallocated and has written `spare_switch_bytes` to it, it moves to a ready
+// spare early. A spare is renamed to `spare` only once it is whole and durable; `spare.tmp`, a
+// spare being made, is deleted on open. Neither name is a journal file to replay, and replay
+// reads zeros after the last record as the clean end. Costs: the journal directory holds up to
+// one more `rotate_bytes` file, and each journal byte is written twice (once as a zero), as
+// PostgreSQL's zero-filled WAL segments are. Measured on this machine (ext4 without a journal,
+// virtio disk, one thread, direct writes): 14.3 µs of CPU and 56.5 µs per durable write into a
+// zero-filled file, against 17.5 µs and 66.4 µs when each write grows the file.
+//
 // Pipelining (page-cache files only; a direct write blocks the writer until it is durable):
 // while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
 // the writer keeps appending the next batches; ext4 merges concurrent flushes of a file. When a
@@ -79,6 +96,8 @@ class Journal : public Committer {
     int max_syncs_in_flight = 4;
     size_t max_dirty_files = 1024;  // checkpoint once a journal file covers this many files
     bool direct_io = true;          // O_DIRECT | O_DSYNC journal files where the Fs allows
+    bool preallocate = false;       // start files from a zero-filled spare (see above)
+    uint64_t spare_switch_bytes = 1ull << 20;  // move from a growing file to a ready spare past this
   };
 
   struct ReplayStats {
@@ -115,6 +134,9 @@ class Journal : public Committer {
     uint64_t checkpoints = 0;  // journal files retired after syncing their segment files
     uint64_t checkpoint_failures = 0;
     bool direct_io = false;    // the current file is written with O_DIRECT | O_DSYNC
+    uint64_t spares = 0;       // spare files made (zero-filled and ready)
+    uint64_t spares_used = 0;  // rotations into a spare
+    bool preallocated = false;  // the current file started as a spare
   };
   Stats stats() const;
 
@@ -122,6 +144,7 @@ class Journal : public Committer {
   struct Retired {
     std::string path;
     std::unordered_map<File*, std::shared_ptr<File>> segments;
+    uint64_t used = 0;  // bytes the writer wrote (or tried to) from its start
   };
   // One batch: the records (or barriers) taken by the writer at once, made durable by one sync.
   struct Ticket {
@@ -145,9 +168,15 @@ class Journal : public Committer {
   // checkpointer.
   Status rotate();
   // Writer thread only: opens `path` for the next file, direct if allowed, and writes its header
-  // durably.
-  Status start_file(const std::string& path, uint64_t generation, std::unique_ptr<File>* out,
-                    bool* direct);
+  // durably. With `from_spare` the file is the spare, renamed to `path` once its header is
+  // written; any failure then is returned (the caller starts a new file instead).
+  Status start_file(const std::string& path, uint64_t generation, bool from_spare,
+                    std::unique_ptr<File>* out, bool* direct);
+  // Checkpointer thread only: makes the spare — from the retired file `from` (renamed, its first
+  // `used` bytes zeroed) or, with `from` empty, from scratch — zero-filled to rotate_bytes,
+  // durable, and renamed to spare_path().
+  Status make_spare(const std::string& from, uint64_t used);
+  std::string spare_path() const { return dir_ + "/spare"; }
   // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer (the
   // caller advances size_).
   Status write_direct(std::string_view bytes);
@@ -182,13 +211,17 @@ class Journal : public Committer {
   uint64_t poisoned_generation_ = 0;  // a delivered ticket of this generation failed
   bool delivering_ = false;
   bool broken_ = false;  // a write or sync failed: rotate before writing again
+  bool spare_ready_ = false;   // spare_path() is whole and durable
+  bool want_spare_ = false;    // the checkpointer should make one from scratch
 
   // Writer thread state.
   uint64_t generation_ = 0;
   std::shared_ptr<File> file_;
   uint64_t size_ = 0;
+  uint64_t attempted_ = 0;  // end of the furthest write tried in file_, failed ones included
   bool direct_ = false;           // file_ is O_DIRECT | O_DSYNC (assigned under mu_)
   bool direct_unusable_ = false;  // a direct open or write failed: page cache from now on
+  bool preallocated_ = false;     // file_ started as a spare (assigned under mu_)
   // Direct mode: aligned staging buffer; its first size_ % kDirectIoAlign bytes are the file's
   // last partial block.
   std::unique_ptr<char, void (*)(void*)> block_{nullptr, std::free};
@@ -200,6 +233,7 @@ class Journal : public Committer {
   std::condition_variable ckpt_cv_;
   std::deque<Retired> retired_;  // guarded by mu_
   bool ckpt_stopping_ = false;
+  std::unique_ptr<char, void (*)(void*)> zeros_{nullptr, std::free};  // make_spare()'s buffer
 
   std::thread writer_;
   std::vector<std::thread> syncers_;

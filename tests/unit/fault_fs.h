@@ -4,6 +4,7 @@
 //   fs.short_write_next(10);                     // next pwrite keeps 10 bytes, then fails (crash)
 //   fs.fail_next_write(FaultFs::eio());          // next pwrite writes nothing, fails with EIO
 //   fs.fail_next_write(FaultFs::enospc());       // ... or with a full disk
+//   fs.fail_next_write(FaultFs::eio(), "spare"); // ... only a file whose path contains "spare"
 //   fs.fail_datasync(FaultFs::eio());            // every datasync fails until clear_faults()
 //   fs.fail_next_datasync(FaultFs::eio());       // only the next datasync fails
 //   fs.datasyncs();                              // how many datasync calls reached this Fs
@@ -45,12 +46,15 @@ class FaultFs final : public Fs {
     std::lock_guard lk(state_->mu);
     state_->write_error = eio();
     state_->write_keep = keep;
+    state_->write_path.clear();
   }
-  // The next pwrite writes nothing and returns `error`.
-  void fail_next_write(Status error) {
+  // The next pwrite writes nothing and returns `error`. With `path_contains`, the next pwrite
+  // to a file whose path contains it.
+  void fail_next_write(Status error, std::string path_contains = "") {
     std::lock_guard lk(state_->mu);
     state_->write_error = std::move(error);
     state_->write_keep = 0;
+    state_->write_path = std::move(path_contains);
   }
   // Every datasync returns `error` (without syncing) until clear_faults().
   void fail_datasync(Status error) {
@@ -132,6 +136,7 @@ class FaultFs final : public Fs {
     std::mutex mu;
     std::optional<Status> write_error;  // one-shot
     size_t write_keep = 0;
+    std::string write_path;             // ... for files whose path contains this
     std::optional<Status> sync_error;   // sticky
     std::optional<Status> next_sync_error;  // one-shot
     std::string next_sync_path;             // ... for files whose path contains this
@@ -153,7 +158,7 @@ class FaultFs final : public Fs {
       size_t keep = 0;
       {
         std::lock_guard lk(state_->mu);
-        error.swap(state_->write_error);
+        if (path_.find(state_->write_path) != std::string::npos) error.swap(state_->write_error);
         keep = state_->write_keep;
       }
       if (!error) return base_->pwrite(data, n, off);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -393,6 +394,149 @@ TEST_F(JournalDirectTest, AFailedRotationGoesOnInTheCurrentFileWithoutDamagingIt
   Journal::ReplayStats st;
   EXPECT_EQ(crash_and_replay("streams/1/a.seg", 0, &st), expected);  // nothing was checkpointed
   EXPECT_EQ(st.torn_bytes, 0u);
+}
+
+// Preallocation: journal files start as a zero-filled spare; retired files become the next spare.
+// Run with direct I/O (direct_fs_) and through the page cache (fs_).
+class JournalSpareTest : public JournalDirectTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  Fs* fs() { return GetParam() ? static_cast<Fs*>(&direct_fs_) : &fs_; }
+  test::FaultFs& faults() { return GetParam() ? direct_fs_ : fs_; }
+  static Journal::Options options() {
+    Journal::Options o;
+    o.preallocate = true;
+    o.rotate_bytes = 64 << 10;
+    o.spare_switch_bytes = 8 << 10;
+    return o;
+  }
+  std::unique_ptr<Journal> open_spare(Journal::Options o = options()) {
+    auto j = open_journal(o, fs());
+    if (GetParam() && j && !j->stats().direct_io) direct_unsupported_ = true;
+    return j;
+  }
+  // Waits until every retired file was checkpointed (deleted or made the spare).
+  static void wait_for_checkpoints(const Journal& j) {
+    for (int i = 0; i < 1000; ++i) {
+      auto st = j.stats();
+      if (st.checkpoints + 1 == st.rotations) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ADD_FAILURE() << "checkpoints did not catch up";
+  }
+  // A journal file must be its header, records, then nothing but zeros: no bytes of an earlier
+  // use of the file may follow the last record.
+  static void expect_records_then_zeros(const std::string& path) {
+    std::string buf = slurp(path);
+    uint64_t gen = 0;
+    ASSERT_TRUE(journal::decode_header(buf, &gen)) << path;
+    size_t pos = journal::kHeaderSize;
+    journal::Record r;
+    while (pos < buf.size() &&
+           journal::decode_record(std::string_view(buf).substr(pos), &r) == journal::DecodeResult::kOk) {
+      pos += r.total_size;
+    }
+    EXPECT_EQ(buf.find_first_not_of('\0', pos), std::string::npos) << path << " at " << pos;
+  }
+  static bool all_zeros(const std::string& path) {
+    return slurp(path).find_first_not_of('\0') == std::string::npos;
+  }
+  // Commits records of a few hundred bytes to streams/1/a.seg from offset 0, at least `n` and
+  // until `until` holds (at most 20,000); returns what it wrote.
+  std::string commit_records(Journal& j, int n, const std::string& tag,
+                             const std::function<bool()>& until = [] { return true; }) {
+    auto seg = open_segment("streams/1/a.seg");
+    std::string path = tmp_ / "streams/1/a.seg";
+    std::string expected;
+    for (int i = 0; i < n || !until(); ++i) {
+      if (i == 20000) {
+        ADD_FAILURE() << "condition not reached";
+        break;
+      }
+      std::string r = tag + std::to_string(i) + std::string(100 + i * 53 % 400, 'a' + i % 26);
+      EXPECT_TRUE(write_and_commit(j, seg, path, expected.size(), r).get()) << i;
+      expected += r;
+    }
+    return expected;
+  }
+  // Crash with every segment byte lost: the records of the live journal files come back at
+  // their offsets (a suffix of `expected`; checkpointed ones were synced, here a hole of zeros),
+  // and the zeros after the last record are no torn write.
+  void expect_replay_restores_a_suffix(const std::string& expected) {
+    Journal::ReplayStats rs;
+    std::string got = crash_and_replay("streams/1/a.seg", 0, &rs);
+    EXPECT_EQ(rs.torn_bytes, 0u);
+    ASSERT_EQ(got.size(), expected.size());
+    size_t first = got.find_first_not_of('\0');
+    ASSERT_NE(first, std::string::npos);
+    EXPECT_EQ(got.substr(first), expected.substr(first));
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(DirectAndPageCache, JournalSpareTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Direct" : "PageCache"; });
+
+TEST_P(JournalSpareTest, FilesStartFromSparesAndHoldOnlyTheirOwnRecords) {
+  auto j = open_spare();
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  // Until files recycled from retired ones were used (only the first spare is made from scratch).
+  std::string expected = commit_records(*j, 100, "r", [&] { return j->stats().spares_used >= 3; });
+  EXPECT_GE(j->stats().spares, 3u);
+  wait_for_checkpoints(*j);
+  std::string crash = snapshot("files");
+  auto wals = wal_files(crash + "/journal");
+  ASSERT_FALSE(wals.empty());
+  for (const auto& w : wals) expect_records_then_zeros(crash + "/journal/" + w);
+  expect_replay_restores_a_suffix(expected);
+  j.reset();
+  // A clean shutdown leaves no journal, and a whole zero-filled spare for the next start.
+  EXPECT_TRUE(wal_files(tmp_ / "journal").empty());
+  EXPECT_FALSE(fs::exists(tmp_ / "journal/spare.tmp"));
+  ASSERT_TRUE(fs::exists(tmp_ / "journal/spare"));
+  EXPECT_GE(fs::file_size(tmp_ / "journal/spare"), 64u << 10);
+  EXPECT_TRUE(all_zeros(tmp_ / "journal/spare"));
+}
+
+TEST_P(JournalSpareTest, TheNextStartBeginsInTheSpareAndDiscardsAHalfMadeOne) {
+  {
+    auto j = open_spare();
+    if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+    commit_records(*j, 50, "a");
+  }
+  ASSERT_TRUE(fs::exists(tmp_ / "journal/spare"));
+  // A crash while a spare was being made leaves `spare.tmp` with anything in it.
+  std::ofstream(tmp_ / "journal/spare.tmp", std::ios::binary) << std::string(5000, 'x');
+  auto j = open_spare();
+  EXPECT_TRUE(j->stats().preallocated);
+  EXPECT_EQ(j->stats().spares_used, 1u);
+  std::string expected = commit_records(*j, 20, "b");
+  expect_replay_restores_a_suffix(expected);
+  j.reset();
+  EXPECT_FALSE(fs::exists(tmp_ / "journal/spare.tmp"));
+  EXPECT_TRUE(all_zeros(tmp_ / "journal/spare"));
+}
+
+TEST_P(JournalSpareTest, ASpareThatFailsToStartIsReplacedByAnEmptyFile) {
+  { auto j = open_spare(); }
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  ASSERT_TRUE(fs::exists(tmp_ / "journal/spare"));
+  faults().fail_next_write(test::FaultFs::eio());  // the header write into the spare
+  auto j = open_spare();
+  ASSERT_NE(j, nullptr);
+  EXPECT_FALSE(j->stats().preallocated);
+  // A new spare is made and used.
+  std::string expected = commit_records(*j, 100, "c", [&] { return j->stats().spares_used >= 1; });
+  expect_replay_restores_a_suffix(expected);
+}
+
+TEST_P(JournalSpareTest, ASpareThatCannotBeMadeIsMadeFromTheNextRetiredFile) {
+  faults().fail_next_write(test::FaultFs::eio(), "spare.tmp");  // zero-filling the first spare
+  auto j = open_spare();
+  if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
+  // Without a spare the journal goes on in files that grow as written; the first retired one is
+  // then made the spare and used.
+  std::string expected = commit_records(*j, 100, "e", [&] { return j->stats().spares_used >= 1; });
+  EXPECT_EQ(j->stats().failed_batches, 0u);
+  expect_replay_restores_a_suffix(expected);
 }
 
 TEST_F(JournalTest, WithoutDirectIoTheJournalSyncsThroughThePageCache) {
