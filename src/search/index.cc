@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "search/bm25_source.h"
+#include "search/conjunction.h"
 #include "search/doc_lengths.h"
 #include "search/doc_range.h"
 #include "search/posting_cache.h"
@@ -422,6 +423,19 @@ bool ranks_before(const RankedHit& a, const RankedHit& b) {
   return a.weight != b.weight ? a.weight > b.weight : a.did < b.did;
 }
 
+// Appends the hit of a document with data `data` ("<session id>\n<position>", as add() stores it).
+void add_hit(const std::string& data, double weight, Xapian::docid did, std::vector<RankedHit>* out) {
+  size_t nl = data.rfind('\n');
+  if (nl == std::string::npos) return;
+  RankedHit h;
+  h.weight = weight;
+  h.did = did;
+  h.hit.session_id = data.substr(0, nl);
+  h.hit.position = std::strtoull(data.c_str() + nl + 1, nullptr, 10);
+  h.hit.score = weight;
+  out->push_back(std::move(h));
+}
+
 // Runs `q` on `db` and appends hits [first, first + count) in rank order; returns Xapian's
 // estimate of all matches.
 Xapian::doccount collect(const Xapian::Database& db, const Xapian::Query& q, double k1, double b,
@@ -432,18 +446,31 @@ Xapian::doccount collect(const Xapian::Database& db, const Xapian::Query& q, dou
   Xapian::MSet mset = enquire.get_mset(static_cast<Xapian::doccount>(first),
                                        static_cast<Xapian::doccount>(count), kCheckAtLeast);
   for (auto it = mset.begin(); it != mset.end(); ++it) {
-    std::string data = it.get_document().get_data();
-    size_t nl = data.rfind('\n');
-    if (nl == std::string::npos) continue;
-    RankedHit h;
-    h.weight = it.get_weight();
-    h.did = *it;
-    h.hit.session_id = data.substr(0, nl);
-    h.hit.position = std::strtoull(data.c_str() + nl + 1, nullptr, 10);
-    h.hit.score = h.weight;
-    out->push_back(std::move(h));
+    add_hit(it.get_document().get_data(), it.get_weight(), *it, out);
   }
   return mset.get_matches_estimated();
+}
+
+// As collect() for the conjunction `terms` over documents [lo, hi] (0, 0: all), matched by
+// match_conjunction; returns the exact number of matches.
+Xapian::doccount collect_conjunction(const Xapian::Database& db,
+                                     const std::vector<std::pair<std::string, std::string>>& terms,
+                                     double k1, double b, const DocLengths::View& lengths,
+                                     PostingCache* cache, Xapian::docid lo, Xapian::docid hi,
+                                     size_t first, size_t count, std::vector<RankedHit>* out) {
+  std::vector<std::unique_ptr<Bm25Source>> owned;
+  std::vector<Bm25Source*> sources;
+  for (const auto& [term, bonus] : terms) {
+    owned.push_back(std::make_unique<Bm25Source>(term, k1, b, lengths, bonus, kExactFormBonus, cache));
+    owned.back()->init(db);
+    sources.push_back(owned.back().get());
+  }
+  std::vector<RankedDoc> docs;
+  Xapian::doccount total = match_conjunction(sources, lo, hi, first + count, &docs);
+  for (size_t i = first; i < docs.size(); ++i) {
+    add_hit(db.get_document(docs[i].did).get_data(), docs[i].weight, docs[i].did, out);
+  }
+  return total;
 }
 
 }  // namespace
@@ -491,6 +518,21 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
     }
     return q;
   };
+  // An AND of words with no filter is matched without Xapian's matcher (conjunction.h).
+  std::vector<std::pair<std::string, std::string>> conjunction;
+  if (options_.direct_conjunctions && req.session_ids.empty() && req.types.empty()) {
+    conjunction = req.query.conjunction();
+  }
+  // Hits [first, first + count) of documents [lo, hi] (0, 0: all) of `on`; returns the number
+  // of matches (Xapian's estimate, or exact for a conjunction).
+  auto run = [&](const Xapian::Database& on, const DocLengths::View& lengths, Xapian::docid lo,
+                 Xapian::docid hi, size_t first, size_t count, std::vector<RankedHit>* out) {
+    if (!conjunction.empty()) {
+      return collect_conjunction(on, conjunction, k1, b, lengths, t->postings.get(), lo, hi, first,
+                                 count, out);
+    }
+    return collect(on, make_query(lengths, lo, hi), k1, b, first, count, out);
+  };
   try {
     for (int attempt = 0;; ++attempt) {
       try {
@@ -520,8 +562,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
           bool done = false;
           split = side_->try_run([&] {
             try {
-              upper_total = collect(*db2, make_query(lengths, mid + 1, last), k1, b, 0, wanted,
-                                    &upper);
+              upper_total = run(*db2, lengths, mid + 1, last, 0, wanted, &upper);
             } catch (...) {
               upper_error = std::current_exception();
             }
@@ -533,7 +574,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
             std::exception_ptr lower_error;
             Xapian::doccount lower_total = 0;
             try {
-              lower_total = collect(*db, make_query(lengths, 1, mid), k1, b, 0, wanted, &ranked);
+              lower_total = run(*db, lengths, 1, mid, 0, wanted, &ranked);
             } catch (...) {
               lower_error = std::current_exception();
             }
@@ -552,8 +593,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
           }
         }
         if (!split) {
-          out->total_hits =
-              collect(*db, make_query(lengths, 0, 0), k1, b, req.offset, req.limit, &ranked);
+          out->total_hits = run(*db, lengths, 0, 0, req.offset, req.limit, &ranked);
         }
         // Snippets need the query's terms and their statistics, which Bm25Source leaves do not
         // expose: the plain-term query with no hits asked for (runs no match).

@@ -57,6 +57,9 @@ struct IndexOptions {
   // documents.
   size_t posting_cache_bytes = 256u << 20;
   uint32_t posting_cache_min_docs = 2'000;
+  // A query that only ANDs words, with no session or type filter, is matched by
+  // match_conjunction (conjunction.h) instead of Xapian's matcher (false: always Xapian's).
+  bool direct_conjunctions = true;
 };
 
 struct SessionMark {

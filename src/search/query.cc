@@ -157,6 +157,22 @@ Xapian::Query ParsedQuery::build(const Leaf& leaf) const {
   return assemble(plan->clauses, &leaf);
 }
 
+std::vector<std::pair<std::string, std::string>> ParsedQuery::conjunction() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!plan) return out;
+  for (const auto& c : plan->clauses) {
+    const Item& it = c.front();
+    if (c.size() != 1 || it.kind != Item::Kind::kText || it.negated || it.words.size() != 1) {
+      return {};
+    }
+    // As text_query() gives them to a leaf.
+    const std::string& w = it.words[0];
+    bool bonus = !it.quoted && gets_stemmed(w);
+    out.emplace_back(it.quoted ? w : word_term(w), bonus ? w : std::string());
+  }
+  return out;
+}
+
 namespace {
 
 Xapian::Query assemble(const std::vector<std::vector<Item>>& clauses,

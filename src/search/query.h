@@ -31,6 +31,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "store/status.h"
 
@@ -55,6 +57,9 @@ struct ParsedQuery {
   Xapian::Query query;  // ranked part, type filters applied; plain term leaves
   // The same query with `leaf(term, bonus)` for every ranked single term.
   Xapian::Query build(const Leaf& leaf) const;
+  // For a query that only ANDs single words (no OR group, phrase, exclusion or type:), the
+  // (term, bonus) of each, in the order build() passes them to its leaf; else empty.
+  std::vector<std::pair<std::string, std::string>> conjunction() const;
 
   std::shared_ptr<const QueryPlan> plan;
 };

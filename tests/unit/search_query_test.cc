@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ds {
 namespace {
@@ -26,6 +28,23 @@ TEST(SearchQuery, WordsAreAllRequiredAndStemmedWithExactBonus) {
   EXPECT_NE(d.find("Zstripe AND Zwebhook"), std::string::npos) << d;
   EXPECT_NE(d.find("AND_MAYBE"), std::string::npos) << d;
   EXPECT_NE(d.find("webhooks"), std::string::npos) << d;
+}
+
+TEST(SearchQuery, ConjunctionListsTheTermsOfAQueryThatOnlyAndsWords) {
+  auto conj = [](const std::string& q) {
+    ParsedQuery p;
+    EXPECT_TRUE(parse_search_query(q, &p));
+    return p.conjunction();
+  };
+  using Terms = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(conj("Stripe webhooks"), (Terms{{"Zstripe", "stripe"}, {"Zwebhook", "webhooks"}}));
+  EXPECT_EQ(conj("\"stripe\" 42 AND retry"), (Terms{{"stripe", ""}, {"42", ""}, {"Zretri", "retry"}}));
+  EXPECT_EQ(conj("error error"), (Terms{{"Zerror", "error"}}));
+  // Anything else is Xapian's to match.
+  for (const char* q : {"a OR b", "\"stripe webhook\"", "stripe -refund", "stripe NOT refund",
+                        "stripe type:agent.message", "foo-bar"}) {
+    EXPECT_TRUE(conj(q).empty()) << q;
+  }
 }
 
 TEST(SearchQuery, PhraseUsesExactFormsInOrder) {
