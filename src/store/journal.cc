@@ -27,11 +27,13 @@ Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Op
   if (options.max_syncs_in_flight < 1) options.max_syncs_in_flight = 1;
   std::unique_ptr<Journal> j(new Journal(fs, dir, root, options));
   j->generation_ = after_generation;
+  // A spare is renamed into place only once whole and durable; a `.tmp` one was cut short.
+  if (Status s = fs->remove_all(j->spare_tmp_path()); !s) return s;
   if (options.preallocate) {
-    // A spare is renamed into place only once whole and durable; a `.tmp` one was cut short.
-    if (Status s = fs->remove_all(dir + "/spare.tmp"); !s) return s;
     j->spare_ready_ = fs->exists(j->spare_path());
     j->want_spare_ = !j->spare_ready_;
+  } else if (Status s = fs->remove_all(j->spare_path()); !s) {
+    return s;  // preallocation is off: an earlier run's spare is only disk space
   }
   if (Status s = j->rotate(); !s) return s;
   j->writer_ = std::thread([p = j.get()] { p->run_writer(); });
@@ -114,11 +116,16 @@ Status Journal::start_file(const std::string& path, uint64_t generation, bool fr
   std::string header;
   journal::encode_header(generation, &header);
   *direct = false;
+  // Claim the spare by renaming it first: from here on the name `path` is this thread's alone
+  // (the checkpointer may publish the next spare meanwhile), and a crash leaves a zero-filled
+  // journal file without a header, which replay skips.
+  if (from_spare) {
+    if (Status s = fs_->rename(spare_path(), path); !s) return s;
+  }
   Status direct_error;
-  const std::string open_path = from_spare ? spare_path() : path;
   if (options_.direct_io && !direct_unusable_) {
     std::unique_ptr<File> f;
-    Status s = fs_->open_direct_sync(open_path, &f);
+    Status s = fs_->open_direct_sync(path, &f);
     if (s.code() == Status::Code::kUnavailable) {
       // The Fs or the filesystem has no direct I/O: the page cache from now on.
       spdlog::info("journal: writing through the page cache and fdatasync ({})", s.message());
@@ -133,24 +140,21 @@ Status Journal::start_file(const std::string& path, uint64_t generation, bool fr
         std::memcpy(block.get(), header.data(), header.size());
         s = f->pwrite(block.get(), Fs::kDirectIoAlign, 0);  // durable on return (O_DSYNC)
       }
-      if (s && from_spare) s = fs_->rename(open_path, path);
       if (s) {
         *out = std::move(f);
         *direct = true;
         return Status::ok();
       }
-      if (from_spare) return s;
       direct_error = s;
       f.reset();
-      fs_->remove_all(path);
+      if (!from_spare) fs_->remove_all(path);
     }
   }
   std::unique_ptr<File> f;
-  Status s = fs_->open(open_path, &f);
+  Status s = fs_->open(path, &f);
   if (s && !from_spare) s = f->truncate(0);
   if (s) s = f->pwrite(header.data(), header.size(), 0);
   if (s) s = f->datasync();
-  if (s && from_spare) s = fs_->rename(open_path, path);
   if (!s) return s;
   if (!direct_error.is_ok()) {
     // Direct I/O failed where the page cache works: the filesystem refuses it (e.g. a logical
@@ -199,9 +203,9 @@ Status Journal::rotate() {
   if (spare) {
     s = start_file(path, gen, true, &f, &direct);
     if (!s) {
+      // Whatever of the spare reached `path` is truncated by the new file started below.
       spdlog::warn("journal: cannot use the spare file, starting an empty one: {}", s.message());
       f.reset();
-      fs_->remove_all(spare_path());
       spare = false;
       std::lock_guard lk(mu_);
       want_spare_ = true;
@@ -405,49 +409,44 @@ void Journal::deliver_locked(std::unique_lock<std::mutex>& lk) {
 void Journal::run_checkpointer() {
   std::unique_lock lk(mu_);
   for (;;) {
-    ckpt_cv_.wait(lk, [&] { return ckpt_stopping_ || !retired_.empty() || want_spare_; });
-    if (retired_.empty() && want_spare_ && !ckpt_stopping_) {
+    ckpt_cv_.wait(lk, [&] {
+      return ckpt_stopping_ || !retired_.empty() || (want_spare_ && !spare_ready_);
+    });
+    if (retired_.empty()) {
+      if (ckpt_stopping_) return;  // stopping and drained
+      // No retired file to recycle: a spare from scratch.
       want_spare_ = false;
+      if (!spares_allowed_locked()) continue;
       lk.unlock();
-      Status s = make_spare("", 0);
+      Status s = make_spare(false, 0);
       lk.lock();
-      if (s) {
-        spare_ready_ = true;
-        stats_.spares++;
-      } else {
-        spdlog::warn("journal: cannot make a spare file (journal files will grow as written): {}",
-                     s.message());
-      }
+      spare_made_locked(s);
       continue;
     }
-    if (retired_.empty()) return;  // stopping and drained
     Retired& r = retired_.front();  // only this thread pops; push_back keeps references valid
-    bool recycle = options_.preallocate && !spare_ready_;
+    const bool recycle = options_.preallocate && !spare_ready_ && spares_allowed_locked();
+    const uint64_t used = r.used;
     lk.unlock();
     Status s;
     for (auto& [key, file] : r.segments) {
       if (s = file->datasync(); !s) break;
     }
-    // The file's records are all in synced segment files now: it may become the spare.
-    bool recycled = false;
-    if (s && recycle) {
-      if (Status rs = make_spare(r.path, r.used); rs) {
-        recycled = true;
-      } else {
-        spdlog::warn("journal: cannot recycle {} as the spare file: {}", r.path, rs.message());
-      }
-    }
+    // Its records are all in synced segment files now: the file may go, or become the spare
+    // (renamed out of replay's sight here, zeroed below once the checkpoint is done).
+    bool recycled = s && recycle && fs_->rename(r.path, spare_tmp_path());
     if (s && !recycled) s = fs_->remove_all(r.path);
     if (s) s = fs_->sync_dir(dir_);
     lk.lock();
-    if (recycled) {
-      spare_ready_ = true;
-      stats_.spares++;
-    }
     if (s) {
       retired_.pop_front();
       stats_.checkpoints++;
       room_cv_.notify_all();
+      if (recycled) {
+        lk.unlock();
+        Status ss = make_spare(true, used);
+        lk.lock();
+        spare_made_locked(ss);
+      }
       continue;
     }
     stats_.checkpoint_failures++;
@@ -457,49 +456,55 @@ void Journal::run_checkpointer() {
   }
 }
 
-Status Journal::make_spare(const std::string& from, uint64_t used) {
+bool Journal::spares_allowed_locked() const {
+  return std::chrono::steady_clock::now() >= no_spares_until_;
+}
+
+void Journal::spare_made_locked(const Status& s) {
+  if (s) {
+    spare_ready_ = true;
+    want_spare_ = false;
+    stats_.spares++;
+    return;
+  }
+  // E.g. a disk without room for another file: retry later, not at every checkpoint.
+  no_spares_until_ = std::chrono::steady_clock::now() + options_.spare_retry_delay;
+  spdlog::warn("journal: cannot make a spare file, journal files grow as written for now: {}",
+               s.message());
+}
+
+Status Journal::make_spare(bool recycled, uint64_t used) {
   constexpr uint64_t kAlign = Fs::kDirectIoAlign;
   constexpr size_t kChunk = 1 << 20;
   auto round_up = [](uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); };
-  const std::string tmp = dir_ + "/spare.tmp";
-  if (!from.empty()) {
-    if (Status s = fs_->rename(from, tmp); !s) return s;
-  }
-  Status s;
-  std::unique_ptr<File> f;
-  bool direct = false;
-  if (options_.direct_io) {
-    s = fs_->open_direct_sync(tmp, &f);
-    direct = static_cast<bool>(s);
-  }
-  if (!direct) s = fs_->open(tmp, &f);
-  uint64_t size = 0;
-  if (s) s = f->size(&size);
-  if (!s) {
-    f.reset();
-    fs_->remove_all(tmp);
-    return s;
-  }
-  // A file that was a spare is zeros past what the writer wrote (its blocks were padded with
-  // zeros); any other is zero-filled to the full length.
+  const std::string tmp = spare_tmp_path();
   const uint64_t target = round_up(options_.rotate_bytes);
-  const uint64_t end = size >= target ? round_up(used) : std::max(target, round_up(used));
   if (!zeros_) {
     zeros_ = aligned_buffer(kChunk);
     std::memset(zeros_.get(), 0, kChunk);
   }
-  for (uint64_t at = 0; s && at < end; at += kChunk) {
-    s = f->pwrite(zeros_.get(), static_cast<size_t>(std::min<uint64_t>(kChunk, end - at)), at);
-  }
-  if (s && !direct) s = f->datasync();  // direct writes are durable on return (O_DSYNC)
-  f.reset();
+  // Zero-fills `tmp` durably, with direct writes or through the page cache.
+  auto fill = [&](bool direct) {
+    std::unique_ptr<File> f;
+    Status s = direct ? fs_->open_direct_sync(tmp, &f) : fs_->open(tmp, &f);
+    if (s && !recycled) s = f->truncate(0);  // e.g. left by a checkpoint that failed after renaming
+    uint64_t size = 0;
+    if (s) s = f->size(&size);
+    // A file that was a spare is zeros past what the writer wrote or tried to (its direct
+    // blocks were padded with zeros); any other file is zero-filled to the full length.
+    uint64_t end = recycled && size >= target ? round_up(used) : std::max(target, round_up(used));
+    for (uint64_t at = 0; s && at < end; at += kChunk) {
+      s = f->pwrite(zeros_.get(), static_cast<size_t>(std::min<uint64_t>(kChunk, end - at)), at);
+    }
+    if (s && !direct) s = f->datasync();  // direct writes are durable on return (O_DSYNC)
+    return s;
+  };
+  Status s = options_.direct_io ? fill(true) : Status::unavailable("direct I/O off");
+  if (!s) s = fill(false);  // no direct I/O here, or it refused the writes
   if (s) s = fs_->rename(tmp, spare_path());
   if (s) s = fs_->sync_dir(dir_);
-  if (!s) {
-    fs_->remove_all(tmp);
-    return s;
-  }
-  return Status::ok();
+  if (!s) fs_->remove_all(tmp);
+  return s;
 }
 
 }  // namespace ds

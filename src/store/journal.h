@@ -7,8 +7,8 @@
 // files are synced only at checkpoints: when a journal file passes `rotate_bytes`, covers
 // `max_dirty_files` segment files (each is held open until its checkpoint), or has records and is
 // older than `rotate_interval`, the writer starts the next journal file and a checkpoint
-// thread fdatasyncs every segment file the old one covers, then deletes it. Clean shutdown
-// checkpoints everything, leaving no journal behind.
+// thread fdatasyncs every segment file the old one covers, then deletes it (or recycles it as
+// the spare, below). Clean shutdown checkpoints everything, leaving no journal file behind.
 //
 // Files: `{dir}/{generation:020}.wal`, each a 32-byte header then records (journal_format.h).
 //
@@ -33,20 +33,28 @@
 //
 // Preallocated files (Options::preallocate, the server's default): a journal file that grows
 // makes every durable write also write the file's size (on ext4 without a journal, a second
-// synchronous device write per batch: the inode). So the checkpointer keeps one zero-filled
-// spare file, `{dir}/spare`, `rotate_bytes` long and durable, and a rotation renames it into
-// place (header first) instead of creating an empty file: batches then overwrite blocks that
-// exist, and each durable write is the data alone. A retired file becomes the next spare once its
-// checkpoint is done (its used part is zeroed: nothing of it can look like a record later); when
-// there is none to recycle (start-up) a spare is written from scratch. While the writer is in a
-// file that was not preallocated and has written `spare_switch_bytes` to it, it moves to a ready
-// spare early. A spare is renamed to `spare` only once it is whole and durable; `spare.tmp`, a
-// spare being made, is deleted on open. Neither name is a journal file to replay, and replay
-// reads zeros after the last record as the clean end. Costs: the journal directory holds up to
-// one more `rotate_bytes` file, and each journal byte is written twice (once as a zero), as
-// PostgreSQL's zero-filled WAL segments are. Measured on this machine (ext4 without a journal,
-// virtio disk, one thread, direct writes): 14.3 µs of CPU and 56.5 µs per durable write into a
-// zero-filled file, against 17.5 µs and 66.4 µs when each write grows the file.
+// synchronous device write per batch: the inode). So the checkpointer keeps one zero-filled,
+// durable spare file, `{dir}/spare`, at least `rotate_bytes` long (rounded up to 4 KiB), and a
+// rotation renames it to the new journal file's name, then writes the header, instead of
+// creating an empty file: batches then overwrite blocks that exist, and each durable write is
+// the data alone. Renaming first makes the name the writer's alone (the checkpointer may publish
+// the next spare meanwhile); a crash right after it leaves a header-less file of zeros, which
+// replay skips as it skips any file whose header was never synced.
+// A retired file becomes the next spare once its checkpoint is done: renamed to
+// `{dir}/spare.tmp`, zeroed over everything the writer wrote or tried to write (failed batches
+// included; nothing of it can look like a record later), extended with zeros if it is shorter,
+// then renamed to `spare`. When there is none to recycle (start-up, or a spare that failed) a
+// spare is written from scratch. While the writer is in a file that did not start as a spare and
+// has written `spare_switch_bytes` to it, it moves to a ready spare early. A spare is renamed to
+// `spare` only once whole and durable; `spare.tmp` is deleted on open (and `spare` too when
+// preallocation is off). After a failure to make one (e.g. no room on the disk), no spare is
+// tried for `spare_retry_delay`, and journal files grow as written meanwhile.
+// Costs: the journal directory holds up to one more `rotate_bytes` file; a journal file that
+// started as a spare is `rotate_bytes` on disk however little of it was used (an idle rotation
+// too), and replay reads each whole; each journal byte is written twice (once as a zero), as PostgreSQL's zero-filled WAL
+// segments are. Measured on this machine (ext4 without a journal, virtio disk, one thread,
+// direct writes): 14.3 µs of CPU and 56.5 µs per durable write into a zero-filled file, against
+// 17.5 µs and 66.4 µs when each write grows the file.
 //
 // Pipelining (page-cache files only; a direct write blocks the writer until it is durable):
 // while up to `max_syncs_in_flight` fdatasyncs of the journal run (on sync threads),
@@ -98,6 +106,7 @@ class Journal : public Committer {
     bool direct_io = true;          // O_DIRECT | O_DSYNC journal files where the Fs allows
     bool preallocate = false;       // start files from a zero-filled spare (see above)
     uint64_t spare_switch_bytes = 1ull << 20;  // move from a growing file to a ready spare past this
+    std::chrono::milliseconds spare_retry_delay{30'000};  // no spare attempts after a failed one
   };
 
   struct ReplayStats {
@@ -172,11 +181,17 @@ class Journal : public Committer {
   // written; any failure then is returned (the caller starts a new file instead).
   Status start_file(const std::string& path, uint64_t generation, bool from_spare,
                     std::unique_ptr<File>* out, bool* direct);
-  // Checkpointer thread only: makes the spare — from the retired file `from` (renamed, its first
-  // `used` bytes zeroed) or, with `from` empty, from scratch — zero-filled to rotate_bytes,
-  // durable, and renamed to spare_path().
-  Status make_spare(const std::string& from, uint64_t used);
+  // Checkpointer thread only: makes spare_tmp_path() — a retired file renamed there (`recycled`;
+  // its first `used` bytes, rounded up to the block, are zeroed) or a new file — zero-filled to
+  // at least rotate_bytes (rounded up to the block) and durable, then renames it to
+  // spare_path(). On failure removes spare_tmp_path().
+  Status make_spare(bool recycled, uint64_t used);
+  // With mu_ held: whether the checkpointer may try to make a spare now (not shortly after a
+  // failure), and the bookkeeping after it tried.
+  bool spares_allowed_locked() const;
+  void spare_made_locked(const Status& s);
   std::string spare_path() const { return dir_ + "/spare"; }
+  std::string spare_tmp_path() const { return dir_ + "/spare.tmp"; }
   // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer (the
   // caller advances size_).
   Status write_direct(std::string_view bytes);
@@ -213,6 +228,7 @@ class Journal : public Committer {
   bool broken_ = false;  // a write or sync failed: rotate before writing again
   bool spare_ready_ = false;   // spare_path() is whole and durable
   bool want_spare_ = false;    // the checkpointer should make one from scratch
+  std::chrono::steady_clock::time_point no_spares_until_;  // after a failed spare
 
   // Writer thread state.
   uint64_t generation_ = 0;

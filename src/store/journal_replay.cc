@@ -49,7 +49,11 @@ Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
     if (Status s = read_all(jf.get(), &buf); !s) return s;
     uint64_t header_gen = 0;
     if (!journal::decode_header(buf, &header_gen)) {
-      stats->torn_bytes += buf.size();  // the header of a new file was never synced
+      // The header of a new file was never synced. (A spare claimed just before the crash is
+      // all zeros: nothing torn.)
+      size_t end = buf.size();
+      while (end > 0 && buf[end - 1] == '\0') --end;
+      stats->torn_bytes += end;
       continue;
     }
     size_t pos = journal::kHeaderSize;

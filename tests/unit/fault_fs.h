@@ -5,6 +5,7 @@
 //   fs.fail_next_write(FaultFs::eio());          // next pwrite writes nothing, fails with EIO
 //   fs.fail_next_write(FaultFs::enospc());       // ... or with a full disk
 //   fs.fail_next_write(FaultFs::eio(), "spare"); // ... only a file whose path contains "spare"
+//   fs.fail_writes(FaultFs::eio(), "spare");     // every pwrite to such files, until clear_faults()
 //   fs.fail_datasync(FaultFs::eio());            // every datasync fails until clear_faults()
 //   fs.fail_next_datasync(FaultFs::eio());       // only the next datasync fails
 //   fs.datasyncs();                              // how many datasync calls reached this Fs
@@ -56,6 +57,13 @@ class FaultFs final : public Fs {
     state_->write_keep = 0;
     state_->write_path = std::move(path_contains);
   }
+  // Every pwrite to a file whose path contains `path_contains` writes nothing and returns `error`,
+  // until clear_faults().
+  void fail_writes(Status error, std::string path_contains) {
+    std::lock_guard lk(state_->mu);
+    state_->sticky_write_error = std::move(error);
+    state_->sticky_write_path = std::move(path_contains);
+  }
   // Every datasync returns `error` (without syncing) until clear_faults().
   void fail_datasync(Status error) {
     std::lock_guard lk(state_->mu);
@@ -92,6 +100,7 @@ class FaultFs final : public Fs {
   void clear_faults() {
     std::lock_guard lk(state_->mu);
     state_->write_error.reset();
+    state_->sticky_write_error.reset();
     state_->sync_error.reset();
     state_->next_sync_error.reset();
     state_->next_dir_sync_error.reset();
@@ -137,6 +146,8 @@ class FaultFs final : public Fs {
     std::optional<Status> write_error;  // one-shot
     size_t write_keep = 0;
     std::string write_path;             // ... for files whose path contains this
+    std::optional<Status> sticky_write_error;  // until clear_faults()
+    std::string sticky_write_path;             // ... for files whose path contains this
     std::optional<Status> sync_error;   // sticky
     std::optional<Status> next_sync_error;  // one-shot
     std::string next_sync_path;             // ... for files whose path contains this
@@ -158,6 +169,10 @@ class FaultFs final : public Fs {
       size_t keep = 0;
       {
         std::lock_guard lk(state_->mu);
+        if (state_->sticky_write_error &&
+            path_.find(state_->sticky_write_path) != std::string::npos) {
+          return *state_->sticky_write_error;
+        }
         if (path_.find(state_->write_path) != std::string::npos) error.swap(state_->write_error);
         keep = state_->write_keep;
       }

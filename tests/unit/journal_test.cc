@@ -13,6 +13,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -431,8 +432,11 @@ class JournalSpareTest : public JournalDirectTest, public ::testing::WithParamIn
     ASSERT_TRUE(journal::decode_header(buf, &gen)) << path;
     size_t pos = journal::kHeaderSize;
     journal::Record r;
+    std::optional<uint64_t> seq;  // as replay: records follow each other by sequence number
     while (pos < buf.size() &&
-           journal::decode_record(std::string_view(buf).substr(pos), &r) == journal::DecodeResult::kOk) {
+           journal::decode_record(std::string_view(buf).substr(pos), &r) == journal::DecodeResult::kOk &&
+           (!seq || r.seq == *seq + 1)) {
+      seq = r.seq;
       pos += r.total_size;
     }
     EXPECT_EQ(buf.find_first_not_of('\0', pos), std::string::npos) << path << " at " << pos;
@@ -506,6 +510,7 @@ TEST_P(JournalSpareTest, TheNextStartBeginsInTheSpareAndDiscardsAHalfMadeOne) {
   // A crash while a spare was being made leaves `spare.tmp` with anything in it.
   std::ofstream(tmp_ / "journal/spare.tmp", std::ios::binary) << std::string(5000, 'x');
   auto j = open_spare();
+  EXPECT_FALSE(fs::exists(tmp_ / "journal/spare.tmp"));  // nothing retired yet: none being made
   EXPECT_TRUE(j->stats().preallocated);
   EXPECT_EQ(j->stats().spares_used, 1u);
   std::string expected = commit_records(*j, 20, "b");
@@ -519,24 +524,72 @@ TEST_P(JournalSpareTest, ASpareThatFailsToStartIsReplacedByAnEmptyFile) {
   { auto j = open_spare(); }
   if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
   ASSERT_TRUE(fs::exists(tmp_ / "journal/spare"));
-  faults().fail_next_write(test::FaultFs::eio());  // the header write into the spare
+  // The header write into the spare fails (direct: and then the page-cache retry's sync).
+  faults().fail_next_write(test::FaultFs::eio());
+  if (GetParam()) faults().fail_next_datasync(test::FaultFs::eio());
   auto j = open_spare();
   ASSERT_NE(j, nullptr);
   EXPECT_FALSE(j->stats().preallocated);
+  EXPECT_EQ(j->stats().direct_io, GetParam());
   // A new spare is made and used.
   std::string expected = commit_records(*j, 100, "c", [&] { return j->stats().spares_used >= 1; });
   expect_replay_restores_a_suffix(expected);
 }
 
-TEST_P(JournalSpareTest, ASpareThatCannotBeMadeIsMadeFromTheNextRetiredFile) {
-  faults().fail_next_write(test::FaultFs::eio(), "spare.tmp");  // zero-filling the first spare
-  auto j = open_spare();
+TEST_P(JournalSpareTest, WhileNoSpareCanBeMadeFilesGrowAndRecyclingResumesAfterwards) {
+  faults().fail_writes(test::FaultFs::eio(), "spare.tmp");  // e.g. a full disk
+  Journal::Options o = options();
+  o.spare_retry_delay = std::chrono::milliseconds(0);
+  auto j = open_spare(o);
   if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
-  // Without a spare the journal goes on in files that grow as written; the first retired one is
-  // then made the spare and used.
-  std::string expected = commit_records(*j, 100, "e", [&] { return j->stats().spares_used >= 1; });
+  int n = 0;
+  std::string expected = commit_records(*j, 0, "e", [&] {
+    if (++n == 400) {
+      auto st = j->stats();
+      EXPECT_GE(st.rotations, 3u);  // the journal went on, in files that grow as written
+      EXPECT_EQ(st.spares, 0u);
+      EXPECT_EQ(st.spares_used, 0u);
+      faults().clear_faults();
+    }
+    return n > 400 && j->stats().spares_used >= 1;
+  });
   EXPECT_EQ(j->stats().failed_batches, 0u);
   expect_replay_restores_a_suffix(expected);
+}
+
+TEST_P(JournalSpareTest, ARecycledFileIsZeroedPastWritesThatFailed) {
+  if (GetParam()) GTEST_SKIP() << "a failed direct write writes nothing (FaultFs)";
+  auto j = open_spare();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  std::string expected;
+  auto commit_one = [&](size_t n) {
+    std::string r(n, static_cast<char>('a' + expected.size() % 26));
+    auto ack = write_and_commit(*j, seg, path, expected.size(), r).get();
+    if (ack) expected += r;
+    return ack;
+  };
+  // Once in a file that started as a spare, a write leaves 3,000 bytes of a batch behind the last
+  // record and fails. The next commit rotates, and that file, retired, becomes a spare again:
+  // zeros past its records are not enough, the failed batch's bytes must go too.
+  while (!j->stats().preallocated) ASSERT_TRUE(commit_one(700));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(commit_one(300));
+  std::string lost(5000, '!');
+  ASSERT_TRUE(seg->pwrite(lost.data(), lost.size(), expected.size()));
+  fs_.short_write_next(3000);  // the journal's write of the next batch
+  ASSERT_FALSE(commit(*j, seg, path, expected.size(), lost).get());
+  ASSERT_TRUE(seg->truncate(expected.size()));  // the owner cuts its log back
+  EXPECT_EQ(j->stats().failed_batches, 1u);
+  // Fill files until the rotation into that recycled file (two rotations on), then one small
+  // record in it.
+  const uint64_t used = j->stats().spares_used;
+  while (j->stats().spares_used < used + 2) ASSERT_TRUE(commit_one(700));
+  ASSERT_TRUE(commit_one(10));
+  wait_for_checkpoints(*j);
+  std::string crash = snapshot("files");
+  auto wals = wal_files(crash + "/journal");
+  ASSERT_FALSE(wals.empty());
+  expect_records_then_zeros(crash + "/journal/" + wals.back());  // not the failed batch's bytes
 }
 
 TEST_F(JournalTest, WithoutDirectIoTheJournalSyncsThroughThePageCache) {
