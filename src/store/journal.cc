@@ -30,8 +30,11 @@ Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Op
   // A spare is renamed into place only once whole and durable; a `.tmp` one was cut short.
   if (Status s = fs->remove_all(j->spare_tmp_path()); !s) return s;
   if (options.preallocate) {
+    // The first file starts as a spare too: one from an earlier run, else one made now (64 MiB
+    // of zeros at most: ~45 ms here). The next is made in the background.
     j->spare_ready_ = fs->exists(j->spare_path());
-    j->want_spare_ = !j->spare_ready_;
+    if (!j->spare_ready_) j->spare_made_locked(j->make_spare(false, 0));
+    j->want_spare_ = true;
   } else if (Status s = fs->remove_all(j->spare_path()); !s) {
     return s;  // preallocation is off: an earlier run's spare is only disk space
   }
@@ -294,15 +297,13 @@ void Journal::run_writer() {
       continue;
     }
     tickets_.push_back(ticket);
-    // A busy file that grows with every write: move to the spare as soon as there is one.
-    bool to_spare = spare_ready_ && !preallocated_ && size_ >= options_.spare_switch_bytes;
     lk.unlock();
 
     Status s;
     // Also checkpoint once the file covers many segment files: each is held open until then.
     bool full = size_ > journal::kHeaderSize &&
                 (size_ + writing.size() > options_.rotate_bytes || age >= options_.rotate_interval ||
-                 dirty_.size() >= options_.max_dirty_files || to_spare);
+                 dirty_.size() >= options_.max_dirty_files);
     if (broken || full) {
       Status rs = rotate();
       if (!rs) {
@@ -424,8 +425,12 @@ void Journal::run_checkpointer() {
       continue;
     }
     Retired& r = retired_.front();  // only this thread pops; push_back keeps references valid
-    const bool recycle = options_.preallocate && !spare_ready_ && spares_allowed_locked();
     const uint64_t used = r.used;
+    // A file that grew past a spare's length is not recycled (its zeroing would be longer than
+    // making a spare from scratch); one is made from scratch instead.
+    const bool recycle =
+        options_.preallocate && !spare_ready_ && spares_allowed_locked() && used <= spare_bytes();
+    if (options_.preallocate && !recycle) want_spare_ = true;
     lk.unlock();
     Status s;
     for (auto& [key, file] : r.segments) {
@@ -478,7 +483,7 @@ Status Journal::make_spare(bool recycled, uint64_t used) {
   constexpr size_t kChunk = 1 << 20;
   auto round_up = [](uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); };
   const std::string tmp = spare_tmp_path();
-  const uint64_t target = round_up(options_.rotate_bytes);
+  const uint64_t target = spare_bytes();
   if (!zeros_) {
     zeros_ = aligned_buffer(kChunk);
     std::memset(zeros_.get(), 0, kChunk);

@@ -34,7 +34,7 @@
 // Preallocated files (Options::preallocate, the server's default): a journal file that grows
 // makes every durable write also write the file's size (on ext4 without a journal, a second
 // synchronous device write per batch: the inode). So the checkpointer keeps one zero-filled,
-// durable spare file, `{dir}/spare`, at least `rotate_bytes` long (rounded up to 4 KiB), and a
+// durable spare file, `{dir}/spare` (`rotate_bytes` long, rounded up to 4 KiB), and a
 // rotation renames it to the new journal file's name, then writes the header, instead of
 // creating an empty file: batches then overwrite blocks that exist, and each durable write is
 // the data alone. Renaming first makes the name the writer's alone (the checkpointer may publish
@@ -43,15 +43,16 @@
 // A retired file becomes the next spare once its checkpoint is done: renamed to
 // `{dir}/spare.tmp`, zeroed over everything the writer wrote or tried to write (failed batches
 // included; nothing of it can look like a record later), extended with zeros if it is shorter,
-// then renamed to `spare`. When there is none to recycle (start-up, or a spare that failed) a
-// spare is written from scratch. While the writer is in a file that did not start as a spare and
-// has written `spare_switch_bytes` to it, it moves to a ready spare early. A spare is renamed to
-// `spare` only once whole and durable; `spare.tmp` is deleted on open (and `spare` too when
+// then renamed to `spare`. When there is none to recycle (start-up, a file that grew longer
+// than a spare, a spare that failed) a spare is written from scratch; open() makes the first one
+// before it starts the first file (when no earlier run left one), so that file is a spare too.
+// A spare is `rotate_bytes` long, at most kMaxSpareBytes (64 MiB): with larger files the rest
+// grows as written. A spare is renamed to `spare` only once whole and durable; `spare.tmp` is deleted on open (and `spare` too when
 // preallocation is off). After a failure to make one (e.g. no room on the disk), no spare is
 // tried for `spare_retry_delay`, and journal files grow as written meanwhile.
-// Costs: the journal directory holds up to one more `rotate_bytes` file; a journal file that
-// started as a spare is `rotate_bytes` on disk however little of it was used (an idle rotation
-// too), and replay reads each whole; each journal byte is written twice (once as a zero), as PostgreSQL's zero-filled WAL
+// Costs: the journal directory holds up to one more spare-sized file; a journal file that
+// started as a spare is that long on disk however little of it was used (an idle rotation too),
+// and replay reads each whole; start-up writes a spare when there is none (~45 ms for 64 MiB); each journal byte is written twice (once as a zero), as PostgreSQL's zero-filled WAL
 // segments are. Measured on this machine (ext4 without a journal, virtio disk, one thread,
 // direct writes): 14.3 µs of CPU and 56.5 µs per durable write into a zero-filled file, against
 // 17.5 µs and 66.4 µs when each write grows the file.
@@ -77,6 +78,7 @@
 //   checkpoint keeps the journal file and is retried.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -105,7 +107,6 @@ class Journal : public Committer {
     size_t max_dirty_files = 1024;  // checkpoint once a journal file covers this many files
     bool direct_io = true;          // O_DIRECT | O_DSYNC journal files where the Fs allows
     bool preallocate = false;       // start files from a zero-filled spare (see above)
-    uint64_t spare_switch_bytes = 1ull << 20;  // move from a growing file to a ready spare past this
     std::chrono::milliseconds spare_retry_delay{30'000};  // no spare attempts after a failed one
   };
 
@@ -192,6 +193,12 @@ class Journal : public Committer {
   void spare_made_locked(const Status& s);
   std::string spare_path() const { return dir_ + "/spare"; }
   std::string spare_tmp_path() const { return dir_ + "/spare.tmp"; }
+  // A spare's length: rotate_bytes rounded up to the block, at most kMaxSpareBytes.
+  uint64_t spare_bytes() const {
+    uint64_t n = (options_.rotate_bytes + Fs::kDirectIoAlign - 1) & ~uint64_t{Fs::kDirectIoAlign - 1};
+    return std::min(n, kMaxSpareBytes);
+  }
+  static constexpr uint64_t kMaxSpareBytes = 64ull << 20;
   // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer (the
   // caller advances size_).
   Status write_direct(std::string_view bytes);
