@@ -32,7 +32,12 @@ Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Op
   if (options.preallocate) {
     // The first file starts as a spare too: one from an earlier run, else one made now (64 MiB
     // of zeros at most: ~45 ms here). The next is made in the background.
-    j->spare_ready_ = fs->exists(j->spare_path());
+    // One of another length (an earlier --journal-file-bytes) is replaced.
+    std::unique_ptr<File> f;
+    uint64_t size = 0;
+    j->spare_ready_ = fs->exists(j->spare_path()) && fs->open(j->spare_path(), &f) &&
+                      f->size(&size) && size == j->spare_bytes();
+    f.reset();
     if (!j->spare_ready_) j->spare_made_locked(j->make_spare(false, 0));
     j->want_spare_ = true;
   } else if (Status s = fs->remove_all(j->spare_path()); !s) {
@@ -220,6 +225,11 @@ Status Journal::rotate() {
   if (!s) {
     f.reset();
     fs_->remove_all(path);
+    std::lock_guard lk(mu_);
+    if (spare) {
+      want_spare_ = true;  // the claimed spare went with it
+      ckpt_cv_.notify_one();
+    }
     return s;
   }
   std::unique_lock lk(mu_);
@@ -430,7 +440,7 @@ void Journal::run_checkpointer() {
     // making a spare from scratch); one is made from scratch instead.
     const bool recycle =
         options_.preallocate && !spare_ready_ && spares_allowed_locked() && used <= spare_bytes();
-    if (options_.preallocate && !recycle) want_spare_ = true;
+    if (options_.preallocate && !recycle && !spare_ready_) want_spare_ = true;
     lk.unlock();
     Status s;
     for (auto& [key, file] : r.segments) {
@@ -495,6 +505,10 @@ Status Journal::make_spare(bool recycled, uint64_t used) {
     if (s && !recycled) s = f->truncate(0);  // e.g. left by a checkpoint that failed after renaming
     uint64_t size = 0;
     if (s) s = f->size(&size);
+    if (s && size > target) {  // one left by a longer setting
+      s = f->truncate(target);
+      size = target;
+    }
     // A file that was a spare is zeros past what the writer wrote or tried to (its direct
     // blocks were padded with zeros); any other file is zero-filled to the full length.
     uint64_t end = recycled && size >= target ? round_up(used) : std::max(target, round_up(used));

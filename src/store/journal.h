@@ -178,13 +178,13 @@ class Journal : public Committer {
   // checkpointer.
   Status rotate();
   // Writer thread only: opens `path` for the next file, direct if allowed, and writes its header
-  // durably. With `from_spare` the file is the spare, renamed to `path` once its header is
-  // written; any failure then is returned (the caller starts a new file instead).
+  // durably. With `from_spare` the spare is first renamed to `path` and used as it is (zeros, no
+  // truncation); a failure is returned (the caller then starts a new file at `path`).
   Status start_file(const std::string& path, uint64_t generation, bool from_spare,
                     std::unique_ptr<File>* out, bool* direct);
-  // Checkpointer thread only: makes spare_tmp_path() — a retired file renamed there (`recycled`;
-  // its first `used` bytes, rounded up to the block, are zeroed) or a new file — zero-filled to
-  // at least rotate_bytes (rounded up to the block) and durable, then renames it to
+  // Checkpointer thread only (and open() before the threads start): makes spare_tmp_path() — a
+  // retired file renamed there (`recycled`; its first `used` bytes, rounded up to the block, are
+  // zeroed) or a new file — zero-filled to spare_bytes() and durable, then renames it to
   // spare_path(). On failure removes spare_tmp_path().
   Status make_spare(bool recycled, uint64_t used);
   // With mu_ held: whether the checkpointer may try to make a spare now (not shortly after a
