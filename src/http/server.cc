@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <set>
@@ -118,7 +119,7 @@ class BeastResponder final : public Responder {
       if (!has_id && beast::iequals(k, "request-id")) has_id = true;
       append_field(&head, k, v);
     }
-    for (const auto& [k, v] : r.fixed_headers) append_field(&head, k, v);
+    for (const auto& [k, v] : r.fixed_headers) append_static_field(&head, k, v);
     if (!has_id) append_field(&head, "request-id", req_.request_id);
     append_field(&head, "Content-Length", std::to_string(r.body.size()));
     if (!req_.keep_alive || server_->stopping.load()) append_field(&head, "Connection", "close");
@@ -244,14 +245,23 @@ class BeastResponder final : public Responder {
   // Appends "name: value\r\n"; a CR or LF in a value (never produced by the handlers; request
   // headers cannot carry them) becomes a space so that no value can inject a header.
   static void append_field(std::string* out, std::string_view name, std::string_view value) {
-    out->append(name);
-    out->append(": ");
-    size_t at = out->size();
-    out->append(value);
-    for (size_t i = at; i < out->size(); ++i) {
+    size_t at = out->size() + name.size() + 2;
+    append_static_field(out, name, value);
+    if (std::memchr(value.data(), '\r', value.size()) == nullptr &&
+        std::memchr(value.data(), '\n', value.size()) == nullptr) {
+      return;
+    }
+    for (size_t i = at; i < at + value.size(); ++i) {
       char& c = (*out)[i];
       if (c == '\r' || c == '\n') c = ' ';
     }
+  }
+  // The same for a header written by the handlers' code itself (HttpResponse::fixed_headers:
+  // string literals), which has no CR or LF to replace.
+  static void append_static_field(std::string* out, std::string_view name, std::string_view value) {
+    out->append(name);
+    out->append(": ");
+    out->append(value);
     out->append("\r\n");
   }
 
