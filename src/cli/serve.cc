@@ -116,6 +116,9 @@ int run_serve(const ServeOptions& o) {
       spdlog::error("cannot replay the journal: {}", s.message());
       return 1;
     }
+    if (Status s = Journal::discard_spares(fs, o.data_dir + "/journal"); !s) {
+      spdlog::warn("cannot delete the journal's spare files: {}", s.message());
+    }
     auto g = std::make_unique<GroupCommit>();
     group_commit = g.get();
     commit_owner = std::move(g);

@@ -21,15 +21,22 @@ std::string Journal::file_path(uint64_t generation) const {
   return dir_ + name;
 }
 
+Status Journal::discard_spares(Fs* fs, const std::string& dir) {
+  if (Status s = fs->remove_all(dir + "/spare.tmp"); !s) return s;
+  return fs->remove_all(dir + "/spare");
+}
+
 Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Options options,
                      uint64_t after_generation, std::unique_ptr<Journal>* out) {
   if (Status s = fs->create_dirs(dir); !s) return s;
   if (options.max_syncs_in_flight < 1) options.max_syncs_in_flight = 1;
   std::unique_ptr<Journal> j(new Journal(fs, dir, root, options));
   j->generation_ = after_generation;
-  // A spare is renamed into place only once whole and durable; a `.tmp` one was cut short.
-  if (Status s = fs->remove_all(j->spare_tmp_path()); !s) return s;
-  if (options.preallocate) {
+  if (!options.preallocate) {
+    if (Status s = discard_spares(fs, dir); !s) return s;  // an earlier run's: only disk space
+  } else if (Status s = fs->remove_all(j->spare_tmp_path()); !s) {
+    return s;  // a spare is renamed into place only once whole: a `.tmp` one was cut short
+  } else {
     // The first file starts as a spare too: one from an earlier run, else one made now (64 MiB
     // of zeros at most: ~45 ms here). The next is made in the background.
     // One of another length (an earlier --journal-file-bytes) is replaced.
@@ -40,8 +47,6 @@ Status Journal::open(Fs* fs, const std::string& dir, const std::string& root, Op
     f.reset();
     if (!j->spare_ready_) j->spare_made_locked(j->make_spare(false, 0));
     j->want_spare_ = true;
-  } else if (Status s = fs->remove_all(j->spare_path()); !s) {
-    return s;  // preallocation is off: an earlier run's spare is only disk space
   }
   if (Status s = j->rotate(); !s) return s;
   j->writer_ = std::thread([p = j.get()] { p->run_writer(); });

@@ -124,6 +124,9 @@ class Journal : public Committer {
   // relative to (the data dir). Call before opening any segment file.
   static Status replay(Fs* fs, const std::string& dir, const std::string& root, ReplayStats* stats);
 
+  // Deletes the spare files in `dir` (they hold no data): for a data dir whose journal is off.
+  static Status discard_spares(Fs* fs, const std::string& dir);
+
   // Starts a journal in `dir` (created if missing) with generation `after_generation + 1`. The
   // directory must hold no journal files (replay() first).
   static Status open(Fs* fs, const std::string& dir, const std::string& root, Options options,

@@ -534,6 +534,16 @@ TEST_P(JournalSpareTest, ASpareOfAnotherLengthIsReplacedAtOpen) {
   EXPECT_EQ(fs::file_size(tmp_ / ("journal/" + wals[0])), 64u << 10);
 }
 
+TEST_F(JournalTest, WithoutPreallocationAnEarlierRunsSparesAreDeleted) {
+  fs::create_directories(tmp_ / "journal");
+  std::ofstream(tmp_ / "journal/spare", std::ios::binary) << std::string(8192, '\0');
+  std::ofstream(tmp_ / "journal/spare.tmp", std::ios::binary) << std::string(100, '\0');
+  auto j = open_journal();  // Options::preallocate is false by default
+  EXPECT_FALSE(fs::exists(tmp_ / "journal/spare"));
+  EXPECT_FALSE(fs::exists(tmp_ / "journal/spare.tmp"));
+  EXPECT_FALSE(j->stats().preallocated);
+}
+
 TEST_P(JournalSpareTest, ASpareThatFailsToStartIsReplacedByAnEmptyFile) {
   { auto j = open_spare(); }
   if (direct_unsupported_) GTEST_SKIP() << "the test directory's filesystem has no direct I/O";
