@@ -5,15 +5,6 @@
 
 namespace ds {
 
-namespace {
-
-// Xapian's result order: weight descending, then document id ascending.
-bool ranks_before(const RankedDoc& a, const RankedDoc& b) {
-  return a.weight != b.weight ? a.weight > b.weight : a.did < b.did;
-}
-
-}  // namespace
-
 Xapian::doccount match_conjunction(const std::vector<Bm25Source*>& sources, Xapian::docid lo,
                                    Xapian::docid hi, size_t count, std::vector<RankedDoc>* out) {
   if (sources.empty()) return 0;

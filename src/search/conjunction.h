@@ -28,6 +28,11 @@ struct RankedDoc {
   Xapian::docid did = 0;
 };
 
+// Xapian's result order: weight descending, then document id ascending.
+inline bool ranks_before(const RankedDoc& a, const RankedDoc& b) {
+  return a.weight != b.weight ? a.weight > b.weight : a.did < b.did;
+}
+
 // `sources` are init()ed on the database the documents come from and not yet positioned; they
 // are consumed (positioned to the end). Appends the best `count` documents to `out` in rank
 // order and returns the number of matches in [lo, hi] (hi 0: no upper bound).

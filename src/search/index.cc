@@ -412,16 +412,9 @@ std::shared_ptr<Xapian::Database> SearchIndex::lease_reader(const std::shared_pt
 
 namespace {
 
-struct RankedHit {
-  double weight = 0;
-  Xapian::docid did = 0;
+struct RankedHit : RankedDoc {  // ordered by ranks_before (conjunction.h)
   SearchHit hit;
 };
-
-// Xapian's result order: weight descending, then document id ascending.
-bool ranks_before(const RankedHit& a, const RankedHit& b) {
-  return a.weight != b.weight ? a.weight > b.weight : a.did < b.did;
-}
 
 // Appends the hit of a document with data `data` ("<session id>\n<position>", as add() stores it).
 void add_hit(const std::string& data, double weight, Xapian::docid did, std::vector<RankedHit>* out) {

@@ -122,7 +122,15 @@ std::unique_ptr<char, void (*)(void*)> aligned_buffer(size_t n) {
   if (p == nullptr) throw std::bad_alloc();
   return {static_cast<char*>(p), std::free};
 }
+// `n` rounded up to a multiple of the direct-I/O block.
+uint64_t align_up(uint64_t n) {
+  return (n + Fs::kDirectIoAlign - 1) & ~uint64_t{Fs::kDirectIoAlign - 1};
+}
 }  // namespace
+
+uint64_t Journal::spare_bytes() const {
+  return std::min(align_up(options_.rotate_bytes), kMaxSpareBytes);
+}
 
 Status Journal::start_file(const std::string& path, uint64_t generation, bool from_spare,
                            std::unique_ptr<File>* out, bool* direct) {
@@ -185,7 +193,7 @@ Status Journal::write_direct(std::string_view bytes) {
   uint64_t block_start = size_ & ~static_cast<uint64_t>(kAlign - 1);
   size_t head = static_cast<size_t>(size_ - block_start);  // already in block_
   size_t used = head + bytes.size();
-  size_t padded = (used + kAlign - 1) & ~(kAlign - 1);
+  size_t padded = align_up(used);
   if (padded > block_cap_) {
     size_t cap = std::max(padded, block_cap_ * 2);
     auto bigger = aligned_buffer(cap);
@@ -494,9 +502,7 @@ void Journal::spare_made_locked(const Status& s) {
 }
 
 Status Journal::make_spare(bool recycled, uint64_t used) {
-  constexpr uint64_t kAlign = Fs::kDirectIoAlign;
   constexpr size_t kChunk = 1 << 20;
-  auto round_up = [](uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); };
   const std::string tmp = spare_tmp_path();
   const uint64_t target = spare_bytes();
   if (!zeros_) {
@@ -516,7 +522,7 @@ Status Journal::make_spare(bool recycled, uint64_t used) {
     }
     // A file that was a spare is zeros past what the writer wrote or tried to (its direct
     // blocks were padded with zeros); any other file is zero-filled to the full length.
-    uint64_t end = recycled && size >= target ? round_up(used) : std::max(target, round_up(used));
+    uint64_t end = recycled && size >= target ? align_up(used) : std::max(target, align_up(used));
     for (uint64_t at = 0; s && at < end; at += kChunk) {
       s = f->pwrite(zeros_.get(), static_cast<size_t>(std::min<uint64_t>(kChunk, end - at)), at);
     }

@@ -197,10 +197,7 @@ class Journal : public Committer {
   std::string spare_path() const { return dir_ + "/spare"; }
   std::string spare_tmp_path() const { return dir_ + "/spare.tmp"; }
   // A spare's length: rotate_bytes rounded up to the block, at most kMaxSpareBytes.
-  uint64_t spare_bytes() const {
-    uint64_t n = (options_.rotate_bytes + Fs::kDirectIoAlign - 1) & ~uint64_t{Fs::kDirectIoAlign - 1};
-    return std::min(n, kMaxSpareBytes);
-  }
+  uint64_t spare_bytes() const;
   static constexpr uint64_t kMaxSpareBytes = 64ull << 20;
   // Writer thread only, direct mode: writes `bytes` at size_ through the staging buffer (the
   // caller advances size_).

@@ -20,6 +20,12 @@ Status read_all(File* f, std::string* out) {
   return Status::ok();
 }
 
+// The end of `buf` without its trailing zeros, but at least `from`.
+size_t nonzero_end(std::string_view buf, size_t from) {
+  size_t last = buf.find_last_not_of('\0');
+  return last == std::string_view::npos || last < from ? from : last + 1;
+}
+
 }  // namespace
 
 Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
@@ -51,9 +57,7 @@ Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
     if (!journal::decode_header(buf, &header_gen)) {
       // The header of a new file was never synced. (A spare claimed just before the crash is
       // all zeros: nothing torn.)
-      size_t end = buf.size();
-      while (end > 0 && buf[end - 1] == '\0') --end;
-      stats->torn_bytes += end;
+      stats->torn_bytes += nonzero_end(buf, 0);
       continue;
     }
     size_t pos = journal::kHeaderSize;
@@ -90,10 +94,9 @@ Status Journal::replay(Fs* fs, const std::string& dir, const std::string& root,
       if (Status s = it->second->pwrite(r.bytes.data(), r.bytes.size(), r.offset); !s) return s;
       stats->rewritten++;
     }
-    // Zeros after the last record are a direct-I/O file's block padding, not a torn write.
-    size_t end = buf.size();
-    while (end > pos && buf[end - 1] == '\0') --end;
-    stats->torn_bytes += end - pos;
+    // Zeros after the last record (a direct-I/O file's block padding, a preallocated file's
+    // unused part) are no torn write.
+    stats->torn_bytes += nonzero_end(buf, pos) - pos;
   }
   // Sync every segment file the journal covers, not only those replay wrote to: bytes that
   // survived a process crash in the page cache are not on disk until synced, and the journal
