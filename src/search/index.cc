@@ -8,6 +8,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <shared_mutex>
 
 #include <spdlog/spdlog.h>
 
@@ -16,6 +17,7 @@
 #include "search/doc_lengths.h"
 #include "search/doc_range.h"
 #include "search/posting_cache.h"
+#include "search/revision_gate.h"
 #include "search/side_thread.h"
 
 namespace ds {
@@ -97,6 +99,8 @@ struct SearchIndex::Tenant {
   bool in_txn = false;
   std::mutex readers_mu;
   std::vector<std::unique_ptr<Xapian::Database>> readers;  // idle readers
+  // Readers hold it shared while they read, commits exclusively (revision_gate.h).
+  RevisionGate gate;
   DocLengths lengths;
   std::unique_ptr<PostingCache> postings;
 };
@@ -113,6 +117,7 @@ void SearchIndex::close() {
   bool ok = true;
   for (auto& [name, t] : tenants_) {
     try {
+      std::lock_guard gate(t->gate);
       if (t->writer && t->in_txn) t->writer->cancel_transaction();
       if (t->writer) t->writer->close();
     } catch (const Xapian::Error& e) {
@@ -362,6 +367,7 @@ Status SearchIndex::commit() {
   for (auto& t : all) {
     if (!t->in_txn) continue;
     try {
+      std::lock_guard gate(t->gate);
       t->writer->commit_transaction();
     } catch (const Xapian::Error& e) {
       result = Status::io_error("search index " + t->path + ": commit: " + e.get_msg());
@@ -477,6 +483,8 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
   out->indexed_events = 0;
   std::shared_ptr<Tenant> t = tenant_for_read(tenant);
   if (!t) return Status::ok();
+  // No commit until this search has read all it needs: its revision stays readable.
+  std::shared_lock gate(t->gate);
   std::shared_ptr<bool> failed, failed2;
   std::shared_ptr<Xapian::Database> db, db2;  // db2: the second half's reader, when split
   try {

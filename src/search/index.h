@@ -22,7 +22,9 @@
 //
 // Threads: the writer side (add, remove_session, set_position, commit) is for one thread at a
 // time (the indexer). search() and doc_count() may be called from any number of threads
-// concurrently with the writer; they see the last commit. A large search without a session
+// concurrently with the writer; they see the last commit. A commit waits for the searches
+// reading and holds new ones back while it runs (revision_gate.h): without that, a search across
+// two commits reads a revision Xapian has discarded. A large search without a session
 // filter runs its upper half of document ids on the index's side thread when that thread is
 // idle (IndexOptions::split_min_docs): same hits, scores and order as one pass (tested), 1.4–1.7×
 // faster on an otherwise idle machine (docs/search.md).
