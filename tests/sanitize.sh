@@ -104,7 +104,8 @@ if [[ ${#reports[@]} -gt 0 ]]; then
   log "${#reports[@]} sanitizer report file(s) in $LOG_DIR:"
   for r in "${reports[@]}"; do
     log "---- $r"
-    grep -E '^==.*==ERROR|^SUMMARY|WARNING: ThreadSanitizer|runtime error' "$r" | head -n 5 >&2
+    # The whole report up to its stacks' end (the summary line alone does not say where).
+    head -n 80 "$r" >&2
   done
   failed+=("sanitizer-reports")
 fi
