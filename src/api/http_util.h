@@ -48,7 +48,8 @@ void add_common_headers(const HttpRequest& req, HttpResponse* res);
 // The answer to a CORS preflight (OPTIONS).
 HttpResponse preflight_response(const HttpRequest& req);
 
-// JSON string literal (with quotes) for `s`.
+// JSON string literal (with quotes) for `s`. Valid UTF-8 is kept; every byte that is not part of
+// a valid sequence (RFC 3629) becomes \ufffd, so the result is always valid JSON in UTF-8.
 std::string json_quote(std::string_view s);
 
 }  // namespace ds
