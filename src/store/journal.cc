@@ -529,7 +529,9 @@ Status Journal::make_spare(bool recycled, uint64_t used) {
     if (s && !direct) s = f->datasync();  // direct writes are durable on return (O_DSYNC)
     return s;
   };
-  Status s = options_.direct_io ? fill(true) : Status::unavailable("direct I/O off");
+  Status s = options_.direct_io && !direct_unusable_.load(std::memory_order_relaxed)
+                 ? fill(true)
+                 : Status::unavailable("direct I/O off or unusable here");
   if (!s) s = fill(false);  // no direct I/O here, or it refused the writes
   if (s) s = fs_->rename(tmp, spare_path());
   if (s) s = fs_->sync_dir(dir_);

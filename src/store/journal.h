@@ -79,6 +79,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -243,7 +244,9 @@ class Journal : public Committer {
   uint64_t size_ = 0;
   uint64_t attempted_ = 0;  // end of the furthest write tried in file_, failed ones included
   bool direct_ = false;           // file_ is O_DIRECT | O_DSYNC (assigned under mu_)
-  bool direct_unusable_ = false;  // a direct open or write failed: page cache from now on
+  // A direct open or write failed: the page cache from now on (set by the writer, read by
+  // make_spare on the checkpointer too).
+  std::atomic<bool> direct_unusable_{false};
   bool preallocated_ = false;     // file_ started as a spare (assigned under mu_)
   // Direct mode: aligned staging buffer; its first size_ % kDirectIoAlign bytes are the file's
   // last partial block.
