@@ -2,6 +2,10 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "api/http_util.h"
 #include "core/clock.h"
 #include "core/ulid.h"
@@ -38,13 +42,14 @@ std::string make_stored_event(std::string_view type, std::string_view fields, in
 namespace {
 
 // Scanning of already-validated, minified JSON text: returns the index just past the value that
-// starts at `i`.
+// starts at `i` (bounded by the text's end whatever it holds).
 size_t skip_value(std::string_view t, size_t i) {
+  if (i >= t.size()) return t.size();
   if (t[i] == '"') {
-    for (++i; t[i] != '"'; ++i) {
+    for (++i; i < t.size() && t[i] != '"'; ++i) {
       if (t[i] == '\\') ++i;
     }
-    return i + 1;
+    return std::min(i + 1, t.size());
   }
   if (t[i] == '{' || t[i] == '[') {
     int depth = 0;
@@ -58,37 +63,40 @@ size_t skip_value(std::string_view t, size_t i) {
         if (--depth == 0) return i + 1;
       }
     }
-    return i;
+    return t.size();
   }
   while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']') ++i;
   return i;
 }
 
-// Calls fn(key_text_with_quotes, value_text) for each member of the object starting at `i`.
-template <typename Fn>
-void for_each_member(std::string_view t, size_t i, Fn&& fn) {
-  ++i;  // '{'
-  while (t[i] != '}') {
+// The texts of the members of the object `t` (minified): (key with its quotes and escapes as
+// sent, value), in order — the order simdjson's DOM iterates them in.
+std::vector<std::pair<std::string_view, std::string_view>> member_texts(std::string_view t) {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  size_t i = 1;  // past '{'
+  while (i < t.size() && t[i] != '}') {
     size_t key_end = skip_value(t, i);
-    std::string_view key = t.substr(i, key_end - i);
-    size_t v = key_end + 1;  // ':'
+    size_t v = key_end + 1;  // past ':'
     size_t v_end = skip_value(t, v);
-    fn(key, t.substr(v, v_end - v));
+    if (v >= t.size()) break;
+    out.emplace_back(t.substr(i, key_end - i), t.substr(v, v_end - v));
     i = v_end;
-    if (t[i] == ',') ++i;
+    if (i < t.size() && t[i] == ',') ++i;
   }
+  return out;
 }
 
-// Calls fn(element_text) for each element of the array starting at `i`.
-template <typename Fn>
-void for_each_element(std::string_view t, size_t i, Fn&& fn) {
-  ++i;  // '['
-  while (t[i] != ']') {
+// The texts of the elements of the array `t` (minified), in order.
+std::vector<std::string_view> element_texts(std::string_view t) {
+  std::vector<std::string_view> out;
+  size_t i = 1;  // past '['
+  while (i < t.size() && t[i] != ']') {
     size_t e = skip_value(t, i);
-    fn(t.substr(i, e - i));
+    out.push_back(t.substr(i, e - i));
     i = e;
-    if (t[i] == ',') ++i;
+    if (i < t.size() && t[i] == ',') ++i;
   }
+  return out;
 }
 
 }  // namespace
@@ -96,7 +104,8 @@ void for_each_element(std::string_view t, size_t i, Fn&& fn) {
 Status parse_event_body(std::string_view body, size_t max_events, int64_t unix_millis,
                         ParsedEvents* out) {
   // Validate with the DOM parser (precise errors), then copy each member's text from the minified
-  // body so that values are stored exactly as sent (numbers keep their spelling).
+  // body so that values are stored exactly as sent (numbers keep their spelling). The DOM decides
+  // (keys compared unescaped, duplicates in order); the text is only read at the same positions.
   thread_local simdjson::dom::parser parser;
   simdjson::padded_string padded(body);
   simdjson::dom::element root;
@@ -110,29 +119,38 @@ Status parse_event_body(std::string_view body, size_t max_events, int64_t unix_m
     return Status::invalid("request body is not valid JSON");
   }
   minified.resize(mlen);
-  std::string_view text(minified);
+  const std::string_view text(minified);
+  const Status unreadable = Status::invalid("could not read events");
 
-  // Find the event list: a bare array, {"events":[…]}, or one event object.
+  // Find the event list: a bare array, {"events":[…]} (the first "events" member, as simdjson's
+  // lookup gives it), or one event object.
   std::vector<std::string_view> event_texts;
   std::vector<simdjson::dom::element> event_elems;
+  auto take_array = [&](simdjson::dom::array a, std::string_view a_text) {
+    for (auto e : a) event_elems.push_back(e);
+    event_texts = element_texts(a_text);
+  };
   if (root.is_array()) {
-    for (auto e : root.get_array()) event_elems.push_back(e);
-    for_each_element(text, 0, [&](std::string_view e) { event_texts.push_back(e); });
+    take_array(root.get_array(), text);
   } else if (root.is_object()) {
-    simdjson::dom::element ev;
-    if (!root["events"].get(ev) && ev.is_array()) {
-      for (auto e : ev.get_array()) event_elems.push_back(e);
-      for_each_member(text, 0, [&](std::string_view key, std::string_view value) {
-        if (key == "\"events\"" && value.front() == '[') {
-          event_texts.clear();
-          for_each_element(value, 0, [&](std::string_view e) { event_texts.push_back(e); });
-        }
-      });
-    } else {
+    simdjson::dom::object obj = root.get_object();
+    auto members = member_texts(text);
+    if (members.size() != obj.size()) return unreadable;
+    size_t at = 0;
+    bool listed = false;
+    for (auto field : obj) {
+      if (field.key == "events" && field.value.is_array()) {
+        take_array(field.value.get_array(), members[at].second);
+        listed = true;
+        break;
+      }
+      if (field.key == "events") break;  // the first "events" is not an array: one event
+      ++at;
+    }
+    if (!listed) {
       event_elems.push_back(root);
       event_texts.push_back(text);
     }
-    if (event_elems.empty()) return Status::invalid("events must not be empty");
   } else {
     return Status::invalid("body must be {\"events\":[…]}, an array of events, or one event object");
   }
@@ -141,27 +159,32 @@ Status parse_event_body(std::string_view body, size_t max_events, int64_t unix_m
     return Status::invalid("too many events in one request: " + std::to_string(event_elems.size()) +
                            " (limit " + std::to_string(max_events) + ")");
   }
-  if (event_texts.size() != event_elems.size()) return Status::invalid("could not read events");
+  if (event_texts.size() != event_elems.size()) return unreadable;
   std::string tl = tail(unix_millis);
   out->events.reserve(event_elems.size());
   for (size_t i = 0; i < event_elems.size(); ++i) {
     std::string where = "events[" + std::to_string(i) + "]";
     simdjson::dom::element e = event_elems[i];
     if (!e.is_object()) return Status::invalid(where + " must be a JSON object");
+    simdjson::dom::object o = e.get_object();
     std::string_view type;
     simdjson::dom::element t;
-    if (e.get_object()["type"].get(t) || t.get(type) || type.empty()) {
+    if (o["type"].get(t) || t.get(type) || type.empty()) {
       return Status::invalid(where + ".type must be a non-empty string");
     }
+    auto members = member_texts(event_texts[i]);
+    if (members.size() != o.size()) return unreadable;
     std::string s = head(json_quote(type));
-    for_each_member(event_texts[i], 0, [&](std::string_view key, std::string_view value) {
-      std::string_view k = key.substr(1, key.size() - 2);
-      if (is_server_field(k)) return;
+    size_t at = 0;
+    for (auto field : o) {
+      const auto& [key, value] = members[at++];
+      // The unescaped key decides: "\u0069d" is "id", and the server's own id stays the only one.
+      if (is_server_field(field.key)) continue;
       s += ',';
       s += key;
       s += ':';
       s += value;
-    });
+    }
     s += tl;
     out->events.push_back(std::move(s));
     out->types.emplace_back(type);
