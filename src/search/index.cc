@@ -273,6 +273,9 @@ Status SearchIndex::tenant_for_write(const std::string& tenant, Tenant** out) {
   }
   try {
     if (!t->in_txn) {
+      // begin_transaction(true) commits whatever is pending first (nothing, normally): a commit,
+      // so under the gate like every other.
+      std::lock_guard gate(t->gate);
       t->writer->begin_transaction(true);
       t->in_txn = true;
     }
@@ -366,11 +369,22 @@ Status SearchIndex::commit() {
   Status result;
   for (auto& t : all) {
     if (!t->in_txn) continue;
+    std::lock_guard gate(t->gate);
     try {
-      std::lock_guard gate(t->gate);
       t->writer->commit_transaction();
     } catch (const Xapian::Error& e) {
       result = Status::io_error("search index " + t->path + ": commit: " + e.get_msg());
+      // Xapian ends the transaction before its commit can fail, and keeps the changes pending:
+      // the next begin_transaction(true) would commit them, while the indexer, told the batch
+      // failed, adds its events again (duplicates) — and a half-written batch could be published
+      // with marks claiming events it lacks. Discard them: the batch is redone whole.
+      try {
+        t->writer->begin_transaction(false);
+        t->writer->cancel_transaction();
+      } catch (const Xapian::Error& e2) {
+        spdlog::error("search index {}: cannot discard a failed commit's changes: {}", t->path,
+                      e2.get_msg());
+      }
     }
     t->in_txn = false;
   }
@@ -605,14 +619,16 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         out->hits.clear();
         for (auto& h : ranked) out->hits.push_back(std::move(h.hit));
         break;
-      } catch (const Xapian::DatabaseModifiedError&) {
-        // Commits can follow each other within milliseconds (every search that waits for an
-        // append gets one): retry on the latest revision.
+      } catch (const Xapian::DatabaseModifiedError& e) {
+        // Not expected since the gate keeps commits out while this search reads (a second line
+        // of defence; logged so that it shows): retry on the latest revision.
+        spdlog::warn("search index {}: {} (attempt {})", t->path, e.get_msg(), attempt + 1);
         if (attempt >= kSearchAttempts) throw;
-      } catch (const Xapian::DatabaseCorruptError&) {
-        // A reader racing with frequent commits can read a block the writer has just reused
-        // ("Expected block N to be level …"): the index is fine, this handle's view is not.
-        // Start over on fresh handles at the latest commit.
+      } catch (const Xapian::DatabaseCorruptError& e) {
+        // Before the gate, a reader racing with commits could read a block the writer had just
+        // reused ("Expected block N to be level …"). Not expected now; if it happens, start over
+        // on fresh handles at the latest commit, and say so.
+        spdlog::warn("search index {}: {} (attempt {})", t->path, e.get_msg(), attempt + 1);
         if (attempt >= kSearchAttempts) throw;
         out->terms_ = Xapian::MSet();
         *db = Xapian::Database(t->path);

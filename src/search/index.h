@@ -84,9 +84,16 @@ struct SearchHit {
   double score = 0;
 };
 
-// The result of one search; keeps what snippet() needs.
+// The result of one search; keeps what snippet() needs. Call snippet() on the thread that ran
+// the search: Xapian's reference counts are not atomic, so results move but are not copied.
 class SearchResults {
  public:
+  SearchResults() = default;
+  SearchResults(SearchResults&&) = default;
+  SearchResults& operator=(SearchResults&&) = default;
+  SearchResults(const SearchResults&) = delete;
+  SearchResults& operator=(const SearchResults&) = delete;
+
   std::vector<SearchHit> hits;
   uint64_t total_hits = 0;       // estimate; exact below 1000 matches
   uint64_t indexed_events = 0;   // documents in the tenant's index
