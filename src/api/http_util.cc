@@ -118,6 +118,32 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 }
 }  // namespace
 
+std::string absolute_location(const std::string* host, std::string_view raw_path) {
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  auto host_char = [&](char c) { return alnum(c) || std::string_view(".-:[]").find(c) != std::string_view::npos; };
+  // pchar (unreserved, sub-delims, ':', '@'), '/', and '%' (the path is already encoded).
+  auto path_char = [&](char c) {
+    return alnum(c) || std::string_view("-._~!$&'()*+,;=:@/%").find(c) != std::string_view::npos;
+  };
+  bool host_ok = host != nullptr && !host->empty() && host->size() <= 255 &&
+                 std::all_of(host->begin(), host->end(), host_char);
+  std::string out = "http://" + (host_ok ? *host : std::string("localhost"));
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char c : raw_path) {
+    if (path_char(c)) {
+      out.push_back(c);
+    } else {
+      unsigned char b = static_cast<unsigned char>(c);
+      out.push_back('%');
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 15]);
+    }
+  }
+  return out;
+}
+
 std::string json_quote(std::string_view s) {
   std::string out = "\"";
   for (size_t i = 0; i < s.size(); ++i) {

@@ -48,6 +48,12 @@ void add_common_headers(const HttpRequest& req, HttpResponse* res);
 // The answer to a CORS preflight (OPTIONS).
 HttpResponse preflight_response(const HttpRequest& req);
 
+// The absolute URL of `raw_path` (the request's path as sent) on `host` (the Host header, null
+// when absent), for a Location header: bytes outside RFC 3986's path characters are
+// percent-encoded, and a host with anything but letters, digits and ".-:[]" (or none) is
+// replaced by "localhost", so the header holds plain ASCII whatever the request held.
+std::string absolute_location(const std::string* host, std::string_view raw_path);
+
 // JSON string literal (with quotes) for `s`. Valid UTF-8 is kept; every byte that is not part of
 // a valid sequence (RFC 3629) becomes \ufffd, so the result is always valid JSON in UTF-8.
 std::string json_quote(std::string_view s);

@@ -157,8 +157,7 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
   r.set("Content-Type", out.stream->record().content_type);
   set_stream_headers(r, out.next_position, out.closed);
   if (out.created) {
-    const std::string* host = req.header("host");
-    r.set("Location", "http://" + (host ? *host : std::string("localhost")) + req.path);
+    r.set("Location", absolute_location(req.header("host"), req.path));
   }
   co_await reply(req, res, std::move(r));
 }

@@ -88,5 +88,23 @@ TEST(JsonQuoteTest, OutputIsValidUtf8ForAnyInput) {
   EXPECT_GT(kept, 1000u);
 }
 
+TEST(AbsoluteLocationTest, KeepsAPlainHostAndPath) {
+  std::string host = "127.0.0.1:4437";
+  EXPECT_EQ(absolute_location(&host, "/v1/stream/a/b%20c"), "http://127.0.0.1:4437/v1/stream/a/b%20c");
+  std::string v6 = "[::1]:8080";
+  EXPECT_EQ(absolute_location(&v6, "/v1/stream/x"), "http://[::1]:8080/v1/stream/x");
+}
+
+TEST(AbsoluteLocationTest, EncodesOddPathBytesAndDropsOddHosts) {
+  std::string evil = "evil.example/phish?\xff";
+  EXPECT_EQ(absolute_location(&evil, "/v1/stream/h2"), "http://localhost/v1/stream/h2");
+  EXPECT_EQ(absolute_location(nullptr, "/v1/stream/h2"), "http://localhost/v1/stream/h2");
+  std::string empty;
+  EXPECT_EQ(absolute_location(&empty, "/x"), "http://localhost/x");
+  std::string host = "h";
+  EXPECT_EQ(absolute_location(&host, std::string("/a\xc0\xaf b\"<\0", 9)),
+            "http://h/a%C0%AF%20b%22%3C%00");
+}
+
 }  // namespace
 }  // namespace ds
