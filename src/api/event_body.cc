@@ -172,6 +172,10 @@ Status parse_event_body(std::string_view body, size_t max_events, int64_t unix_m
     if (o["type"].get(t) || t.get(type) || type.empty()) {
       return Status::invalid(where + ".type must be a non-empty string");
     }
+    if (type.size() > kMaxEventTypeBytes) {
+      return Status::invalid(where + ".type is longer than " + std::to_string(kMaxEventTypeBytes) +
+                             " bytes");
+    }
     auto members = member_texts(event_texts[i]);
     if (members.size() != o.size()) return unreadable;
     std::string s = head(json_quote(type));

@@ -19,6 +19,10 @@
 namespace ds {
 
 inline constexpr size_t kOffsetDigitsAt = 49;  // index of the offset digits in a stored event
+// Longest accepted event `type`, in bytes (as decoded). Types are short names
+// ("agent.tool_use"); the bound keeps them usable as index filter terms (Xapian terms are at most
+// 245 bytes) and in SSE `event:` lines.
+inline constexpr size_t kMaxEventTypeBytes = 128;
 
 struct ParsedEvents {
   std::vector<std::string> events;  // stored form, placeholder offsets

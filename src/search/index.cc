@@ -29,6 +29,7 @@ namespace {
 constexpr const char* kFormatKey = "ds:format";
 constexpr const char* kFormat = "1";
 constexpr const char* kMarkPrefix = "p:";
+constexpr size_t kMaxTermBytes = 245;  // Xapian glass: longer terms make add_document throw
 constexpr Xapian::doccount kCheckAtLeast = 1000;
 constexpr const char* kUncleanMarker = "UNCLEAN";
 constexpr int kSearchAttempts = 10;
@@ -303,12 +304,16 @@ Xapian::Document SearchIndex::make_document(const std::string& tenant,
   tg.set_document(Xapian::Document());
   std::string term;
   term.reserve(2 + std::max({session_id.size(), type.size(), tenant.size()}));
-  term.assign(kPrefixSession).append(session_id);
-  doc.add_boolean_term(term);
-  term.assign(kPrefixType).append(type);
-  doc.add_boolean_term(term);
-  term.assign(kPrefixTenant).append(tenant);
-  doc.add_boolean_term(term);
+  // Xapian refuses a document with a term over 245 bytes, and the indexer would retry it
+  // forever. Ids and types are bounded well below that at the API; an overlong one (an event
+  // stored before the type limit) is indexed without that filter term.
+  auto add_filter = [&](std::string_view prefix, std::string_view value) {
+    term.assign(prefix).append(value);
+    if (term.size() <= kMaxTermBytes) doc.add_boolean_term(term);
+  };
+  add_filter(kPrefixSession, session_id);
+  add_filter(kPrefixType, type);
+  add_filter(kPrefixTenant, tenant);
   doc.set_data(session_id + "\n" + std::to_string(position));
   return doc;
 }

@@ -100,5 +100,14 @@ TEST(EventBodyTest, RejectsWhatIsNotAnEventList) {
   EXPECT_FALSE(parse_event_body(R"([{"type":"a"},{"type":"b"}])", 1, kMillis, &out));
 }
 
+TEST(EventBodyTest, TypeLengthIsBounded) {
+  ParsedEvents out;
+  std::string at_limit(kMaxEventTypeBytes, 't');
+  EXPECT_TRUE(parse_event_body(R"({"type":")" + at_limit + R"("})", 100, kMillis, &out));
+  Status s = parse_event_body(R"({"type":")" + at_limit + R"(t"})", 100, kMillis, &out);
+  EXPECT_FALSE(s);
+  EXPECT_NE(s.message().find("longer than 128 bytes"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace ds
