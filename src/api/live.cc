@@ -140,7 +140,10 @@ std::string next_cursor(const std::string* client_cursor) {
   if (client_cursor != nullptr) {
     char* end = nullptr;
     long long c = std::strtoll(client_cursor->c_str(), &end, 10);
-    if (end != client_cursor->c_str() && *end == '\0' && c >= interval) {
+    // A cursor from the far future (over ~6 years of intervals ahead) is not one this server
+    // gave out: ignored, so that `c + jitter` cannot overflow.
+    constexpr int64_t kMaxAhead = 10'000'000;
+    if (end != client_cursor->c_str() && *end == '\0' && c >= interval && c - interval <= kMaxAhead) {
       thread_local std::mt19937 rng{std::random_device{}()};
       // 1..3600 seconds of jitter, in whole intervals (at least one).
       int64_t jitter_s = 1 + static_cast<int64_t>(rng() % 3600);

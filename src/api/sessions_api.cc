@@ -637,10 +637,12 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
     from = parse_offset(p);
     if (!from || is_desc != desc) co_return co_await reply_error(req, res, 400, "invalid page cursor");
   } else if (const std::string* o = q->get("offset"); o) {
-    if (*o == "-1") from = 0;
+    // -1 is "from the start": position 0 ascending; descending, the start is the newest event.
+    if (*o == "-1") from = desc ? std::nullopt : std::optional<uint64_t>(0);
     else if (*o == "now") { from = tail; now = true; }
     else if (!(from = parse_offset(*o))) co_return co_await reply_error(req, res, 400, "malformed offset");
   }
+  if (!desc && from.value_or(0) > tail) co_return co_await reply_error(req, res, 400, "offset is beyond the end of the session");
   stream->touch();
   if (live && *live == "sse") co_return co_await events_sse(ctx, req, res, stream, from.value_or(0), filter, q->get("cursor"));
 
@@ -654,7 +656,6 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
     co_return co_await reply(req, res, std::move(resp));
   }
   uint64_t start = from.value_or(0);
-  if (start > tail) co_return co_await reply_error(req, res, 400, "offset is beyond the end of the session");
   if (Status s = query_asc(*stream, start, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
   if (live) {
     // Long-poll: wait for matching events at or after the resume position.
@@ -711,6 +712,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
     if (!v) co_return co_await reply_error(req, res, 400, "malformed offset");
     pos = *v;
   }
+  if (pos > stream->tail()) co_return co_await reply_error(req, res, 400, "offset is beyond the end of the session");
   HttpResponse head(200);
   head.set("Content-Type", "text/event-stream");
   head.set("Cache-Control", "no-cache");

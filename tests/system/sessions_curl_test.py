@@ -761,6 +761,7 @@ def limits():
                        ([1], "number event"), (["x"], "string event"), ({"events": [None]}, "null event"),
                        ([[{"type": "a"}]], "array event"), ({"foo": 1}, "missing type"),
                        ({"type": ""}, "empty type"), ({"type": 5}, "non-string type"),
+                       ({"type": "t" * 129}, "type over 128 bytes"),
                        ([{"type": "ok"}, {"type": ""}], "one bad event in a batch"),
                        ({"events": {"type": "a"}}, "events not a list")):
         expect_error(append(sid, body), 400, "invalid_request_error", what)
@@ -1062,6 +1063,13 @@ def event_read_desc_and_created_at_filters():
     expect([e["n"] for e in body["data"]] == [6, 5, 4] and body["next_page"], f"desc page 1 {body}")
     body2 = read(sid, f"order=desc&limit=3&page={q(body['next_page'])}").json()
     expect([e["n"] for e in body2["data"]] == [3, 2, 1], f"desc page 2 {body2}")
+    # offset=-1 is the documented default ("from the start"): descending, that is the newest.
+    body3 = read(sid, "order=desc&limit=3&offset=-1").json()
+    expect([e["n"] for e in body3["data"]] == [6, 5, 4], f"desc with offset=-1 {body3}")
+    # Live reads from past the end are refused like plain reads (they would never deliver).
+    for path in (f"/v1/sessions/{sid}/events?live=sse&offset=20", f"/v1/sessions/{sid}/events?live=long-poll&offset=20",
+                 f"/v1/sessions/{sid}/events?offset=20", f"/v1/sessions/{sid}/stream?offset=20"):
+        expect_error(call("GET", path), 400, "invalid_request_error", f"{path} past the end")
     future = read(sid, "created_at%5Bgt%5D=2999-01-01T00%3A00%3A00Z").json()["data"]
     expect(future == [], "created_at[gt] future")
     past = read(sid, "created_at%5Bgte%5D=2000-01-01T00%3A00%3A00Z").json()["data"]
