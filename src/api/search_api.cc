@@ -13,6 +13,7 @@
 #include "search/event_text.h"
 #include "search/indexer.h"
 #include "search/query.h"
+#include "store/offset.h"
 
 namespace ds {
 
@@ -73,12 +74,11 @@ std::string parse_common(const QueryParams& q, SearchParams* p) {
     p->limit = std::min<unsigned long long>(v, kMaxLimit);
   }
   if (const std::string* pg = q.get("page"); pg && !pg->empty()) {
-    char* end = nullptr;
-    unsigned long long v = (*pg)[0] == 'r' ? std::strtoull(pg->c_str() + 1, &end, 10) : 0;
-    if (end == nullptr || end == pg->c_str() + 1 || *end != '\0' || v > kMaxPageOffset) {
-      return "invalid page cursor";
-    }
-    p->offset = v;
+    // "r<offset>", the offset in canonical decimal (no sign, spaces or leading zeros).
+    auto v = (*pg)[0] == 'r' ? parse_canonical_uint(std::string_view(*pg).substr(1), kMaxPageOffset)
+                             : std::nullopt;
+    if (!v) return "invalid page cursor";
+    p->offset = *v;
   }
   return "";
 }

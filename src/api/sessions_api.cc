@@ -968,7 +968,9 @@ asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, 
     if (back) p = p.substr(1);
     size_t colon = p.find(':');
     if (colon == std::string::npos) co_return co_await reply_error(req, res, 400, "invalid page cursor");
-    Item pivot{std::atoll(p.substr(0, colon).c_str()), p.substr(colon + 1), nullptr};
+    auto created = parse_canonical_uint(std::string_view(p).substr(0, colon));
+    if (!created) co_return co_await reply_error(req, res, 400, "invalid page cursor");
+    Item pivot{static_cast<int64_t>(*created), p.substr(colon + 1), nullptr};
     auto before = [&](const Item& a, const Item& b) { return asc ? less(a, b) : less(b, a); };
     size_t idx = std::partition_point(items.begin(), items.end(), [&](const Item& it) { return !before(pivot, it); }) - items.begin();
     if (back) {

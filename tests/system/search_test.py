@@ -167,6 +167,9 @@ def t_malformed_queries_are_400(env):
             assert body["error"]["message"], body
     st, _, _ = env.a.request("GET", "/v1/search")
     assert st == 400
+    for page in ("r+1", "r 1", "r-0", "r01", "r", "x1", "r1x"):
+        st, _, raw = env.a.request("GET", f"/v1/search?q=x&page={urllib.parse.quote(page)}")
+        assert st == 400, f"page={page!r}: {st} {raw[:200]!r}"
     st, _, raw = env.a.request("GET", f"/v1/sessions/{sid}/events?q=x&live=sse")
     assert st == 400, raw
 

@@ -1020,6 +1020,9 @@ def session_list_cursor_pages_over_http():
         expect_status(r, 200, "create")
         ids.append(r.json()["id"])
         time.sleep(0.002)
+    for bad in ("abc:def", "12", ":x", "-5:x", "<x:y"):
+        expect_error(call("GET", f"/v1/sessions?limit=2&page={q(bad)}"), 400, "invalid_request_error",
+                     f"page={bad!r}")
     seen, page, pages = [], "", 0
     while True:
         r = call("GET", f"/v1/sessions?limit=2&metadata%5Btag%5D={tag}" + (f"&page={q(page)}" if page else ""))
