@@ -41,7 +41,10 @@ std::optional<int64_t> parse_rfc3339(std::string_view s) {
       !digits(s, 17, 2, &sec)) {
     return std::nullopt;
   }
-  if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return std::nullopt;
+  static constexpr int kDaysIn[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+  if (M < 1 || M > 12 || D < 1 || h > 23 || m > 59 || sec > 60) return std::nullopt;
+  if (D > kDaysIn[M - 1] + (M == 2 && leap ? 1 : 0)) return std::nullopt;  // e.g. 02-30
   size_t p = 19;
   int64_t millis = 0;
   if (p < s.size() && s[p] == '.') {
@@ -53,7 +56,7 @@ std::optional<int64_t> parse_rfc3339(std::string_view s) {
       scale /= 10;
       ++p;
     }
-    if (p == start) return std::nullopt;
+    if (p == start || p - start > 9) return std::nullopt;  // 1 to 9 digits (nanoseconds)
   }
   int64_t offset_min = 0;
   if (p < s.size() && (s[p] == 'Z' || s[p] == 'z')) {
@@ -61,7 +64,7 @@ std::optional<int64_t> parse_rfc3339(std::string_view s) {
   } else if (p < s.size() && (s[p] == '+' || s[p] == '-')) {
     int oh, om;
     if (!digits(s, p + 1, 2, &oh) || p + 3 >= s.size() || s[p + 3] != ':' ||
-        !digits(s, p + 4, 2, &om)) {
+        !digits(s, p + 4, 2, &om) || oh > 23 || om > 59) {
       return std::nullopt;
     }
     offset_min = (oh * 60 + om) * (s[p] == '-' ? -1 : 1);

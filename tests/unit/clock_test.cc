@@ -26,3 +26,21 @@ TEST(ClockTest, FormatAndParseRoundTrip) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+TEST(ClockTest, ParseRejectsDatesThatDoNotExist) {
+  EXPECT_TRUE(parse_rfc3339("2024-02-29T00:00:00Z"));   // leap year
+  EXPECT_TRUE(parse_rfc3339("2000-02-29T00:00:00Z"));   // divisible by 400
+  EXPECT_TRUE(parse_rfc3339("2020-04-30T23:59:60Z"));   // leap second
+  EXPECT_TRUE(parse_rfc3339("2020-01-01T00:00:00.123456789+23:59"));
+  for (const char* bad : {"2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2020-02-30T00:00:00Z",
+                          "2020-04-31T00:00:00Z", "2020-01-32T00:00:00Z", "2020-01-01T00:00:00+25:00",
+                          "2020-01-01T00:00:00+01:60", "2020-01-01T00:00:00.1234567890Z"}) {
+    EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace ds
