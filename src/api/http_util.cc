@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 namespace ds {
@@ -177,6 +178,39 @@ std::string json_quote(std::string_view s) {
   }
   out += "\"";
   return out;
+}
+
+std::vector<std::string> requested_event_types(const QueryParams& q) {
+  std::vector<std::string> out;
+  for (auto& v : q.all("types[]")) {
+    if (!v.empty()) out.push_back(std::move(v));
+  }
+  for (const char* key : {"type", "types"}) {
+    for (const auto& v : q.all(key)) {
+      size_t start = 0;
+      for (;;) {
+        size_t comma = v.find(',', start);
+        std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!t.empty()) out.push_back(std::move(t));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
+  }
+  return out;
+}
+
+bool json_unquote(std::string_view escaped, std::string* out) {
+  thread_local simdjson::dom::parser parser;
+  std::string literal;
+  literal.reserve(escaped.size() + 2);
+  literal.push_back('"');
+  literal.append(escaped);
+  literal.push_back('"');
+  std::string_view v;
+  if (parser.parse(simdjson::padded_string(literal)).get(v)) return false;
+  out->assign(v);
+  return true;
 }
 
 const char* error_type_for_status(int status) {

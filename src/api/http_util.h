@@ -31,6 +31,10 @@ class QueryParams {
   std::vector<std::pair<std::string, std::string>> items_;
 };
 
+// The event types a request asks for: each `types[]` value whole (the SDKs' array form, so a
+// type may contain a comma), `type` and `types` split on commas; empty values dropped.
+std::vector<std::string> requested_event_types(const QueryParams& q);
+
 // Anthropic-format error: {"type":"error","error":{"type":..,"message":..},"request_id":..}.
 HttpResponse error_response(int status, std::string_view type, std::string_view message,
                             const std::string& request_id);
@@ -57,5 +61,9 @@ std::string absolute_location(const std::string* host, std::string_view raw_path
 // JSON string literal (with quotes) for `s`. Valid UTF-8 is kept; every byte that is not part of
 // a valid sequence (RFC 3629) becomes \ufffd, so the result is always valid JSON in UTF-8.
 std::string json_quote(std::string_view s);
+
+// The inverse for the inside of a JSON string literal (no quotes): `escaped` as it appears
+// between the quotes, decoded into *out. False if it is not a valid string body.
+bool json_unquote(std::string_view escaped, std::string* out);
 
 }  // namespace ds

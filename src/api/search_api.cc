@@ -53,18 +53,7 @@ std::string parse_common(const QueryParams& q, SearchParams* p) {
   if (!text) return "q is required";
   if (q.count("q") > 1) return "q given more than once";
   if (Status s = parse_search_query(*text, &p->query); !s) return "invalid q: " + s.message();
-  for (const char* key : {"type", "types", "types[]"}) {
-    for (const auto& v : q.all(key)) {
-      size_t start = 0;
-      for (;;) {
-        size_t comma = v.find(',', start);
-        std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (!t.empty()) p->types.push_back(t);
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
-    }
-  }
+  p->types = requested_event_types(q);
   if (const std::string* l = q.get("limit"); l && !l->empty()) {
     char* end = nullptr;
     unsigned long long v = std::strtoull(l->c_str(), &end, 10);

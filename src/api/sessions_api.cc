@@ -249,7 +249,17 @@ struct EventFilter {
   std::optional<int64_t> gt, gte, lt, lte;  // processed_at bounds (ms)
   bool empty() const { return types.empty() && !gt && !gte && !lt && !lte; }
   bool matches(std::string_view ev) const {
-    if (!types.empty() && !types.count(stored_event_type(ev))) return false;
+    if (!types.empty()) {
+      // The stored spelling is JSON-escaped; compare the type itself (a type with a '"' or a
+      // control character is written escaped in the log, and asked for unescaped).
+      std::string_view t = stored_event_type(ev);
+      if (t.find('\\') != std::string_view::npos) {
+        std::string decoded;
+        if (!json_unquote(t, &decoded) || !types.count(decoded)) return false;
+      } else if (!types.count(t)) {
+        return false;
+      }
+    }
     if (gt || gte || lt || lte) {
       auto t = parse_rfc3339(stored_event_processed_at(ev));
       if (!t) return false;
@@ -263,18 +273,7 @@ struct EventFilter {
 };
 
 std::string parse_filter(const QueryParams& q, EventFilter* f) {
-  for (const char* key : {"type", "types", "types[]"}) {
-    for (const auto& v : q.all(key)) {
-      size_t start = 0;
-      while (start <= v.size()) {
-        size_t comma = v.find(',', start);
-        std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (!t.empty()) f->types.insert(t);
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
-    }
-  }
+  for (auto& t : requested_event_types(q)) f->types.insert(std::move(t));
   struct B {
     const char* key;
     std::optional<int64_t>* to;

@@ -443,6 +443,21 @@ def type_filters():
     if body2.get("next_page"):
         body3 = read(sid, f"type=a.x&limit=1&page={q(body2['next_page'])}").json()
         expect(body3["data"] == [] and body3["next_page"] is None, f"page 3: {body3}")
+    # Types the log stores escaped (a quote, a backslash) are asked for as themselves, and
+    # types[] takes each value whole, commas included (type= still splits on commas).
+    odd = [{"type": 'say "hi"', "n": 0}, {"type": "a,b", "n": 1}, {"type": "back\\slash", "n": 2},
+           {"type": "a", "n": 3}]
+    sid2, _ = make_session("oddtypes", odd)
+
+    def ns2(query: str) -> list[int]:
+        r = read(sid2, query)
+        expect_status(r, 200, query)
+        return [e["n"] for e in r.json()["data"]]
+
+    expect(ns2("type=" + q('say "hi"')) == [0], "a type with quotes")
+    expect(ns2("types%5B%5D=" + q("a,b")) == [1], "types[] with a comma is one type")
+    expect(ns2("type=" + q("a,b")) == [3], "type= with a comma lists two types, a and b")
+    expect(ns2("types%5B%5D=" + q("back\\slash")) == [2], "type with a backslash")
 
 
 @test

@@ -108,3 +108,25 @@ TEST(AbsoluteLocationTest, EncodesOddPathBytesAndDropsOddHosts) {
 
 }  // namespace
 }  // namespace ds
+
+TEST(JsonUnquoteTest, InvertsJsonQuote) {
+  for (std::string s : {std::string(""), std::string("plain.type"), std::string("a\"b"),
+                        std::string("back\\slash"), std::string("tab\tnl\n\x01"),
+                        std::string("caf\xc3\xa9 \xf0\x9f\x98\x80"), std::string("a,b")}) {
+    std::string q = ds::json_quote(s);
+    std::string back;
+    ASSERT_TRUE(ds::json_unquote(std::string_view(q).substr(1, q.size() - 2), &back)) << q;
+    EXPECT_EQ(back, s) << q;
+  }
+  std::string out;
+  EXPECT_TRUE(ds::json_unquote("\\u0069d \\ud83d\\ude00", &out));
+  EXPECT_EQ(out, "id \xf0\x9f\x98\x80");
+}
+
+TEST(JsonUnquoteTest, RefusesWhatIsNotAStringBody) {
+  std::string out;
+  EXPECT_FALSE(ds::json_unquote("a\"b", &out));     // an unescaped quote ends the string
+  EXPECT_FALSE(ds::json_unquote("bad \\x escape", &out));
+  EXPECT_FALSE(ds::json_unquote("trailing \\", &out));
+  EXPECT_FALSE(ds::json_unquote("\x01", &out));     // raw control character
+}
