@@ -253,7 +253,8 @@ Status parse_query_unchecked(std::string_view text, ParsedQuery* out) {
     bool neg = false;
     if (text[p.i] == '-') {
       ++p.i;
-      if (p.i >= text.size() || text[p.i] == ' ' || text[p.i] == '\t' || text[p.i] == '\n') {
+      if (p.i >= text.size() || text[p.i] == ' ' || text[p.i] == '\t' || text[p.i] == '\n' ||
+          text[p.i] == '\r') {
         return Status::invalid("'-' must be directly followed by the term to exclude, e.g. -draft");
       }
       neg = true;

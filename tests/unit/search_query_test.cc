@@ -85,6 +85,9 @@ TEST(SearchQuery, MalformedQueriesAreRejectedWithAMessage) {
   EXPECT_NE(error_of("stripe OR"), "");
   EXPECT_NE(error_of("stripe OR OR x"), "");
   EXPECT_NE(error_of("stripe -"), "");
+  for (const char* ws : {"stripe - x", "stripe -\tx", "stripe -\nx", "stripe -\rx", "stripe -\r"}) {
+    EXPECT_NE(error_of(ws), "") << "a minus followed by whitespace: " << ws;
+  }
   EXPECT_NE(error_of("-stripe"), "");
   EXPECT_NE(error_of("type:agent.message"), "");
   EXPECT_NE(error_of("x type:"), "");
