@@ -11,6 +11,7 @@ namespace ds {
 StreamStore::StreamStore(Options options, Catalog* catalog, Committer* commit)
     : options_(std::move(options)), catalog_(catalog), commit_(commit) {
   if (options_.max_open_logs > 0) sweeper_ = std::thread([this] { sweep(); });
+  finisher_ = std::thread([this] { run_finisher(); });
 }
 
 StreamStore::~StreamStore() {
@@ -20,6 +21,37 @@ StreamStore::~StreamStore() {
   }
   sweep_cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
+  {
+    std::lock_guard lk(finish_mu_);
+    finish_stop_ = true;
+  }
+  finish_cv_.notify_all();
+  finisher_.join();  // runs what is queued first
+}
+
+void StreamStore::post_finish(std::function<void()> task) {
+  {
+    std::lock_guard lk(finish_mu_);
+    if (!finish_stop_) {
+      finish_tasks_.push_back(std::move(task));
+      finish_cv_.notify_one();
+      return;
+    }
+  }
+  task();  // shutting down: the finisher may be gone
+}
+
+void StreamStore::run_finisher() {
+  std::unique_lock lk(finish_mu_);
+  for (;;) {
+    finish_cv_.wait(lk, [&] { return finish_stop_ || !finish_tasks_.empty(); });
+    if (finish_tasks_.empty()) return;  // stopping and drained
+    auto task = std::move(finish_tasks_.front());
+    finish_tasks_.pop_front();
+    lk.unlock();
+    task();
+    lk.lock();
+  }
 }
 
 void StreamStore::sweep() {
@@ -67,7 +99,13 @@ std::shared_ptr<Stream> StreamStore::make_stream(const StreamRecord& r,
 
 Status StreamStore::open() {
   std::lock_guard lk(mu_);
+  std::vector<int64_t> unfinished;
   Status s = catalog_->for_each_stream([&](const StreamRecord& r) {
+    if (r.pending) {
+      // Its create never finished (never acknowledged): drop it; its log goes below.
+      unfinished.push_back(r.id);
+      return;
+    }
     std::shared_ptr<Stream> source;
     if (r.fork_source) {
       auto it = by_id_.find(*r.fork_source);
@@ -81,6 +119,9 @@ Status StreamStore::open() {
     by_id_[r.id] = st;
   });
   if (!s) return s;
+  for (int64_t id : unfinished) {
+    if (Status st = catalog_->delete_stream(id); !st) return st;
+  }
   // Finish cascades interrupted by a crash: soft-deleted streams nobody forks any more.
   for (bool again = true; again;) {
     again = false;
@@ -214,9 +255,17 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
   CreateOutcome out;
   std::shared_ptr<Stream> stream;
   std::vector<std::string> initial;
+  std::string k = key(spec.tenant, spec.path);
+  bool with_data = false;  // initial data to append before the stream may be seen
   {
     std::lock_guard lk(mu_);
-    std::string k = key(spec.tenant, spec.path);
+    if (auto c = creating_.find(k); c != creating_.end()) {
+      // That create is writing its initial data: decide this one against its outcome.
+      c->second.push_back([this, spec = std::move(spec), done = std::move(done)]() mutable {
+        create(std::move(spec), std::move(done));
+      });
+      return;
+    }
     auto it = streams_.find(k);
     if (it != streams_.end() && !expire_locked(k, it->second)) {
       auto s = it->second;
@@ -336,6 +385,8 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
       rec.fork_offset = at;
       rec.fork_request = fork_request_string(spec);
     }
+    with_data = !prefix.empty() || !spec.messages.empty() || spec.closed;
+    rec.pending = with_data;
     if (Status st = catalog_->insert_stream(&rec); !st) {
       out.status = st;
       done(out);
@@ -352,14 +403,18 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
       return;
     }
     if (source) source->fork_refs++;
-    streams_[k] = stream;
-    by_id_[rec.id] = stream;
+    if (with_data) {
+      creating_[k];  // hidden until its initial data is durable (finish_create)
+    } else {
+      streams_[k] = stream;
+      by_id_[rec.id] = stream;
+    }
     if (!prefix.empty()) initial.push_back(std::move(prefix));
     for (auto& m : spec.messages) initial.push_back(std::move(m));
   }
   out.stream = stream;
   out.created = true;
-  if (initial.empty() && !spec.closed) {
+  if (!with_data) {
     out.status = Status::ok();
     out.next_position = stream->tail();
     done(out);
@@ -368,12 +423,51 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
   AppendRequest req;
   req.messages = std::move(initial);
   req.close = spec.closed;
-  stream->append(std::move(req), [out, done = std::move(done)](AppendResult r) mutable {
-    out.status = r.outcome == AppendResult::Outcome::kAppended ? Status::ok() : r.status;
-    out.next_position = r.next_position;
-    out.closed = r.closed;
-    done(out);
+  stream->append(std::move(req), [this, k = std::move(k), stream, out,
+                                  done = std::move(done)](AppendResult r) mutable {
+    post_finish([this, k = std::move(k), stream = std::move(stream), r = std::move(r),
+                 out = std::move(out), done = std::move(done)]() mutable {
+      finish_create(std::move(k), std::move(stream), std::move(r), std::move(out), std::move(done));
+    });
   });
+}
+
+void StreamStore::finish_create(std::string k, std::shared_ptr<Stream> stream, AppendResult r,
+                                CreateOutcome out, std::function<void(CreateOutcome)> done) {
+  const int64_t id = stream->record().id;
+  Status st = r.outcome == AppendResult::Outcome::kAppended
+                  ? Status::ok()
+                  : (r.status ? Status::io_error("initial data was not appended") : r.status);
+  if (st) st = catalog_->clear_pending(id);
+  std::vector<std::function<void()>> waiting;
+  {
+    std::lock_guard lk(mu_);
+    if (st) {
+      streams_[k] = stream;
+      by_id_[id] = stream;
+    } else {
+      // Undo the create. The row is still pending, so a restart would drop it too.
+      catalog_->delete_stream(id);
+      stream->mark_deleted();
+      options_.fs->remove_all(stream->dir());
+      if (auto src = stream->source()) {
+        src->fork_refs--;
+        if (src->soft_deleted && src->fork_refs == 0 && by_id_.count(src->record().id)) {
+          hard_delete_locked(src);
+        }
+      }
+    }
+    if (auto c = creating_.find(k); c != creating_.end()) {
+      waiting = std::move(c->second);
+      creating_.erase(c);
+    }
+  }
+  out.status = st;
+  out.next_position = r.next_position;
+  out.closed = r.closed;
+  if (!st) out.stream = nullptr;
+  done(std::move(out));
+  for (auto& w : waiting) w();
 }
 
 }  // namespace ds

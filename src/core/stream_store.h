@@ -4,6 +4,12 @@
 // Guarantees:
 // - A create is acknowledged only once its catalog row is committed and any initial data is
 //   durable; a delete only once the catalog no longer names the stream.
+// - A stream created with initial data (its body, a fork's inherited part of a message, or
+//   Stream-Closed) appears whole or not at all: it is visible to find() and to other creates only
+//   once that data is durable, and its catalog row stays marked pending until then. A create of
+//   the same path meanwhile waits for the first to finish, then is decided against its result;
+//   a row still pending at start-up (the server stopped in between: not acknowledged) is
+//   dropped with its log.
 // - Names are scoped by tenant: (tenant, path) pairs never collide across tenants.
 // - Expired streams (TTL or Expires-At passed) are deleted when next looked up and then behave as
 //   absent (or as soft-deleted when forks still need their data).
@@ -11,6 +17,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <thread>
 #include <memory>
@@ -110,6 +117,22 @@ class StreamStore {
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Stream>> streams_;
   std::unordered_map<int64_t, std::shared_ptr<Stream>> by_id_;
+  // Paths whose create is writing its initial data, with the creates of the same path that
+  // arrived meanwhile (run again once it has finished).
+  std::unordered_map<std::string, std::vector<std::function<void()>>> creating_;
+
+  // The last step of a create with initial data, once the append has finished: clears the
+  // pending mark (a catalog commit, so not on the committer's thread: on finisher_), then
+  // publishes the stream or undoes the create.
+  void finish_create(std::string k, std::shared_ptr<Stream> stream, AppendResult r,
+                     CreateOutcome out, std::function<void(CreateOutcome)> done);
+  void post_finish(std::function<void()> task);
+  void run_finisher();
+  std::mutex finish_mu_;
+  std::condition_variable finish_cv_;
+  std::deque<std::function<void()>> finish_tasks_;
+  bool finish_stop_ = false;
+  std::thread finisher_;
 
   void sweep();
   std::mutex sweep_mu_;

@@ -56,6 +56,17 @@ Status Catalog::open(const std::string& path, std::unique_ptr<Catalog>* out) {
       "  fork_request TEXT NOT NULL, soft_deleted INTEGER NOT NULL DEFAULT 0,"
       "  UNIQUE(tenant, path));");
   if (!s) return s;
+  // Catalogs made before the `pending` column: add it (every existing row is complete).
+  bool has_pending = false;
+  {
+    Stmt st(db, "SELECT 1 FROM pragma_table_info('streams') WHERE name='pending'");
+    if (!st.ok()) return sql_error(db, "prepare");
+    has_pending = sqlite3_step(st.get()) == SQLITE_ROW;
+  }
+  if (!has_pending) {
+    s = c->exec("ALTER TABLE streams ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;");
+    if (!s) return s;
+  }
   *out = std::move(c);
   return Status::ok();
 }
@@ -93,8 +104,8 @@ Status Catalog::insert_stream(StreamRecord* r) {
 Status Catalog::insert_stream_locked(StreamRecord* r) {
   Stmt st(db_,
           "INSERT INTO streams (tenant, path, kind, content_type, ttl_seconds, expires_at,"
-          " created_ms, fork_source, fork_offset, fork_request, soft_deleted)"
-          " VALUES (?,?,?,?,?,?,?,?,?,?,0)");
+          " created_ms, fork_source, fork_offset, fork_request, soft_deleted, pending)"
+          " VALUES (?,?,?,?,?,?,?,?,?,?,0,?)");
   if (!st.ok()) return sql_error(db_, "prepare");
   sqlite3_stmt* s = st.get();
   bind_text(s, 1, r->tenant);
@@ -107,6 +118,7 @@ Status Catalog::insert_stream_locked(StreamRecord* r) {
   if (r->fork_source) sqlite3_bind_int64(s, 8, *r->fork_source);
   sqlite3_bind_int64(s, 9, static_cast<int64_t>(r->fork_offset));
   bind_text(s, 10, r->fork_request);
+  sqlite3_bind_int(s, 11, r->pending ? 1 : 0);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_CONSTRAINT) return Status::conflict("stream exists");
   if (rc != SQLITE_DONE) return sql_error(db_, "insert");
@@ -117,6 +129,14 @@ Status Catalog::insert_stream_locked(StreamRecord* r) {
 Status Catalog::set_soft_deleted(int64_t id) {
   std::lock_guard lk(mu_);
   Stmt st(db_, "UPDATE streams SET soft_deleted=1 WHERE id=?");
+  sqlite3_bind_int64(st.get(), 1, id);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_error(db_, "update");
+  return Status::ok();
+}
+
+Status Catalog::clear_pending(int64_t id) {
+  std::lock_guard lk(mu_);
+  Stmt st(db_, "UPDATE streams SET pending=0 WHERE id=?");
   sqlite3_bind_int64(st.get(), 1, id);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_error(db_, "update");
   return Status::ok();
@@ -134,7 +154,7 @@ Status Catalog::for_each_stream(const std::function<void(const StreamRecord&)>& 
   std::lock_guard lk(mu_);
   Stmt st(db_,
           "SELECT id, tenant, path, kind, content_type, ttl_seconds, expires_at, created_ms,"
-          " fork_source, fork_offset, fork_request, soft_deleted FROM streams ORDER BY id");
+          " fork_source, fork_offset, fork_request, soft_deleted, pending FROM streams ORDER BY id");
   if (!st.ok()) return sql_error(db_, "prepare");
   sqlite3_stmt* s = st.get();
   int rc;
@@ -152,6 +172,7 @@ Status Catalog::for_each_stream(const std::function<void(const StreamRecord&)>& 
     r.fork_offset = static_cast<uint64_t>(sqlite3_column_int64(s, 9));
     r.fork_request = column_text(s, 10);
     r.soft_deleted = sqlite3_column_int(s, 11) != 0;
+    r.pending = sqlite3_column_int(s, 12) != 0;
     fn(r);
   }
   if (rc != SQLITE_DONE) return sql_error(db_, "scan");

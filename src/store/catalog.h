@@ -34,6 +34,9 @@ struct StreamRecord {
   uint64_t fork_offset = 0;               // first position owned by this stream
   std::string fork_request;               // "offset|sub" as requested, for idempotent re-create
   bool soft_deleted = false;
+  // Created with initial data (or closed) that is not durable yet: the create was not
+  // acknowledged, and a row still pending at start-up is dropped (StreamStore::open).
+  bool pending = false;
 };
 
 class Catalog {
@@ -44,6 +47,7 @@ class Catalog {
   // Inserts `r` and sets r->id. kConflict if (tenant, path) exists.
   Status insert_stream(StreamRecord* r);
   Status set_soft_deleted(int64_t id);
+  Status clear_pending(int64_t id);
   Status delete_stream(int64_t id);
   // Calls `fn` for every stream row.
   Status for_each_stream(const std::function<void(const StreamRecord&)>& fn);

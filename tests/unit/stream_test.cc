@@ -913,6 +913,83 @@ TEST_P(StreamTest, LiveWaitIsWokenByEveryAppendWhileReused) {
   release_before_io(s);
 }
 
+// A stream created with initial data is seen whole or not at all: until that data is durable
+// it is not found, and a second create of the path waits for the first and is then decided
+// against the finished stream (200 with its tail), not against a half-made one.
+TEST_P(StreamTest, AStreamCreatedWithDataIsSeenOnlyWhole) {
+  auto release = park_commit_thread();  // the initial data is written but not yet durable
+  CreateSpec spec;
+  spec.tenant = kTenant;
+  spec.path = "whole";
+  spec.content_type = "text/plain";
+  spec.messages = {"first"};
+  spec.closed = true;
+  auto first = std::make_shared<std::promise<CreateOutcome>>();
+  auto second = std::make_shared<std::promise<CreateOutcome>>();
+  auto f1 = first->get_future();
+  auto f2 = second->get_future();
+  store_->create(spec, [first](CreateOutcome o) { first->set_value(std::move(o)); });
+  EXPECT_EQ(find("whole").code(), Status::Code::kNotFound);
+  store_->create(spec, [second](CreateOutcome o) { second->set_value(std::move(o)); });
+  EXPECT_EQ(find("whole").code(), Status::Code::kNotFound);
+  release->set_value();
+
+  CreateOutcome o1 = f1.get();
+  ASSERT_TRUE(o1.status) << o1.status.message();
+  EXPECT_TRUE(o1.created);
+  EXPECT_EQ(o1.next_position, 1u);
+  EXPECT_TRUE(o1.closed);
+  CreateOutcome o2 = f2.get();
+  ASSERT_TRUE(o2.status) << o2.status.message();
+  EXPECT_FALSE(o2.created);
+  EXPECT_EQ(o2.next_position, 1u);
+  EXPECT_TRUE(o2.closed);
+  auto s = must_find("whole");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(read_all(*s), (Messages{"first"}));
+  EXPECT_TRUE(s->closed());
+}
+
+// A create whose initial data could not be made durable is undone: nothing is left under the
+// path, and creating it again starts afresh.
+TEST_P(StreamTest, ACreateWhoseDataFailsLeavesNothing) {
+  fs_.fail_next_datasync(test::FaultFs::eio());
+  CreateSpec spec;
+  spec.path = "failed";
+  spec.messages = {"lost"};
+  CreateOutcome out = create(spec);
+  EXPECT_FALSE(out.status);
+  EXPECT_EQ(find("failed").code(), Status::Code::kNotFound);
+  auto s = create("failed", {"kept"});
+  ASSERT_TRUE(s);
+  EXPECT_EQ(read_all(*s), (Messages{"kept"}));
+  restart();
+  EXPECT_EQ(read_all(*must_find("failed")), (Messages{"kept"}));
+}
+
+// The server stopped between a create's catalog row and its initial data becoming durable: the
+// create was never acknowledged, so the restart drops the row (still marked pending) and its log
+// instead of serving an empty stream that a retried PUT would then take as already made.
+TEST_P(StreamTest, ACreateThatNeverFinishedIsGoneAfterARestart) {
+  StreamRecord r;
+  r.tenant = kTenant;
+  r.path = "half";
+  r.content_type = "text/plain";
+  r.created_ms = 1;
+  r.pending = true;
+  ASSERT_TRUE(catalog_->insert_stream(&r));
+  const std::string dir = tmp_ / ("streams/" + std::to_string(r.id));
+  ASSERT_TRUE(fs_.create_dirs(dir));
+  restart();
+  EXPECT_EQ(find("half").code(), Status::Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  auto s = create("half", {"again"});
+  ASSERT_TRUE(s);
+  EXPECT_EQ(read_all(*s), (Messages{"again"}));
+  restart();
+  EXPECT_EQ(read_all(*must_find("half")), (Messages{"again"}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Committers, StreamTest,
                          ::testing::Values(CommitMode::kGroupCommit, CommitMode::kJournal),
                          [](const ::testing::TestParamInfo<CommitMode>& i) {
