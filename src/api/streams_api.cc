@@ -70,9 +70,13 @@ std::string etag_for(const Stream& s, uint64_t from, uint64_t next, bool closed)
 
 // Strips "/v1/stream/" from a Stream-Forked-From value.
 std::string fork_source_name(const std::string& v) {
-  if (v.rfind(kStreamPrefix, 0) == 0) return v.substr(kStreamPrefix.size());
-  if (!v.empty() && v[0] == '/') return v.substr(1);
-  return v;
+  std::string_view name = v;
+  if (name.starts_with(kStreamPrefix)) {
+    name.remove_prefix(kStreamPrefix.size());
+  } else if (name.starts_with('/')) {
+    name.remove_prefix(1);
+  }
+  return canonical_stream_name(name);
 }
 
 void set_stream_headers(HttpResponse& r, uint64_t next, bool closed) {
@@ -448,6 +452,38 @@ asio::awaitable<void> handle_delete(ApiContext& ctx, const std::string& tenant,
 
 }  // namespace
 
+std::string canonical_stream_name(std::string_view raw) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    int hi = 0, lo = 0;
+    if (raw[i] != '%' || i + 2 >= raw.size() || (hi = hex(raw[i + 1])) < 0 ||
+        (lo = hex(raw[i + 2])) < 0) {
+      out.push_back(raw[i]);  // not an escape (a malformed one is refused by validation)
+      continue;
+    }
+    char c = static_cast<char>(hi * 16 + lo);
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[hi]);
+      out.push_back(kHex[lo]);
+    }
+    i += 2;
+  }
+  return out;
+}
+
 std::string validate_stream_name(const std::string& name) {
   if (name.empty()) return "stream path is empty";
   if (name.size() > 1024) return "stream path is longer than 1024 bytes";
@@ -467,11 +503,14 @@ std::string validate_stream_name(const std::string& name) {
 }
 
 asio::awaitable<void> handle_stream(ApiContext& ctx, const std::string& tenant,
-                                    const std::string& name, HttpRequest& req, Responder& res) {
+                                    const std::string& raw_name, HttpRequest& req,
+                                    Responder& res) {
+  const std::string name = canonical_stream_name(raw_name);
   if (std::string err = validate_stream_name(name); !err.empty()) {
     co_return co_await reply_error(req, res, 400, err);
   }
-  if (name == "__ds" || name.rfind("__ds/", 0) == 0 || name.find("/__ds/") != std::string::npos) {
+  // The protocol reserves paths whose first segment is __ds (subscriptions).
+  if (name == "__ds" || name.starts_with("__ds/")) {
     co_return co_await reply_error(req, res, 501, "Durable Streams subscriptions are not implemented yet");
   }
   const std::string& m = req.method;

@@ -9,6 +9,9 @@ appended its body, its Stream-Closed and a fork's inherited part of a message. S
   - kill -9 between the two left an empty (or open) stream after the restart, and the client's
     retried PUT then answered 200 without ever writing the body.
 
+Also: equivalent spellings of a stream path (RFC 3986 §6.2.2: %65 is "e") name one stream, and
+the reserved first segment __ds cannot be reached as %5F_ds.
+
 Cases:
   1. races: a PUT with a body against POSTs to the same path (the body must come first), a PUT
      with Stream-Closed: true against POSTs (none may be accepted), a fork at a sub-offset
@@ -114,6 +117,22 @@ def test_fork_prefix_is_not_split(srv: harness.Server) -> None:
             f"{path}: read back {data!r}"
 
 
+def test_equivalent_paths_name_one_stream(srv: harness.Server) -> None:
+    # RFC 3986 §6.2.2: %65 is "e", so these are one stream; %2F is not "/", so that is another.
+    assert srv.request("PUT", "/v1/stream/%65nc/a/b", b"one", TEXT)[0] == 201
+    st, h, data = get(srv, "/v1/stream/enc/a/b")
+    assert (st, data) == (200, b"one"), f"enc/a/b: {st} {data!r}"
+    assert srv.request("PUT", "/v1/stream/enc/a/b", b"one", TEXT)[0] == 200
+    assert srv.request("PUT", "/v1/stream/enc/a%2fb", b"two", TEXT)[0] == 201
+    st, h, data = get(srv, "/v1/stream/enc/a%2Fb")
+    assert (st, data) == (200, b"two"), f"enc/a%2Fb: {st} {data!r}"
+    # The reserved first segment cannot be reached by escaping it.
+    st = srv.request("PUT", "/v1/stream/%5F_ds/subscriptions/x", b"", TEXT)[0]
+    assert st == 501, f"%5F_ds: {st}"
+    # A stream may have __ds as a later segment.
+    assert srv.request("PUT", "/v1/stream/app/__ds/x", b"", TEXT)[0] == 201
+
+
 def test_crash_leaves_whole_streams(srv: harness.Server, rng: random.Random) -> None:
     sent: dict[str, bool] = {}  # path -> created closed
     acked: set[str] = set()
@@ -195,6 +214,8 @@ def main() -> int:
                   lambda: test_created_closed_takes_no_append(srv)),
                  ("a fork's inherited bytes are not split by racing POSTs",
                   lambda: test_fork_prefix_is_not_split(srv)),
+                 ("equivalent spellings of a path name one stream",
+                  lambda: test_equivalent_paths_name_one_stream(srv)),
                  ("kill -9 during PUTs leaves every stream whole or absent",
                   lambda: test_crash_leaves_whole_streams(srv, rng))]
         for name, fn in cases:
