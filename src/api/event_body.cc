@@ -8,6 +8,7 @@
 
 #include "api/http_util.h"
 #include "core/clock.h"
+#include "core/json_dom.h"
 #include "core/ulid.h"
 
 namespace ds {
@@ -107,9 +108,8 @@ Status parse_event_body(std::string_view body, size_t max_events, int64_t unix_m
   // body so that values are stored exactly as sent (numbers keep their spelling). The DOM decides
   // (keys compared unescaped, duplicates in order); the text is only read at the same positions.
   thread_local simdjson::dom::parser parser;
-  simdjson::padded_string padded(body);
   simdjson::dom::element root;
-  if (auto err = parser.parse(padded).get(root)) {
+  if (auto err = parse_json_dom(parser, body, &root)) {
     return Status::invalid(std::string("request body is not valid JSON: ") +
                            simdjson::error_message(err));
   }

@@ -2,13 +2,15 @@
 
 #include <simdjson.h>
 
+#include "core/json_dom.h"
+
 namespace ds {
 
 Status split_json_messages(std::string_view body, std::vector<std::string>* out) {
   thread_local simdjson::dom::parser parser;
   simdjson::padded_string padded(body);
   simdjson::dom::element root;
-  auto err = parser.parse(padded).get(root);
+  auto err = parse_json_dom(parser, body, &root);
   if (err) return Status::invalid(std::string("invalid JSON: ") + simdjson::error_message(err));
   // The body is valid JSON: strip the whitespace outside strings with the byte-level minifier,
   // which keeps every number and escape exactly as sent (re-serialising the parsed document

@@ -10,6 +10,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "core/clock.h"
+#include "core/json_dom.h"
 
 namespace ds {
 
@@ -36,7 +37,7 @@ int64_t Session::created_ms() {
 void Session::apply_event(uint64_t position, std::string_view event_json) {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element e;
-  if (parser.parse(event_json.data(), event_json.size()).get(e)) return;
+  if (parse_json_dom(parser, event_json, &e)) return;
   std::string_view type;
   if (e["type"].get(type)) return;
   std::lock_guard lk(mu_);

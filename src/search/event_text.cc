@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include "core/json_dom.h"
+
 namespace ds {
 
 namespace {
@@ -80,11 +82,10 @@ bool is_opaque_string(std::string_view s) {
 
 std::string extract_event_text(std::string_view stored_event, std::string* type_out) {
   thread_local simdjson::dom::parser parser;
-  simdjson::padded_string padded(stored_event);
   simdjson::dom::element root;
   std::string out;
   if (type_out) type_out->clear();
-  if (parser.parse(padded).get(root) || !root.is_object()) return out;
+  if (parse_json_dom(parser, stored_event, &root) || !root.is_object()) return out;
   Extractor x(&out);
   simdjson::dom::object o = root.get_object().value_unsafe();
   std::string_view type;
