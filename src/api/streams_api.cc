@@ -154,9 +154,23 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
       spec.messages.push_back(std::move(req.body));
     }
   }
+  const bool own_data = !spec.forked_from && (!spec.messages.empty() || spec.closed);
   CreateOutcome out = co_await await_callback<CreateOutcome>(
       [&](auto done) { ctx.streams->create(std::move(spec), std::move(done)); });
   if (!out.status) co_return co_await reply_status(req, res, out.status);
+  if (ctx.tier && out.created && own_data) {
+    // --durability s3: the initial data, like an append, is acknowledged once in the bucket.
+    Status up = co_await await_callback<Status>([&](auto done) {
+      ctx.tier->when_uploaded(out.stream, out.next_position, std::move(done));
+    });
+    if (!up) {
+      std::string message = "the stream is created and its data stored locally but not yet in "
+                            "the S3 bucket (" + up.message() + "); retry later";
+      HttpResponse u = error_response(503, "overloaded_error", message, req.request_id);
+      u.set("Retry-After", "1");
+      co_return co_await reply(req, res, std::move(u));
+    }
+  }
   HttpResponse r(out.created ? 201 : 200);
   r.set("Content-Type", out.stream->record().content_type);
   set_stream_headers(r, out.next_position, out.closed);

@@ -350,6 +350,7 @@ int run_serve(const ServeOptions& o) {
   indexer.stop();
   if (tier) tier->stop();
   commit_owner.reset();
+  streams.stop();  // creates the committer just finished complete (their connections are gone)
   spdlog::info("stopped");
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "core/stream_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -21,12 +23,16 @@ StreamStore::~StreamStore() {
   }
   sweep_cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
+  stop();
+}
+
+void StreamStore::stop() {
   {
     std::lock_guard lk(finish_mu_);
     finish_stop_ = true;
   }
   finish_cv_.notify_all();
-  finisher_.join();  // runs what is queued first
+  if (finisher_.joinable()) finisher_.join();  // runs what is queued first
 }
 
 void StreamStore::post_finish(std::function<void()> task) {
@@ -38,7 +44,14 @@ void StreamStore::post_finish(std::function<void()> task) {
       return;
     }
   }
-  task();  // shutting down: the finisher may be gone
+  // Only a create started after stop() gets here (a misuse). Finish it on a thread of its own:
+  // the committer may call back inline with a stream lock held, which finish_create may take.
+  std::thread(std::move(task)).detach();
+}
+
+bool StreamStore::stopping() {
+  std::lock_guard lk(finish_mu_);
+  return finish_stop_;
 }
 
 void StreamStore::run_finisher() {
@@ -262,6 +275,12 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
     if (auto c = creating_.find(k); c != creating_.end()) {
       // That create is writing its initial data: decide this one against its outcome.
       c->second.push_back([this, spec = std::move(spec), done = std::move(done)]() mutable {
+        if (stopping()) {  // shutting down: the committer may be gone
+          CreateOutcome o;
+          o.status = Status::unavailable("server is shutting down");
+          done(std::move(o));
+          return;
+        }
         create(std::move(spec), std::move(done));
       });
       return;
@@ -447,7 +466,10 @@ void StreamStore::finish_create(std::string k, std::shared_ptr<Stream> stream, A
       by_id_[id] = stream;
     } else {
       // Undo the create. The row is still pending, so a restart would drop it too.
-      catalog_->delete_stream(id);
+      if (Status ds = catalog_->delete_stream(id); !ds) {
+        spdlog::error("stream {}: cannot remove the catalog row of a failed create (the path "
+                      "answers 409 until a restart drops it): {}", id, ds.message());
+      }
       stream->mark_deleted();
       options_.fs->remove_all(stream->dir());
       if (auto src = stream->source()) {

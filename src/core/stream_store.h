@@ -67,7 +67,13 @@ class StreamStore {
     int64_t max_open_logs = 0;
   };
   StreamStore(Options options, Catalog* catalog, Committer* commit);
-  ~StreamStore();  // stops the log sweeper
+  ~StreamStore();  // stop(), and stops the log sweeper
+
+  // Finishes the creates whose initial data is durable (their callbacks run) and answers creates
+  // queued behind them with kUnavailable. Call after the committer has delivered everything
+  // (its callbacks finish creates here) and while their callbacks' executors still exist; no
+  // create may start afterwards. Idempotent.
+  void stop();
 
   // Loads every stream named in the catalog (logs open lazily), finishes interrupted deletions and
   // removes log directories the catalog does not name.
@@ -127,6 +133,7 @@ class StreamStore {
   void finish_create(std::string k, std::shared_ptr<Stream> stream, AppendResult r,
                      CreateOutcome out, std::function<void(CreateOutcome)> done);
   void post_finish(std::function<void()> task);
+  bool stopping();
   void run_finisher();
   std::mutex finish_mu_;
   std::condition_variable finish_cv_;

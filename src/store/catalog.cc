@@ -65,7 +65,8 @@ Status Catalog::open(const std::string& path, std::unique_ptr<Catalog>* out) {
   }
   if (!has_pending) {
     s = c->exec("ALTER TABLE streams ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;");
-    if (!s) return s;
+    // Another process (e.g. `keys create`) may have added it since the check.
+    if (!s && s.message().find("duplicate column") == std::string::npos) return s;
   }
   *out = std::move(c);
   return Status::ok();

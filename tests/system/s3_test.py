@@ -408,6 +408,14 @@ def test_durability_s3_acks_only_what_is_in_the_bucket(ctx: Ctx):
         [t.join() for t in threads]
         lines = events_of(ctx.s3.objects("p2/"), "p2/tenants/default/sessions/dur/")
         assert len(lines) == 85, len(lines)
+        # A stream's initial data too: acknowledged (201) only once it is in the bucket.
+        st, _, body = srv.request("PUT", "/v1/stream/durput", [{"first": 1}],
+                                  headers={"content-type": "application/json"})
+        assert st == 201, (st, body)
+        put = events_of(ctx.s3.objects("p2/"), "p2/tenants/default/streams/durput/")
+        assert [json.loads(v) for v in put.values()] == \
+            [{"offset": "0000000000000000", "data": {"first": 1}}], \
+            f"PUT acknowledged before its data was in the bucket: {put}"
     finally:
         srv.stop()
 

@@ -960,11 +960,37 @@ TEST_P(StreamTest, ACreateWhoseDataFailsLeavesNothing) {
   CreateOutcome out = create(spec);
   EXPECT_FALSE(out.status);
   EXPECT_EQ(find("failed").code(), Status::Code::kNotFound);
+  size_t dirs = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(tmp_ / "streams")) ++dirs;
+  EXPECT_EQ(dirs, 0u);  // its log directory went with it
   auto s = create("failed", {"kept"});
   ASSERT_TRUE(s);
   EXPECT_EQ(read_all(*s), (Messages{"kept"}));
   restart();
   EXPECT_EQ(read_all(*must_find("failed")), (Messages{"kept"}));
+}
+
+// A create waiting behind one that fails is decided afresh: it makes the stream itself.
+TEST_P(StreamTest, ACreateQueuedBehindAFailedOneMakesTheStream) {
+  auto release = park_commit_thread();
+  CreateSpec spec;
+  spec.tenant = kTenant;
+  spec.path = "retry";
+  spec.content_type = "text/plain";
+  spec.messages = {"mine"};
+  auto first = std::make_shared<std::promise<CreateOutcome>>();
+  auto second = std::make_shared<std::promise<CreateOutcome>>();
+  auto f1 = first->get_future();
+  auto f2 = second->get_future();
+  store_->create(spec, [first](CreateOutcome o) { first->set_value(std::move(o)); });
+  store_->create(spec, [second](CreateOutcome o) { second->set_value(std::move(o)); });
+  fs_.fail_next_datasync(test::FaultFs::eio());  // the first create's data
+  release->set_value();
+  EXPECT_FALSE(f1.get().status);
+  CreateOutcome o2 = f2.get();
+  ASSERT_TRUE(o2.status) << o2.status.message();
+  EXPECT_TRUE(o2.created);
+  EXPECT_EQ(read_all(*must_find("retry")), (Messages{"mine"}));
 }
 
 // The server stopped between a create's catalog row and its initial data becoming durable: the
