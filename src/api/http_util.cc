@@ -180,6 +180,30 @@ std::string json_quote(std::string_view s) {
   return out;
 }
 
+bool if_none_match_matches(std::string_view header, std::string_view etag) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  if (trim(header) == "*") return true;
+  size_t start = 0;
+  while (start <= header.size()) {
+    // Tags are quoted and hold no '"'; a ',' can only appear inside one, so split outside quotes.
+    size_t end = start;
+    bool quoted = false;
+    while (end < header.size() && (quoted || header[end] != ',')) {
+      if (header[end] == '"') quoted = !quoted;
+      ++end;
+    }
+    std::string_view tag = trim(header.substr(start, end - start));
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag == etag) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
 std::vector<std::string> requested_event_types(const QueryParams& q) {
   std::vector<std::string> out;
   for (auto& v : q.all("types[]")) {

@@ -58,6 +58,11 @@ HttpResponse preflight_response(const HttpRequest& req);
 // replaced by "localhost", so the header holds plain ASCII whatever the request held.
 std::string absolute_location(const std::string* host, std::string_view raw_path);
 
+// Whether an If-None-Match header value matches `etag` (a strong tag, with its quotes), as
+// RFC 9110 §13.1.2 says for GET: "*", or a comma-separated list with `etag` in it, compared
+// weakly (W/"x" matches "x").
+bool if_none_match_matches(std::string_view header, std::string_view etag);
+
 // JSON string literal (with quotes) for `s`. Valid UTF-8 is kept; every byte that is not part of
 // a valid sequence (RFC 3629) becomes \ufffd, so the result is always valid JSON in UTF-8.
 std::string json_quote(std::string_view s);

@@ -685,7 +685,7 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
   std::string etag = "\"s" + std::to_string(stream->record().id) + ":" + format_offset(start) + ":" +
                      format_offset(r.next) + (r.closed ? ":c" : "") + ":" + std::to_string(std::hash<std::string>{}(req.query)) + "\"";
   resp.set("ETag", etag);
-  if (const std::string* inm = req.header("if-none-match"); inm && *inm == etag && !now) {
+  if (const std::string* inm = req.header("if-none-match"); inm && if_none_match_matches(*inm, etag) && !now) {
     resp.status = 304;
   } else {
     resp.body = page_body(r.events, r.more ? std::optional<std::string>(format_offset(r.next)) : std::nullopt);

@@ -131,11 +131,12 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
       spec.fork_sub_offset = *v;
     }
     if (content_type.empty()) {
+      // Inherit the source's type. A source that is gone is create()'s to answer for: an
+      // existing fork re-confirmed with the same headers is still a 200.
       std::shared_ptr<Stream> src;
-      Status s = ctx.streams->find(tenant, *spec.forked_from, &src);
-      if (s.code() == Status::Code::kNotFound) co_return co_await reply_error(req, res, 404, "fork source stream not found");
-      if (s.code() == Status::Code::kGone) co_return co_await reply_error(req, res, 409, "fork source stream was deleted");
-      if (src) content_type = src->record().content_type;
+      if (ctx.streams->find(tenant, *spec.forked_from, &src) && src) {
+        content_type = src->record().content_type;
+      }
     }
   } else if (content_type.empty()) {
     content_type = "application/octet-stream";
@@ -257,7 +258,7 @@ HttpResponse read_response(const HttpRequest& req, Stream& s, uint64_t from, con
   std::string etag = etag_for(s, from, rr.next_position, rr.closed);
   const std::string* inm = req.header("if-none-match");
   HttpResponse r(200);
-  if (inm && *inm == etag) {
+  if (inm && if_none_match_matches(*inm, etag)) {
     r.status = 304;
   } else {
     r.body = join_body(ct, rr.messages);

@@ -294,7 +294,16 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
         return;
       }
       const StreamRecord& r = s->record();
-      bool expiry_same = r.ttl_seconds == spec.ttl_seconds && r.expires_at == spec.expires_at;
+      // Expires-At is compared as an instant: 2030-01-01T00:00:00Z is 2030-01-01T05:30:00+05:30.
+      auto same_instant = [](const std::optional<std::string>& a,
+                             const std::optional<std::string>& b) {
+        if (!a || !b) return !a && !b;
+        auto x = parse_rfc3339(*a);
+        auto y = parse_rfc3339(*b);
+        return x && y ? *x == *y : *a == *b;
+      };
+      bool expiry_same =
+          r.ttl_seconds == spec.ttl_seconds && same_instant(r.expires_at, spec.expires_at);
       // A fork that inherited its expiry matches a re-create that names none.
       if (!r.fork_request.empty() && !spec.ttl_seconds && !spec.expires_at) expiry_same = true;
       bool same = (spec.content_type.empty() || same_media_type(r.content_type, spec.content_type)) &&

@@ -133,6 +133,32 @@ def test_equivalent_paths_name_one_stream(srv: harness.Server) -> None:
     assert srv.request("PUT", "/v1/stream/app/__ds/x", b"", TEXT)[0] == 201
 
 
+def test_repeated_puts_and_conditional_gets(srv: harness.Server) -> None:
+    # Expires-At is compared as an instant when a PUT is repeated.
+    path = "/v1/stream/expiring"
+    assert srv.request("PUT", path, b"", {**TEXT, "Stream-Expires-At": "2030-01-01T00:00:00Z"})[0] == 201
+    for same in ("2030-01-01T00:00:00.000Z", "2030-01-01T00:00:00+00:00", "2030-01-01T05:30:00+05:30"):
+        st = srv.request("PUT", path, b"", {**TEXT, "Stream-Expires-At": same})[0]
+        assert st == 200, f"Expires-At {same}: {st}"
+    assert srv.request("PUT", path, b"", {**TEXT, "Stream-Expires-At": "2030-01-01T00:00:01Z"})[0] == 409
+    # Re-confirming a fork whose source was deleted (soft: the fork still needs its data) is
+    # a 200 with or without Content-Type.
+    assert srv.request("PUT", "/v1/stream/fsrc", b"hello", TEXT)[0] == 201
+    fork = {"Stream-Forked-From": "/v1/stream/fsrc", "Stream-Fork-Offset": "-1"}
+    assert srv.request("PUT", "/v1/stream/fdst", b"", fork)[0] == 201
+    assert srv.request("DELETE", "/v1/stream/fsrc")[0] == 204
+    assert srv.request("PUT", "/v1/stream/fdst", b"", fork)[0] == 200
+    assert srv.request("PUT", "/v1/stream/fdst", b"", {**fork, **TEXT})[0] == 200
+    assert srv.request("PUT", "/v1/stream/fdst2", b"", fork)[0] == 409  # a new fork of it: no
+    # If-None-Match takes lists, weak tags and "*" (RFC 9110 13.1.2).
+    st, h, _ = get(srv, "/v1/stream/fdst")
+    etag = h["etag"]
+    for inm in (etag, "W/" + etag, f'"x", {etag}', "*"):
+        st = srv.request("GET", "/v1/stream/fdst?offset=-1", None, {"If-None-Match": inm})[0]
+        assert st == 304, f"If-None-Match {inm}: {st}"
+    assert srv.request("GET", "/v1/stream/fdst?offset=-1", None, {"If-None-Match": '"x"'})[0] == 200
+
+
 def test_crash_leaves_whole_streams(srv: harness.Server, rng: random.Random) -> None:
     sent: dict[str, bool] = {}  # path -> created closed
     acked: set[str] = set()
@@ -216,6 +242,8 @@ def main() -> int:
                   lambda: test_fork_prefix_is_not_split(srv)),
                  ("equivalent spellings of a path name one stream",
                   lambda: test_equivalent_paths_name_one_stream(srv)),
+                 ("repeated PUTs compare instants and tolerate a deleted fork source; "
+                  "If-None-Match lists", lambda: test_repeated_puts_and_conditional_gets(srv)),
                  ("kill -9 during PUTs leaves every stream whole or absent",
                   lambda: test_crash_leaves_whole_streams(srv, rng))]
         for name, fn in cases:

@@ -403,6 +403,8 @@ def head_and_etag():
     expect(etag, "GET events: no ETag")
     r = read(sid, "offset=-1", headers={"If-None-Match": etag})
     expect_status(r, 304, "If-None-Match with the current ETag")
+    r = read(sid, "offset=-1", headers={"If-None-Match": f'"other", W/{etag}'})
+    expect_status(r, 304, "If-None-Match with a list holding the weak form of the ETag")
     append(sid, [E1])
     r = read(sid, "offset=-1", headers={"If-None-Match": etag})
     expect_status(r, 200, "If-None-Match after an append")

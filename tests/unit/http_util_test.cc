@@ -106,6 +106,20 @@ TEST(AbsoluteLocationTest, EncodesOddPathBytesAndDropsOddHosts) {
             "http://h/a%C0%AF%20b%22%3C%00");
 }
 
+TEST(IfNoneMatchTest, ListsWeakTagsAndStarMatch) {
+  const std::string etag = R"("s1:0000000000000000:0000000000000002")";
+  EXPECT_TRUE(if_none_match_matches(etag, etag));
+  EXPECT_TRUE(if_none_match_matches("W/" + etag, etag));
+  EXPECT_TRUE(if_none_match_matches(R"("x", )" + etag, etag));
+  EXPECT_TRUE(if_none_match_matches(etag + R"(,"x")", etag));
+  EXPECT_TRUE(if_none_match_matches(" * ", etag));
+  EXPECT_FALSE(if_none_match_matches(R"("x")", etag));
+  EXPECT_FALSE(if_none_match_matches(R"("x", W/"y")", etag));
+  EXPECT_FALSE(if_none_match_matches("", etag));
+  EXPECT_FALSE(if_none_match_matches(R"("a,b")", R"("a")"));  // a comma inside a tag
+  EXPECT_TRUE(if_none_match_matches(R"("a,b")", R"("a,b")"));
+}
+
 }  // namespace
 }  // namespace ds
 
