@@ -473,6 +473,11 @@ void Stream::touch() {
   last_access_ms_ = now_unix_millis();
 }
 
+void Stream::set_last_access(int64_t unix_ms) {
+  std::lock_guard lk(mu_);
+  last_access_ms_ = unix_ms;
+}
+
 bool Stream::expired(int64_t now_ms) {
   if (expires_at_ms && now_ms >= *expires_at_ms) return true;
   if (record_.ttl_seconds) {

@@ -160,6 +160,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
 
   // Sliding TTL bookkeeping.
   void touch();
+  void set_last_access(int64_t unix_ms);  // restoring a persisted value (StreamStore)
   bool expired(int64_t now_ms);
   std::optional<int64_t> expires_at_ms;  // parsed record().expires_at
 

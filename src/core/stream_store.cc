@@ -12,7 +12,7 @@ namespace ds {
 
 StreamStore::StreamStore(Options options, Catalog* catalog, Committer* commit)
     : options_(std::move(options)), catalog_(catalog), commit_(commit) {
-  if (options_.max_open_logs > 0) sweeper_ = std::thread([this] { sweep(); });
+  sweeper_ = std::thread([this] { sweep(); });
   finisher_ = std::thread([this] { run_finisher(); });
 }
 
@@ -27,6 +27,7 @@ StreamStore::~StreamStore() {
 }
 
 void StreamStore::stop() {
+  expiry_pass(false);  // the last access times, for the next start
   {
     std::lock_guard lk(finish_mu_);
     finish_stop_ = true;
@@ -69,13 +70,61 @@ void StreamStore::run_finisher() {
 
 void StreamStore::sweep() {
   std::unique_lock lk(sweep_mu_);
+  auto next_expiry = std::chrono::steady_clock::now();
   while (!sweep_stop_) {
     sweep_cv_.wait_for(lk, std::chrono::milliseconds(100));
     if (sweep_stop_) break;
-    if (Stream::open_logs() <= options_.max_open_logs) continue;
+    if (std::chrono::steady_clock::now() >= next_expiry) {
+      next_expiry = std::chrono::steady_clock::now() + std::chrono::milliseconds(kExpiryPassMs);
+      lk.unlock();
+      expiry_pass(true);
+      lk.lock();
+    }
+    if (options_.max_open_logs <= 0 || Stream::open_logs() <= options_.max_open_logs) continue;
     lk.unlock();
     close_idle_logs(options_.max_open_logs * 9 / 10);
     lk.lock();
+  }
+}
+
+void StreamStore::publish_locked(const std::string& k, const std::shared_ptr<Stream>& s) {
+  const StreamRecord& r = s->record();
+  streams_[k] = s;
+  by_id_[r.id] = s;
+  if (r.ttl_seconds || r.expires_at) expiring_.insert(r.id);
+  if (r.last_access_ms) persisted_access_[r.id] = *r.last_access_ms;
+}
+
+void StreamStore::expiry_pass(bool expire) {
+  std::vector<std::pair<int64_t, int64_t>> writes;
+  {
+    std::lock_guard lk(mu_);
+    for (auto it = expiring_.begin(); it != expiring_.end();) {
+      auto found = by_id_.find(*it);
+      std::shared_ptr<Stream> s = found == by_id_.end() ? nullptr : found->second;
+      if (s && !s->soft_deleted && expire) {
+        const StreamRecord& r = s->record();
+        if (expire_locked(key(r.tenant, r.path), s)) s = nullptr;
+      }
+      if (!s || s->soft_deleted) {  // gone, or kept only for its forks
+        persisted_access_.erase(*it);
+        it = expiring_.erase(it);
+        continue;
+      }
+      if (s->record().ttl_seconds) {
+        int64_t at = s->last_access_millis();
+        auto [p, fresh] = persisted_access_.try_emplace(*it, at);
+        if (fresh || p->second != at) {
+          p->second = at;
+          writes.emplace_back(*it, at);
+        }
+      }
+      ++it;
+    }
+  }
+  if (Status st = catalog_->set_last_access(writes); !st) {
+    spdlog::warn("cannot persist the last access of {} streams with a TTL: {}", writes.size(),
+                 st.message());
   }
 }
 
@@ -107,6 +156,10 @@ std::shared_ptr<Stream> StreamStore::make_stream(const StreamRecord& r,
                                     options_.log, commit_);
   if (r.expires_at) s->expires_at_ms = parse_rfc3339(*r.expires_at);
   s->soft_deleted = r.soft_deleted;
+  if (r.last_access_ms) {
+    // Accessed at most one pass after it was last persisted.
+    s->set_last_access(std::min(now_unix_millis(), *r.last_access_ms + kExpiryPassMs));
+  }
   return s;
 }
 
@@ -128,8 +181,7 @@ Status StreamStore::open() {
       }
     }
     auto st = make_stream(r, source);
-    streams_[key(r.tenant, r.path)] = st;
-    by_id_[r.id] = st;
+    publish_locked(key(r.tenant, r.path), st);
   });
   if (!s) return s;
   for (int64_t id : unfinished) {
@@ -249,8 +301,7 @@ void StreamStore::remove_log_dirs(const std::vector<int64_t>& ids) {
 std::shared_ptr<Stream> StreamStore::adopt(const StreamRecord& r) {
   auto s = make_stream(r, nullptr);
   std::lock_guard lk(mu_);
-  streams_[key(r.tenant, r.path)] = s;
-  by_id_[r.id] = s;
+  publish_locked(key(r.tenant, r.path), s);
   return s;
 }
 
@@ -434,8 +485,7 @@ void StreamStore::create(CreateSpec spec, std::function<void(CreateOutcome)> don
     if (with_data) {
       creating_[k];  // hidden until its initial data is durable (finish_create)
     } else {
-      streams_[k] = stream;
-      by_id_[rec.id] = stream;
+      publish_locked(k, stream);
     }
     if (!prefix.empty()) initial.push_back(std::move(prefix));
     for (auto& m : spec.messages) initial.push_back(std::move(m));
@@ -471,8 +521,7 @@ void StreamStore::finish_create(std::string k, std::shared_ptr<Stream> stream, A
   {
     std::lock_guard lk(mu_);
     if (st) {
-      streams_[k] = stream;
-      by_id_[id] = stream;
+      publish_locked(k, stream);
     } else {
       // Undo the create. The row is still pending, so a restart would drop it too.
       if (Status ds = catalog_->delete_stream(id); !ds) {

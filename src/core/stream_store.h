@@ -11,8 +11,12 @@
 //   a row still pending at start-up (the server stopped in between: not acknowledged) is
 //   dropped with its log.
 // - Names are scoped by tenant: (tenant, path) pairs never collide across tenants.
-// - Expired streams (TTL or Expires-At passed) are deleted when next looked up and then behave as
-//   absent (or as soft-deleted when forks still need their data).
+// - Expired streams (TTL or Expires-At passed) are deleted when next looked up, or by the
+//   sweeper within about a second (kExpiryPassMs) if nobody looks, and then behave as absent (or
+//   as soft-deleted when forks still need their data).
+// - A sliding TTL survives restarts: the sweeper persists each such stream's last access time
+//   when it changed (once per pass, one catalog transaction), and a restart resumes from it plus
+//   one pass — so a stream never expires earlier than its TTL says, and at most a pass later.
 // Thread-safe.
 #pragma once
 
@@ -25,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/stream.h"
 #include "store/catalog.h"
@@ -140,6 +145,14 @@ class StreamStore {
   std::deque<std::function<void()>> finish_tasks_;
   bool finish_stop_ = false;
   std::thread finisher_;
+
+  static constexpr int64_t kExpiryPassMs = 1000;
+  // Registers a loaded or created stream under its name (with mu_ held).
+  void publish_locked(const std::string& k, const std::shared_ptr<Stream>& s);
+  // Deletes expired streams (when `expire`) and persists changed sliding-TTL access times.
+  void expiry_pass(bool expire);
+  std::unordered_set<int64_t> expiring_;                // ids of streams with a TTL or Expires-At
+  std::unordered_map<int64_t, int64_t> persisted_access_;  // id -> last_access_ms in the catalog
 
   void sweep();
   std::mutex sweep_mu_;

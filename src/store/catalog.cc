@@ -56,15 +56,19 @@ Status Catalog::open(const std::string& path, std::unique_ptr<Catalog>* out) {
       "  fork_request TEXT NOT NULL, soft_deleted INTEGER NOT NULL DEFAULT 0,"
       "  UNIQUE(tenant, path));");
   if (!s) return s;
-  // Catalogs made before the `pending` column: add it (every existing row is complete).
-  bool has_pending = false;
-  {
-    Stmt st(db, "SELECT 1 FROM pragma_table_info('streams') WHERE name='pending'");
-    if (!st.ok()) return sql_error(db, "prepare");
-    has_pending = sqlite3_step(st.get()) == SQLITE_ROW;
-  }
-  if (!has_pending) {
-    s = c->exec("ALTER TABLE streams ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;");
+  // Catalogs made by earlier versions lack the newer columns: add them (existing rows are
+  // complete, and their TTLs count from now).
+  for (const auto& [name, decl] : {std::pair<const char*, const char*>{"pending", "INTEGER NOT NULL DEFAULT 0"},
+                                   {"last_access_ms", "INTEGER"}}) {
+    bool has = false;
+    {
+      Stmt st(db, "SELECT 1 FROM pragma_table_info('streams') WHERE name=?");
+      if (!st.ok()) return sql_error(db, "prepare");
+      sqlite3_bind_text(st.get(), 1, name, -1, SQLITE_STATIC);
+      has = sqlite3_step(st.get()) == SQLITE_ROW;
+    }
+    if (has) continue;
+    s = c->exec(std::string("ALTER TABLE streams ADD COLUMN ") + name + " " + decl + ";");
     // Another process (e.g. `keys create`) may have added it since the check.
     if (!s && s.message().find("duplicate column") == std::string::npos) return s;
   }
@@ -105,8 +109,8 @@ Status Catalog::insert_stream(StreamRecord* r) {
 Status Catalog::insert_stream_locked(StreamRecord* r) {
   Stmt st(db_,
           "INSERT INTO streams (tenant, path, kind, content_type, ttl_seconds, expires_at,"
-          " created_ms, fork_source, fork_offset, fork_request, soft_deleted, pending)"
-          " VALUES (?,?,?,?,?,?,?,?,?,?,0,?)");
+          " created_ms, fork_source, fork_offset, fork_request, soft_deleted, pending,"
+          " last_access_ms) VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)");
   if (!st.ok()) return sql_error(db_, "prepare");
   sqlite3_stmt* s = st.get();
   bind_text(s, 1, r->tenant);
@@ -120,6 +124,7 @@ Status Catalog::insert_stream_locked(StreamRecord* r) {
   sqlite3_bind_int64(s, 9, static_cast<int64_t>(r->fork_offset));
   bind_text(s, 10, r->fork_request);
   sqlite3_bind_int(s, 11, r->pending ? 1 : 0);
+  if (r->last_access_ms) sqlite3_bind_int64(s, 12, *r->last_access_ms);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_CONSTRAINT) return Status::conflict("stream exists");
   if (rc != SQLITE_DONE) return sql_error(db_, "insert");
@@ -143,6 +148,21 @@ Status Catalog::clear_pending(int64_t id) {
   return Status::ok();
 }
 
+Status Catalog::set_last_access(const std::vector<std::pair<int64_t, int64_t>>& updates) {
+  if (updates.empty()) return Status::ok();
+  return transaction([&]() -> Status {
+    Stmt st(db_, "UPDATE streams SET last_access_ms=? WHERE id=?");
+    if (!st.ok()) return sql_error(db_, "prepare");
+    for (const auto& [id, ms] : updates) {
+      sqlite3_reset(st.get());
+      sqlite3_bind_int64(st.get(), 1, ms);
+      sqlite3_bind_int64(st.get(), 2, id);
+      if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_error(db_, "update");
+    }
+    return Status::ok();
+  });
+}
+
 Status Catalog::delete_stream(int64_t id) {
   std::lock_guard lk(mu_);
   Stmt st(db_, "DELETE FROM streams WHERE id=?");
@@ -155,7 +175,8 @@ Status Catalog::for_each_stream(const std::function<void(const StreamRecord&)>& 
   std::lock_guard lk(mu_);
   Stmt st(db_,
           "SELECT id, tenant, path, kind, content_type, ttl_seconds, expires_at, created_ms,"
-          " fork_source, fork_offset, fork_request, soft_deleted, pending FROM streams ORDER BY id");
+          " fork_source, fork_offset, fork_request, soft_deleted, pending, last_access_ms FROM streams"
+          " ORDER BY id");
   if (!st.ok()) return sql_error(db_, "prepare");
   sqlite3_stmt* s = st.get();
   int rc;
@@ -174,6 +195,7 @@ Status Catalog::for_each_stream(const std::function<void(const StreamRecord&)>& 
     r.fork_request = column_text(s, 10);
     r.soft_deleted = sqlite3_column_int(s, 11) != 0;
     r.pending = sqlite3_column_int(s, 12) != 0;
+    if (sqlite3_column_type(s, 13) != SQLITE_NULL) r.last_access_ms = sqlite3_column_int64(s, 13);
     fn(r);
   }
   if (rc != SQLITE_DONE) return sql_error(db_, "scan");

@@ -37,6 +37,9 @@ struct StreamRecord {
   // Created with initial data (or closed) that is not durable yet: the create was not
   // acknowledged, and a row still pending at start-up is dropped (StreamStore::open).
   bool pending = false;
+  // Streams with a sliding TTL: the last read or write as last persisted (StreamStore writes it
+  // about once a second, so a restart does not restart the TTL).
+  std::optional<int64_t> last_access_ms;
 };
 
 class Catalog {
@@ -48,6 +51,8 @@ class Catalog {
   Status insert_stream(StreamRecord* r);
   Status set_soft_deleted(int64_t id);
   Status clear_pending(int64_t id);
+  // Sets last_access_ms of each (id, ms), in one transaction.
+  Status set_last_access(const std::vector<std::pair<int64_t, int64_t>>& updates);
   Status delete_stream(int64_t id);
   // Calls `fn` for every stream row.
   Status for_each_stream(const std::function<void(const StreamRecord&)>& fn);

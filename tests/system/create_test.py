@@ -159,6 +159,26 @@ def test_repeated_puts_and_conditional_gets(srv: harness.Server) -> None:
     assert srv.request("GET", "/v1/stream/fdst?offset=-1", None, {"If-None-Match": '"x"'})[0] == 200
 
 
+def test_ttl_counts_across_restarts_and_expired_streams_are_reclaimed(srv: harness.Server) -> None:
+    # A 2 s sliding TTL, idle across a restart for longer than that: expired after the restart
+    # (it used to count again from the restart).
+    assert srv.request("PUT", "/v1/stream/ttl-restart", b"x", {**TEXT, "Stream-TTL": "2"})[0] == 201
+    t0 = time.monotonic()
+    srv.stop()
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
+    srv.start()
+    st = srv.request("HEAD", "/v1/stream/ttl-restart")[0]
+    assert st == 404, f"idle 3 s with a 2 s TTL across a restart: HEAD {st}"
+    # An expired stream nobody asks for again leaves the disk on its own.
+    streams_dir = srv.data_dir / "streams"
+    before = set(p.name for p in streams_dir.iterdir())
+    assert srv.request("PUT", "/v1/stream/ttl-sweep", b"y" * 2_000_000, {**TEXT, "Stream-TTL": "1"})[0] == 201
+    mine = set(p.name for p in streams_dir.iterdir()) - before
+    assert len(mine) == 1, mine
+    harness.wait_for(lambda: not (streams_dir / next(iter(mine))).exists(), 20,
+                     "the expired stream's directory to be removed without a request")
+
+
 def test_crash_leaves_whole_streams(srv: harness.Server, rng: random.Random) -> None:
     sent: dict[str, bool] = {}  # path -> created closed
     acked: set[str] = set()
@@ -244,6 +264,8 @@ def main() -> int:
                   lambda: test_equivalent_paths_name_one_stream(srv)),
                  ("repeated PUTs compare instants and tolerate a deleted fork source; "
                   "If-None-Match lists", lambda: test_repeated_puts_and_conditional_gets(srv)),
+                 ("a TTL counts across restarts; expired streams are reclaimed",
+                  lambda: test_ttl_counts_across_restarts_and_expired_streams_are_reclaimed(srv)),
                  ("kill -9 during PUTs leaves every stream whole or absent",
                   lambda: test_crash_leaves_whole_streams(srv, rng))]
         for name, fn in cases:

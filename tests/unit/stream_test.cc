@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "api/live.h"
+#include "core/clock.h"
 #include "core/stream_store.h"
 #include "store/group_commit.h"
 #include "store/journal.h"
@@ -1014,6 +1015,69 @@ TEST_P(StreamTest, ACreateThatNeverFinishedIsGoneAfterARestart) {
   EXPECT_EQ(read_all(*s), (Messages{"again"}));
   restart();
   EXPECT_EQ(read_all(*must_find("half")), (Messages{"again"}));
+}
+
+// A sliding TTL counts from the last access before a restart, not from the restart: the
+// persisted time plus one sweeper pass (never earlier than the TTL allows).
+TEST_P(StreamTest, ASlidingTtlResumesFromThePersistedAccessAfterARestart) {
+  const int64_t now = now_unix_millis();
+  auto add_row = [&](const std::string& path, uint64_t ttl, int64_t last_access) {
+    StreamRecord r;
+    r.tenant = kTenant;
+    r.path = path;
+    r.content_type = "text/plain";
+    r.created_ms = last_access;
+    r.ttl_seconds = ttl;
+    r.last_access_ms = last_access;
+    EXPECT_TRUE(catalog_->insert_stream(&r));
+    EXPECT_TRUE(StreamLog::create_empty(&fs_, tmp_ / ("streams/" + std::to_string(r.id)), 0));
+    return r.id;
+  };
+  add_row("alive", 3600, now - 600'000);   // read 10 minutes ago, TTL 1 hour
+  int64_t gone = add_row("stale", 60, now - 7'200'000);  // 2 hours ago, TTL 1 minute
+  restart();
+  EXPECT_EQ(must_find("alive")->last_access_millis(), now - 600'000 + 1000);
+  EXPECT_EQ(find("stale").code(), Status::Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / ("streams/" + std::to_string(gone))));
+}
+
+// What a restart resumes from is written at the latest when the store stops.
+TEST_P(StreamTest, TheLastAccessIsPersistedWhenTheStoreStops) {
+  CreateSpec spec;
+  spec.path = "ttl";
+  spec.ttl_seconds = 3600;
+  CreateOutcome out = create(spec);
+  ASSERT_TRUE(out.status);
+  out.stream->touch();
+  const int64_t at = out.stream->last_access_millis();
+  const int64_t id = out.stream->record().id;
+  out.stream.reset();
+  restart();
+  std::optional<int64_t> persisted;
+  ASSERT_TRUE(catalog_->for_each_stream([&](const StreamRecord& r) {
+    if (r.id == id) persisted = r.last_access_ms;
+  }));
+  EXPECT_EQ(persisted, at);
+}
+
+// An expired stream nobody asks for again is deleted by the sweeper, freeing its disk space.
+TEST_P(StreamTest, TheSweeperDeletesExpiredStreamsNobodyLooksAt) {
+  CreateSpec spec;
+  spec.path = "short";
+  spec.ttl_seconds = 1;
+  spec.messages = {std::string(100'000, 'x')};
+  CreateOutcome out = create(spec);
+  ASSERT_TRUE(out.status) << out.status.message();
+  const std::string dir = out.stream->dir();
+  out.stream.reset();
+  ASSERT_TRUE(std::filesystem::exists(dir));
+  // TTL 1 s, one pass a second: gone within a few seconds without any lookup.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::exists(dir) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_EQ(store_->size(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Committers, StreamTest,
