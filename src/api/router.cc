@@ -69,6 +69,7 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
 
 asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
   auto start = std::chrono::steady_clock::now();
+  const size_t bytes_in = req.body.size();  // handlers may move the body out
   std::string tenant;
   co_await dispatch(ctx, req, res, &tenant);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -85,7 +86,7 @@ asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
         "\"status\":{},\"ms\":{:.3f},\"tenant\":{},\"bytes_in\":{}}}"),
         format_rfc3339_millis(now_unix_millis()), req.request_id, req.method, label,
         json_quote(req.path.size() > 256 ? req.path.substr(0, 256) : req.path), res.status(),
-        secs * 1000, json_quote(tenant), req.body.size());
+        secs * 1000, json_quote(tenant), bytes_in);
     ctx.access_log->write(std::string_view(line.data(), line.size()));
   }
 }

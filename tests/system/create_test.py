@@ -26,6 +26,7 @@ Environment: DS_BIN (default build/durable-sessions), DS_KEEP_DATA=1 keeps the t
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import tempfile
@@ -179,6 +180,21 @@ def test_ttl_counts_across_restarts_and_expired_streams_are_reclaimed(srv: harne
                      "the expired stream's directory to be removed without a request")
 
 
+def test_access_log_counts_byte_bodies(srv: harness.Server) -> None:
+    # bytes_in is the request body's size for byte streams too (it logged 0: the handler had
+    # moved the body into the append by then).
+    assert srv.request("PUT", "/v1/stream/logged", b"", TEXT)[0] == 201
+    assert srv.request("POST", "/v1/stream/logged", b"z" * 1000, TEXT)[0] == 204
+
+    def logged():
+        for line in srv.log_path.read_text(errors="replace").splitlines():
+            if '"path":"/v1/stream/logged"' in line and '"method":"POST"' in line:
+                return json.loads(line[line.index("{"):])
+        return None
+    entry = harness.wait_for(logged, 10, "the POST's access log line")
+    assert entry["bytes_in"] == 1000, entry
+
+
 def test_crash_leaves_whole_streams(srv: harness.Server, rng: random.Random) -> None:
     sent: dict[str, bool] = {}  # path -> created closed
     acked: set[str] = set()
@@ -249,8 +265,7 @@ def main() -> int:
         return harness.setup_failed()
     tmp = Path(tempfile.mkdtemp(prefix="ds-create-test."))
     binary = harness.private_copy(binary, tmp)
-    srv = harness.Server(binary, tmp / "data", tmp / "server.log", ["--access-log", "false"],
-                         name="create")
+    srv = harness.Server(binary, tmp / "data", tmp / "server.log", name="create")
     rng = random.Random()
     passed = failed = 0
     try:
@@ -266,6 +281,7 @@ def main() -> int:
                   "If-None-Match lists", lambda: test_repeated_puts_and_conditional_gets(srv)),
                  ("a TTL counts across restarts; expired streams are reclaimed",
                   lambda: test_ttl_counts_across_restarts_and_expired_streams_are_reclaimed(srv)),
+                 ("the access log counts byte-stream bodies", lambda: test_access_log_counts_byte_bodies(srv)),
                  ("kill -9 during PUTs leaves every stream whole or absent",
                   lambda: test_crash_leaves_whole_streams(srv, rng))]
         for name, fn in cases:
