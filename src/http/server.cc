@@ -415,7 +415,8 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
                                    "invalid_request_error", "request headers too large");
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
                  ec != asio::error::operation_aborted && ec != asio::error::eof &&
-                 ec != asio::error::connection_reset && bytes > 0) {
+                 ec != asio::error::connection_reset && (bytes > 0 || buffer.size() > 0)) {
+        // Something arrived (parsed or not: a refused request line leaves it in the buffer).
         co_await write_early_error(c->stream, http::status::bad_request, "invalid_request_error",
                                    "malformed HTTP request");
       }

@@ -592,6 +592,13 @@ def test_header_url_limits(srv: Server) -> None:
         R.check(f"error bodies: GET {target!r} (invalid UTF-8 in the target) -> 4xx with valid JSON body, "
                 f"server survives", r is not None and 400 <= r[0] < 500 and not why and not died,
                 f"{r[0] if r else ''} {why or ''}" + (f"; {died}" if died else ""))
+    # Requests Beast refuses on their first line get a 400 too (they were closed silently).
+    for payload in (b"GARBAGE\r\n\r\n", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+                    b"GET /healthz HTTP/1.1\nHost: x\n\n"):
+        r = raw(p, payload, desc=f"malformed {payload[:16]!r}")
+        why = error_shape(r[2]) if r else "no response"
+        R.check(f"malformed request {payload[:24]!r} -> 400 with an error body",
+                r is not None and r[0] == 400 and not why, f"{r[0] if r else ''} {why or ''}")
     st, _, _ = request(srv.port, "GET", "/healthz")
     R.check("limits: server healthy after header/URL limit checks", st == 200, f"{st}")
     srv.ensure_alive("header/URL limit checks")
