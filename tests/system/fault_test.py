@@ -599,6 +599,14 @@ def test_header_url_limits(srv: Server) -> None:
         why = error_shape(r[2]) if r else "no response"
         R.check(f"malformed request {payload[:24]!r} -> 400 with an error body",
                 r is not None and r[0] == 400 and not why, f"{r[0] if r else ''} {why or ''}")
+    # Coded bodies would be stored coded: refused instead.
+    r = raw(p, b"POST /v1/stream/coded HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+               b"Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", desc="Content-Encoding: gzip")
+    R.check("Content-Encoding: gzip -> 415", r is not None and r[0] == 415, f"{r[0] if r else 'no response'}")
+    r = raw(p, b"POST /v1/stream/coded HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+               b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", desc="TE: gzip, chunked")
+    R.check("Transfer-Encoding: gzip, chunked -> 501 (or 400)", r is not None and r[0] in (400, 501),
+            f"{r[0] if r else 'no response'}")
     st, _, _ = request(srv.port, "GET", "/healthz")
     R.check("limits: server healthy after header/URL limit checks", st == 200, f"{st}")
     srv.ensure_alive("header/URL limit checks")
