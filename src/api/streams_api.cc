@@ -155,11 +155,13 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
       spec.messages.push_back(std::move(req.body));
     }
   }
-  const bool own_data = !spec.forked_from && (!spec.messages.empty() || spec.closed);
+  // Data of its own (not only inherited): a body, a close, or part of a source's message.
+  const bool own_data = !spec.messages.empty() || spec.closed || spec.fork_sub_offset > 0;
   CreateOutcome out = co_await await_callback<CreateOutcome>(
       [&](auto done) { ctx.streams->create(std::move(spec), std::move(done)); });
   if (!out.status) co_return co_await reply_status(req, res, out.status);
-  if (ctx.tier && out.created && own_data) {
+  if (ctx.tier && own_data) {
+    // Also when repeated (200): the first answer may have been a 503 while the upload lagged.
     // --durability s3: the initial data, like an append, is acknowledged once in the bucket.
     Status up = co_await await_callback<Status>([&](auto done) {
       ctx.tier->when_uploaded(out.stream, out.next_position, std::move(done));

@@ -238,6 +238,9 @@ int run_serve(const ServeOptions& o) {
            std::to_string(cs.fetched_bytes));
     });
   }
+  // Background expiry only now: the restore above creates streams that may have expired.
+  streams.start_expiry();
+
   ApiKeys keys(catalog.get());
 
   // Search: derived from the logs; the indexer opens (or rebuilds) it in the background.

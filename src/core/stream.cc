@@ -482,6 +482,10 @@ bool Stream::expired(int64_t now_ms) {
   if (expires_at_ms && now_ms >= *expires_at_ms) return true;
   if (record_.ttl_seconds) {
     std::lock_guard lk(mu_);
+    if (!live_waiters_.empty()) {  // a live reader (long-poll, SSE) waiting is an access
+      last_access_ms_ = std::max(last_access_ms_, now_ms);
+      return false;
+    }
     return now_ms >= last_access_ms_ + static_cast<int64_t>(*record_.ttl_seconds) * 1000;
   }
   return false;

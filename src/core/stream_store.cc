@@ -16,24 +16,38 @@ StreamStore::StreamStore(Options options, Catalog* catalog, Committer* commit)
   finisher_ = std::thread([this] { run_finisher(); });
 }
 
-StreamStore::~StreamStore() {
+StreamStore::~StreamStore() { stop(); }
+
+namespace {
+// Written by stop() once every TTL stream's last access is in the catalog; open() takes it away.
+// Without it (a crash) the persisted times may be older than the last accesses, so a restart
+// counts sliding TTLs from the start instead (never early).
+constexpr const char* kCleanStopFile = "/ttl-clean-stop";
+}  // namespace
+
+void StreamStore::stop() {
   {
     std::lock_guard lk(sweep_mu_);
     sweep_stop_ = true;
   }
   sweep_cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
-  stop();
-}
-
-void StreamStore::stop() {
-  expiry_pass(false);  // the last access times, for the next start
   {
     std::lock_guard lk(finish_mu_);
     finish_stop_ = true;
   }
   finish_cv_.notify_all();
   if (finisher_.joinable()) finisher_.join();  // runs what is queued first
+  if (stopped_) return;
+  stopped_ = true;
+  // The last access times, for the next start, and the marker that they are complete.
+  if (!expiry_pass(false)) return;
+  const std::string marker = options_.data_dir + kCleanStopFile;
+  std::unique_ptr<File> f;
+  Status st = options_.fs->open(marker, &f);
+  if (st) st = f->datasync();
+  if (st) st = options_.fs->sync_dir(options_.data_dir);
+  if (!st) spdlog::warn("cannot mark the stop as clean (TTLs restart at the next start): {}", st.message());
 }
 
 void StreamStore::post_finish(std::function<void()> task) {
@@ -74,7 +88,7 @@ void StreamStore::sweep() {
   while (!sweep_stop_) {
     sweep_cv_.wait_for(lk, std::chrono::milliseconds(100));
     if (sweep_stop_) break;
-    if (std::chrono::steady_clock::now() >= next_expiry) {
+    if (expiry_started_ && std::chrono::steady_clock::now() >= next_expiry) {
       next_expiry = std::chrono::steady_clock::now() + std::chrono::milliseconds(kExpiryPassMs);
       lk.unlock();
       expiry_pass(true);
@@ -95,7 +109,7 @@ void StreamStore::publish_locked(const std::string& k, const std::shared_ptr<Str
   if (r.last_access_ms) persisted_access_[r.id] = *r.last_access_ms;
 }
 
-void StreamStore::expiry_pass(bool expire) {
+bool StreamStore::expiry_pass(bool expire) {
   std::vector<std::pair<int64_t, int64_t>> writes;
   {
     std::lock_guard lk(mu_);
@@ -113,11 +127,8 @@ void StreamStore::expiry_pass(bool expire) {
       }
       if (s->record().ttl_seconds) {
         int64_t at = s->last_access_millis();
-        auto [p, fresh] = persisted_access_.try_emplace(*it, at);
-        if (fresh || p->second != at) {
-          p->second = at;
-          writes.emplace_back(*it, at);
-        }
+        auto p = persisted_access_.find(*it);
+        if (p == persisted_access_.end() || p->second != at) writes.emplace_back(*it, at);
       }
       ++it;
     }
@@ -125,7 +136,13 @@ void StreamStore::expiry_pass(bool expire) {
   if (Status st = catalog_->set_last_access(writes); !st) {
     spdlog::warn("cannot persist the last access of {} streams with a TTL: {}", writes.size(),
                  st.message());
+    return false;  // persisted_access_ unchanged: the next pass writes them again
   }
+  std::lock_guard lk(mu_);
+  for (const auto& [id, at] : writes) {
+    if (expiring_.count(id)) persisted_access_[id] = at;
+  }
+  return true;
 }
 
 size_t StreamStore::close_idle_logs(int64_t target) {
@@ -156,15 +173,23 @@ std::shared_ptr<Stream> StreamStore::make_stream(const StreamRecord& r,
                                     options_.log, commit_);
   if (r.expires_at) s->expires_at_ms = parse_rfc3339(*r.expires_at);
   s->soft_deleted = r.soft_deleted;
-  if (r.last_access_ms) {
-    // Accessed at most one pass after it was last persisted.
-    s->set_last_access(std::min(now_unix_millis(), *r.last_access_ms + kExpiryPassMs));
+  if (r.last_access_ms && clean_start_) {
+    // The last stop persisted every access: resume the sliding TTL from the last one.
+    s->set_last_access(std::min(now_unix_millis(), *r.last_access_ms));
   }
   return s;
 }
 
 Status StreamStore::open() {
   std::lock_guard lk(mu_);
+  const std::string marker = options_.data_dir + kCleanStopFile;
+  clean_start_ = options_.fs->exists(marker);
+  if (clean_start_) {
+    // Gone for good before anything runs: a crash from here on must not look like a clean stop.
+    Status st = options_.fs->remove_all(marker);
+    if (st) st = options_.fs->sync_dir(options_.data_dir);
+    if (!st) return st;
+  }
   std::vector<int64_t> unfinished;
   Status s = catalog_->for_each_stream([&](const StreamRecord& r) {
     if (r.pending) {
@@ -232,6 +257,7 @@ bool StreamStore::expire_locked(const std::string& k, std::shared_ptr<Stream> s)
   if (s->fork_refs > 0) {
     catalog_->set_soft_deleted(s->record().id);
     s->soft_deleted = true;
+    s->wake_all();  // live readers see it gone, as after a DELETE
     return false;
   }
   hard_delete_locked(s);

@@ -14,12 +14,16 @@
 // - Expired streams (TTL or Expires-At passed) are deleted when next looked up, or by the
 //   sweeper within about a second (kExpiryPassMs) if nobody looks, and then behave as absent (or
 //   as soft-deleted when forks still need their data).
-// - A sliding TTL survives restarts: the sweeper persists each such stream's last access time
-//   when it changed (once per pass, one catalog transaction), and a restart resumes from it plus
-//   one pass — so a stream never expires earlier than its TTL says, and at most a pass later.
+// - A sliding TTL survives a clean restart: the sweeper persists each such stream's last access
+//   time when it changed (once per pass, one catalog transaction), stop() writes the rest and
+//   marks the stop clean, and the next open() resumes every TTL from it. After a crash the
+//   persisted times may be old, so TTLs count from the restart (never earlier than allowed).
+// - A stream with a live reader waiting (long-poll, SSE) does not expire by TTL (Expires-At
+//   still applies).
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -79,6 +83,10 @@ class StreamStore {
   // (its callbacks finish creates here) and while their callbacks' executors still exist; no
   // create may start afterwards. Idempotent.
   void stop();
+
+  // Starts deleting expired streams in the background (expiry_pass). Call once start-up work
+  // that creates streams from elsewhere (the S3 restore) is done: until then only lookups expire.
+  void start_expiry() { expiry_started_ = true; }
 
   // Loads every stream named in the catalog (logs open lazily), finishes interrupted deletions and
   // removes log directories the catalog does not name.
@@ -150,7 +158,10 @@ class StreamStore {
   // Registers a loaded or created stream under its name (with mu_ held).
   void publish_locked(const std::string& k, const std::shared_ptr<Stream>& s);
   // Deletes expired streams (when `expire`) and persists changed sliding-TTL access times.
-  void expiry_pass(bool expire);
+  bool expiry_pass(bool expire);  // false if the access times could not be written
+  bool stopped_ = false;
+  std::atomic<bool> expiry_started_{false};
+  bool clean_start_ = false;  // open() found the marker of a clean stop (kCleanStopFile)
   std::unordered_set<int64_t> expiring_;                // ids of streams with a TTL or Expires-At
   std::unordered_map<int64_t, int64_t> persisted_access_;  // id -> last_access_ms in the catalog
 

@@ -89,6 +89,7 @@ class StreamTest : public ::testing::TestWithParam<CommitMode> {
     store_ = std::make_unique<StreamStore>(o, catalog_.get(), commit_.get());
     s = store_->open();
     ASSERT_TRUE(s) << s.message();
+    store_->start_expiry();
   }
   void stop() {
     commit_.reset();  // drains pending syncs
@@ -1017,8 +1018,8 @@ TEST_P(StreamTest, ACreateThatNeverFinishedIsGoneAfterARestart) {
   EXPECT_EQ(read_all(*must_find("half")), (Messages{"again"}));
 }
 
-// A sliding TTL counts from the last access before a restart, not from the restart: the
-// persisted time plus one sweeper pass (never earlier than the TTL allows).
+// After a clean stop a sliding TTL counts from the last access before the restart, not from the
+// restart.
 TEST_P(StreamTest, ASlidingTtlResumesFromThePersistedAccessAfterARestart) {
   const int64_t now = now_unix_millis();
   auto add_row = [&](const std::string& path, uint64_t ttl, int64_t last_access) {
@@ -1035,10 +1036,50 @@ TEST_P(StreamTest, ASlidingTtlResumesFromThePersistedAccessAfterARestart) {
   };
   add_row("alive", 3600, now - 600'000);   // read 10 minutes ago, TTL 1 hour
   int64_t gone = add_row("stale", 60, now - 7'200'000);  // 2 hours ago, TTL 1 minute
-  restart();
-  EXPECT_EQ(must_find("alive")->last_access_millis(), now - 600'000 + 1000);
+  restart();  // a clean stop: the persisted times are the last accesses
+  EXPECT_EQ(must_find("alive")->last_access_millis(), now - 600'000);
   EXPECT_EQ(find("stale").code(), Status::Code::kNotFound);
   EXPECT_FALSE(std::filesystem::exists(tmp_ / ("streams/" + std::to_string(gone))));
+}
+
+// After a crash the persisted times may be older than the last accesses: TTLs then count from
+// the restart, so no stream expires earlier than its TTL allows.
+TEST_P(StreamTest, AfterACrashSlidingTtlsCountFromTheRestart) {
+  StreamRecord r;
+  r.tenant = kTenant;
+  r.path = "maybe-read-since";
+  r.content_type = "text/plain";
+  r.created_ms = 1;
+  r.ttl_seconds = 60;
+  r.last_access_ms = now_unix_millis() - 7'200'000;  // persisted 2 hours ago
+  ASSERT_TRUE(catalog_->insert_stream(&r));
+  ASSERT_TRUE(StreamLog::create_empty(&fs_, tmp_ / ("streams/" + std::to_string(r.id)), 0));
+  stop();
+  std::filesystem::remove(tmp_ / "ttl-clean-stop");  // as if the process had died
+  const int64_t before = now_unix_millis();
+  start();
+  auto s = must_find("maybe-read-since");
+  ASSERT_TRUE(s);
+  EXPECT_GE(s->last_access_millis(), before);
+}
+
+// A live reader waiting on a stream with a TTL keeps it alive.
+TEST_P(StreamTest, AWaitingLiveReaderKeepsATtlStreamAlive) {
+  CreateSpec spec;
+  spec.path = "watched";
+  spec.ttl_seconds = 1;
+  CreateOutcome out = create(spec);
+  ASSERT_TRUE(out.status);
+  out.stream->set_last_access(now_unix_millis() - 10'000);  // idle far longer than its TTL
+  EXPECT_TRUE(out.stream->expired(now_unix_millis()));
+  struct Parked final : LiveWaiter {
+    void wake() override {}
+  };
+  auto waiter = std::make_shared<Parked>();
+  ASSERT_TRUE(out.stream->add_live_waiter(out.stream->tail(), waiter));
+  EXPECT_FALSE(out.stream->expired(now_unix_millis()));
+  EXPECT_TRUE(find("watched"));
+  EXPECT_TRUE(out.stream->remove_live_waiter(waiter.get()));
 }
 
 // What a restart resumes from is written at the latest when the store stops.
