@@ -479,7 +479,12 @@ Status HttpServer::listen() {
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::io_error("listen on " + impl_->options.host + ": " + ec.message());
+  if (ec) {
+    const std::string& h = impl_->options.host;
+    std::string where = (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" +
+                        std::to_string(impl_->options.port);
+    return Status::io_error("listen on " + where + ": " + ec.message());
+  }
   return Status::ok();
 }
 
