@@ -6,6 +6,8 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include "core/content_type.h"
+
 namespace ds {
 
 namespace {
@@ -14,6 +16,13 @@ int hexval(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+// Without the optional whitespace (spaces, tabs) around a header list element.
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
 }
 
 constexpr const char* kExposedHeaders =
@@ -29,6 +38,49 @@ constexpr const char* kAllowedHeaders =
     "x-stainless-os, x-stainless-arch, x-stainless-runtime, x-stainless-runtime-version, "
     "x-stainless-retry-count, x-stainless-timeout, x-stainless-helper-method";
 }  // namespace
+
+std::string normalize_percent_escapes(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    int hi = 0, lo = 0;
+    if (s[i] != '%' || i + 2 >= s.size() || (hi = hexval(s[i + 1])) < 0 ||
+        (lo = hexval(s[i + 2])) < 0) {
+      out.push_back(s[i]);
+      continue;
+    }
+    char c = static_cast<char>(hi * 16 + lo);
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[hi]);
+      out.push_back(kHex[lo]);
+    }
+    i += 2;
+  }
+  return out;
+}
+
+bool header_tokens_within(const std::string* value,
+                          std::initializer_list<std::string_view> allowed) {
+  if (value == nullptr) return true;
+  std::string_view rest = *value;
+  for (;;) {
+    size_t comma = rest.find(',');
+    std::string_view item = trim_ows(rest.substr(0, comma));
+    if (!item.empty() && std::none_of(allowed.begin(), allowed.end(), [&](std::string_view a) {
+          return iequals_ascii(item, a);
+        })) {
+      return false;
+    }
+    if (comma == std::string_view::npos) return true;
+    rest.remove_prefix(comma + 1);
+  }
+}
 
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
   std::string out;
@@ -181,12 +233,7 @@ std::string json_quote(std::string_view s) {
 }
 
 bool if_none_match_matches(std::string_view header, std::string_view etag) {
-  auto trim = [](std::string_view v) {
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-    return v;
-  };
-  if (trim(header) == "*") return true;
+  if (trim_ows(header) == "*") return true;
   size_t start = 0;
   while (start <= header.size()) {
     // Tags are quoted and hold no '"'; a ',' can only appear inside one, so split outside quotes.
@@ -196,7 +243,7 @@ bool if_none_match_matches(std::string_view header, std::string_view etag) {
       if (header[end] == '"') quoted = !quoted;
       ++end;
     }
-    std::string_view tag = trim(header.substr(start, end - start));
+    std::string_view tag = trim_ows(header.substr(start, end - start));
     if (tag.starts_with("W/")) tag.remove_prefix(2);
     if (tag == etag) return true;
     start = end + 1;

@@ -2,6 +2,7 @@
 // and the headers every response carries (CORS, browser security headers).
 #pragma once
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +16,15 @@ namespace ds {
 
 // Percent-decodes `s`; '+' becomes a space when plus_is_space. nullopt on a malformed escape.
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
+
+// RFC 3986 §6.2.2 normalisation of percent-encoding: escapes of unreserved characters (letters,
+// digits, "-._~") decoded, the hex digits of every other escape upper-cased; everything else,
+// malformed escapes included, as given.
+std::string normalize_percent_escapes(std::string_view s);
+
+// Whether every element of a comma-separated header value (e.g. Content-Encoding) is one of
+// `allowed` (lower case; compared case-insensitively). An absent header passes.
+bool header_tokens_within(const std::string* value, std::initializer_list<std::string_view> allowed);
 
 // The decoded key/value pairs of a query string, in order (keys may repeat).
 class QueryParams {

@@ -2,12 +2,8 @@
 
 #include <strings.h>
 
-#include <algorithm>
-#include <cctype>
 #include <chrono>
-#include <initializer_list>
 #include <set>
-#include <string_view>
 
 #include <fmt/compile.h>
 #include <fmt/format.h>
@@ -109,35 +105,14 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
   }
   // Bodies are stored as sent, so a coded one would be stored coded: refuse codings instead
   // (RFC 9110 15.5.16 / RFC 9112 6.1). Only "identity" and chunked framing are understood.
-  auto only = [](const std::string* v, std::initializer_list<std::string_view> allowed) {
-    if (!v) return true;
-    std::string_view rest = *v;
-    while (!rest.empty()) {
-      size_t comma = rest.find(',');
-      std::string_view item = rest.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      bool ok = item.empty();
-      for (std::string_view a : allowed) {
-        ok = ok || (item.size() == a.size() &&
-                    std::equal(item.begin(), item.end(), a.begin(), [](char x, char y) {
-                      return std::tolower(static_cast<unsigned char>(x)) == y;
-                    }));
-      }
-      if (!ok) return false;
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
-    return true;
-  };
-  if (!only(req.header("transfer-encoding"), {"chunked", "identity"})) {
+  if (!header_tokens_within(req.header("transfer-encoding"), {"chunked", "identity"})) {
     HttpResponse r = error_response(501, "invalid_request_error",
                                     "Transfer-Encoding other than chunked is not supported",
                                     req.request_id);
     add_common_headers(req, &r);
     co_return co_await res.send(std::move(r));
   }
-  if (!only(req.header("content-encoding"), {"identity"})) {
+  if (!header_tokens_within(req.header("content-encoding"), {"identity"})) {
     HttpResponse r = error_response(415, "invalid_request_error",
                                     "Content-Encoding is not supported: send the body uncompressed",
                                     req.request_id);

@@ -469,37 +469,7 @@ asio::awaitable<void> handle_delete(ApiContext& ctx, const std::string& tenant,
 
 }  // namespace
 
-std::string canonical_stream_name(std::string_view raw) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(raw.size());
-  for (size_t i = 0; i < raw.size(); ++i) {
-    int hi = 0, lo = 0;
-    if (raw[i] != '%' || i + 2 >= raw.size() || (hi = hex(raw[i + 1])) < 0 ||
-        (lo = hex(raw[i + 2])) < 0) {
-      out.push_back(raw[i]);  // not an escape (a malformed one is refused by validation)
-      continue;
-    }
-    char c = static_cast<char>(hi * 16 + lo);
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[hi]);
-      out.push_back(kHex[lo]);
-    }
-    i += 2;
-  }
-  return out;
-}
+std::string canonical_stream_name(std::string_view raw) { return normalize_percent_escapes(raw); }
 
 std::string validate_stream_name(const std::string& name) {
   if (name.empty()) return "stream path is empty";

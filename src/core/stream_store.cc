@@ -238,7 +238,11 @@ Status StreamStore::open() {
 }
 
 void StreamStore::hard_delete_locked(std::shared_ptr<Stream> s) {
-  catalog_->delete_stream(s->record().id);
+  if (Status st = catalog_->delete_stream(s->record().id); !st) {
+    spdlog::error("stream {}: cannot remove its catalog row (it comes back at the next start, or "
+                  "its path answers 409 until then if it was being created): {}",
+                  s->record().id, st.message());
+  }
   streams_.erase(key(s->record().tenant, s->record().path));
   by_id_.erase(s->record().id);
   s->mark_deleted();
@@ -549,19 +553,9 @@ void StreamStore::finish_create(std::string k, std::shared_ptr<Stream> stream, A
     if (st) {
       publish_locked(k, stream);
     } else {
-      // Undo the create. The row is still pending, so a restart would drop it too.
-      if (Status ds = catalog_->delete_stream(id); !ds) {
-        spdlog::error("stream {}: cannot remove the catalog row of a failed create (the path "
-                      "answers 409 until a restart drops it): {}", id, ds.message());
-      }
-      stream->mark_deleted();
-      options_.fs->remove_all(stream->dir());
-      if (auto src = stream->source()) {
-        src->fork_refs--;
-        if (src->soft_deleted && src->fork_refs == 0 && by_id_.count(src->record().id)) {
-          hard_delete_locked(src);
-        }
-      }
+      // Undo the create (it was never published, so only its row, log and source reference
+      // go). The row is still pending, so a restart would drop it too.
+      hard_delete_locked(stream);
     }
     if (auto c = creating_.find(k); c != creating_.end()) {
       waiting = std::move(c->second);

@@ -192,6 +192,13 @@ class StreamTest : public ::testing::TestWithParam<CommitMode> {
     parked->get_future().wait();
     return release;
   }
+  // Starts a create (spec as given, tenant included) without waiting for its outcome.
+  std::future<CreateOutcome> start_create(CreateSpec spec) {
+    auto p = std::make_shared<std::promise<CreateOutcome>>();
+    auto f = p->get_future();
+    store_->create(std::move(spec), [p](CreateOutcome o) { p->set_value(std::move(o)); });
+    return f;
+  }
   // Starts an append without waiting for its outcome.
   static std::future<AppendResult> start_append(Stream& s, Messages messages) {
     auto p = std::make_shared<std::promise<AppendResult>>();
@@ -926,13 +933,9 @@ TEST_P(StreamTest, AStreamCreatedWithDataIsSeenOnlyWhole) {
   spec.content_type = "text/plain";
   spec.messages = {"first"};
   spec.closed = true;
-  auto first = std::make_shared<std::promise<CreateOutcome>>();
-  auto second = std::make_shared<std::promise<CreateOutcome>>();
-  auto f1 = first->get_future();
-  auto f2 = second->get_future();
-  store_->create(spec, [first](CreateOutcome o) { first->set_value(std::move(o)); });
+  auto f1 = start_create(spec);
   EXPECT_EQ(find("whole").code(), Status::Code::kNotFound);
-  store_->create(spec, [second](CreateOutcome o) { second->set_value(std::move(o)); });
+  auto f2 = start_create(spec);
   EXPECT_EQ(find("whole").code(), Status::Code::kNotFound);
   release->set_value();
 
@@ -980,12 +983,8 @@ TEST_P(StreamTest, ACreateQueuedBehindAFailedOneMakesTheStream) {
   spec.path = "retry";
   spec.content_type = "text/plain";
   spec.messages = {"mine"};
-  auto first = std::make_shared<std::promise<CreateOutcome>>();
-  auto second = std::make_shared<std::promise<CreateOutcome>>();
-  auto f1 = first->get_future();
-  auto f2 = second->get_future();
-  store_->create(spec, [first](CreateOutcome o) { first->set_value(std::move(o)); });
-  store_->create(spec, [second](CreateOutcome o) { second->set_value(std::move(o)); });
+  auto f1 = start_create(spec);
+  auto f2 = start_create(spec);
   fs_.fail_next_datasync(test::FaultFs::eio());  // the first create's data
   release->set_value();
   EXPECT_FALSE(f1.get().status);
