@@ -18,6 +18,8 @@ namespace ds {
 class SearchIndex;  // search/index.h
 class Indexer;      // search/indexer.h
 class Tier;         // store/tier.h
+class Subscriptions;  // core/subscriptions.h
+class SigningKeys;    // core/signing_keys.h
 
 struct ApiContext {
   StreamStore* streams = nullptr;
@@ -30,6 +32,8 @@ struct ApiContext {
   Indexer* indexer = nullptr;
   // Searches run here, off the I/O threads (api/blocking.h); null = on the I/O thread.
   boost::asio::thread_pool* search_pool = nullptr;
+  Subscriptions* subscriptions = nullptr;  // null: the __ds subscription APIs answer 501
+  const SigningKeys* signing_keys = nullptr;
   Tier* tier = nullptr;  // set only with --durability s3: appends wait for their upload
   ServeOptions options;
   std::atomic<bool> ready{false};

@@ -15,6 +15,7 @@
 #include "api/search_api.h"
 #include "api/sessions_api.h"
 #include "api/streams_api.h"
+#include "api/subscriptions_api.h"
 
 namespace ds {
 
@@ -135,6 +136,8 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
     add_common_headers(req, &r);
     co_return co_await res.send(std::move(r));
   }
+  // Wake tokens (not API keys) authorise subscription acks and callbacks; the JWKS is public.
+  if (is_token_route(p)) co_return co_await handle_token_route(ctx, req, res, tenant_out);
   auto tenant = authenticate(ctx, req);
   if (!tenant) {
     HttpResponse r = error_response(401, "authentication_error",

@@ -12,6 +12,8 @@
 #include "api/json_body.h"
 #include "api/live.h"
 #include "api/sse_writer.h"
+#include "api/subscriptions_api.h"
+#include "core/subscriptions.h"
 #include "core/content_type.h"
 #include "core/clock.h"
 #include "core/metrics.h"
@@ -174,6 +176,9 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
       co_return co_await reply(req, res, std::move(u));
     }
   }
+  if (out.created && ctx.subscriptions) {
+    ctx.subscriptions->note_append(tenant, name, out.stream->record().fork_offset);
+  }
   HttpResponse r(out.created ? 201 : 200);
   r.set("Content-Type", out.stream->record().content_type);
   set_stream_headers(r, out.next_position, out.closed);
@@ -246,6 +251,9 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
       u.set("Retry-After", "1");
       co_return co_await reply(req, res, std::move(u));
     }
+  }
+  if (ctx.subscriptions && r.outcome == O::kAppended && has_data) {
+    ctx.subscriptions->note_append(tenant, name, r.first_position);
   }
   set_stream_headers(out, r.next_position, r.closed);
   if (has_producer && r.outcome != O::kClosed) set_producer_headers(r, &out);
@@ -498,7 +506,7 @@ asio::awaitable<void> handle_stream(ApiContext& ctx, const std::string& tenant,
   }
   // The protocol reserves paths whose first segment is __ds (subscriptions).
   if (name == "__ds" || name.starts_with("__ds/")) {
-    co_return co_await reply_error(req, res, 501, "Durable Streams subscriptions are not implemented yet");
+    co_return co_await handle_reserved(ctx, tenant, name, req, res);
   }
   const std::string& m = req.method;
   if (m == "PUT") co_return co_await handle_put(ctx, tenant, name, req, res);

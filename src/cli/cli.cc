@@ -84,6 +84,10 @@ int run_cli(int argc, char** argv) {
       ->envname(env("SEARCH_CACHE_BYTES"))->capture_default_str();
   serve->add_option("--index-fsync", o.index_fsync, "fsync search index commits (true/false)")
       ->envname(env("INDEX_FSYNC"))->capture_default_str();
+  serve->add_option("--webhook-allow-private", o.webhook_allow_private,
+                    "Let subscription webhooks target private, loopback and link-local addresses "
+                    "and plain http:// (for webhooks on your own network; true/false)")
+      ->envname(env("WEBHOOK_ALLOW_PRIVATE"))->capture_default_str();
   serve->add_option("--s3-endpoint", o.s3_endpoint, "S3-compatible endpoint URL")
       ->envname(env("S3_ENDPOINT"))->capture_default_str();
   serve->add_option("--s3-bucket", o.s3_bucket, "Bucket to tier sessions and streams to (enables S3)")

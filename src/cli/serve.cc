@@ -18,6 +18,8 @@
 #include "api/http_util.h"
 #include "api/router.h"
 #include "core/session_store.h"
+#include "core/signing_keys.h"
+#include "core/subscriptions.h"
 #include "core/stream_store.h"
 #include "store/api_keys.h"
 #include "http/server.h"
@@ -241,6 +243,21 @@ int run_serve(const ServeOptions& o) {
   // Background expiry only now: the restore above creates streams that may have expired.
   streams.start_expiry();
 
+  // Subscriptions (Durable Streams §6-7): their records are in the catalog, the webhook signing
+  // and wake-token keys in the data dir.
+  std::unique_ptr<SigningKeys> signing_keys;
+  if (Status s = SigningKeys::open(o.data_dir + "/subscription-keys", &signing_keys); !s) {
+    spdlog::error("subscription keys: {}", s.message());
+    return 1;
+  }
+  Subscriptions::Options subscription_options;
+  subscription_options.allow_private_webhooks = o.webhook_allow_private;
+  Subscriptions subscriptions(subscription_options, catalog.get(), &streams, signing_keys.get());
+  if (Status s = subscriptions.open(); !s) {
+    spdlog::error("subscriptions: {}", s.message());
+    return 1;
+  }
+
   ApiKeys keys(catalog.get());
 
   // Search: derived from the logs; the indexer opens (or rebuilds) it in the background.
@@ -309,6 +326,8 @@ int run_serve(const ServeOptions& o) {
   ctx.indexer = &indexer;
   boost::asio::thread_pool search_pool(static_cast<size_t>(o.search_threads));
   ctx.search_pool = &search_pool;
+  ctx.subscriptions = &subscriptions;
+  ctx.signing_keys = signing_keys.get();
   ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
   if (!keys.any_active()) {
     if (!is_loopback(so.host) && !o.allow_unauthenticated) {
@@ -350,6 +369,7 @@ int run_serve(const ServeOptions& o) {
   // Tear down in dependency order while the (stopped) io_context still exists: background
   // threads first, then drain the committer, whose callbacks post to connection executors.
   search_pool.join();  // searches still running finish; their connections are gone
+  subscriptions.stop();  // before the committer drains: its wake-event appends finish there
   indexer.stop();
   if (tier) tier->stop();
   commit_owner.reset();

@@ -35,6 +35,7 @@ struct ServeOptions {
   int search_threads = 2;            // threads that run searches, off the I/O threads
   uint64_t search_cache_bytes = 256ull << 20;  // decoded posting lists of frequent terms, all tenants
   bool index_fsync = false;          // fsync index commits (off: rebuilt after a machine crash)
+  bool webhook_allow_private = false;  // subscription webhooks may target private networks
   // S3 tier (docs/s3.md). Off unless --s3-bucket is set; credentials from AWS_ACCESS_KEY_ID /
   // AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
   std::string s3_endpoint = "https://s3.amazonaws.com";

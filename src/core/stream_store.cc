@@ -290,6 +290,18 @@ void StreamStore::wake_all() {
   for (auto& s : all) s->wake_all();
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<Stream>>> StreamStore::list(
+    const std::string& tenant) {
+  std::vector<std::pair<std::string, std::shared_ptr<Stream>>> out;
+  std::lock_guard lk(mu_);
+  for (const auto& [k, s] : streams_) {
+    const StreamRecord& r = s->record();
+    if (r.kind != 0 || r.tenant != tenant || s->soft_deleted) continue;
+    out.emplace_back(r.path, s);
+  }
+  return out;
+}
+
 size_t StreamStore::size() {
   std::lock_guard lk(mu_);
   return streams_.size();

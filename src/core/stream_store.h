@@ -112,6 +112,9 @@ class StreamStore {
   Status remove(const std::string& tenant, const std::string& path);
 
   size_t size();
+  // The tenant's Durable Streams streams (not sessions) that are not soft-deleted, by path.
+  // Walks every stream: for rare callers (subscription creation and start-up).
+  std::vector<std::pair<std::string, std::shared_ptr<Stream>>> list(const std::string& tenant);
   // Wakes every live reader of every stream (shutdown).
   void wake_all();
 

@@ -13,7 +13,7 @@
 #
 # Environment:
 #   DS_BIN            server binary (default: build/durable-sessions, relative to repo root)
-#   DS_SUBSCRIPTIONS  1 = also run the subscription API conformance tests
+#   DS_SUBSCRIPTIONS  1 (default) = also run the subscription API tests; 0 = skip them
 #   DS_READY_TIMEOUT  seconds to wait for /readyz (default 30)
 #   DS_STOP_TIMEOUT   seconds to wait for exit after SIGTERM (default 15)
 #   DS_KEEP_DATA      1 = keep the temp data dir (it is always kept on failure)
@@ -172,7 +172,8 @@ else
 fi
 
 # --- run the suite -----------------------------------------------------------------
-log "running conformance suite ($(node "$VITEST_BIN" --version 2>/dev/null | head -n1)); subscriptions=${DS_SUBSCRIPTIONS:-0}"
+export DS_SUBSCRIPTIONS="${DS_SUBSCRIPTIONS:-1}"
+log "running conformance suite ($(node "$VITEST_BIN" --version 2>/dev/null | head -n1)); subscriptions=$DS_SUBSCRIPTIONS"
 (
   cd "$SCRIPT_DIR" &&
     DS_BASE_URL="$BASE_URL" node "$VITEST_BIN" run --config vitest.config.mjs "${VITEST_ARGS[@]}"

@@ -1,0 +1,146 @@
+// Subscriptions: durable cursors over sets of streams that wake workers when those streams
+// have unprocessed data (Durable Streams protocol §6–7), by webhook or by pull-wake.
+//
+// Guarantees:
+// - Durable: a create, a membership change, an ack, a claim and a release are acknowledged only
+//   once the subscription's record is committed to the catalog (synchronous SQLite), so after a
+//   crash no acknowledged ack is lost and no acked position goes back. Wake state is persisted
+//   too: generations only grow, and a lease or retry schedule survives a restart.
+// - Fencing: callback, ack and release carry a token (HMAC under the server's key, see
+//   signing_keys.h) naming the tenant, subscription, generation and wake; they are refused with
+//   kForbidden ("FENCED") unless the token, the request's generation and wake_id all name the
+//   current wake, so a stale worker can never move a cursor.
+// - At most one wake is in flight per subscription: pending work starts a new wake (generation
+//   + 1) only when no wake is in flight and no lease is held; a lease that runs out is dropped
+//   and, if work is pending, a new wake follows. Webhook failures are retried with exponential
+//   backoff from 1 s to 60 s with 20 % jitter; the schedule is persisted.
+// - Discovery: note_append() is called by the stream API after every acknowledged create or
+//   append; a stream matching a pattern, or named explicitly, that is not linked yet is linked
+//   from before that append (so the append is pending). Streams that already exist when a
+//   subscription is created are linked at their tail. After a restart, pattern matches not yet
+//   linked (an append noticed just before a crash) are linked from their start.
+// - note_append() never blocks on I/O: it updates memory and wakes the delivery thread, which
+//   writes records, issues wakes and appends wake events. Webhook POSTs run on their own threads.
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/signing_keys.h"
+#include "core/stream_store.h"
+#include "core/subscription.h"
+#include "store/catalog.h"
+
+namespace boost::asio {
+class thread_pool;
+}
+
+namespace ds {
+
+class Subscriptions {
+ public:
+  struct Options {
+    bool allow_private_webhooks = false;  // --webhook-allow-private
+    int64_t webhook_timeout_ms = 10000;
+    int delivery_threads = 2;
+  };
+  // Result of a request handler: status (kNotFound, kInvalid, kConflict, kForbidden = FENCED,
+  // kUnavailable = ALREADY_CLAIMED, I/O errors), the protocol's error code, and a JSON body.
+  struct Reply {
+    Status status;
+    std::string code;      // protocol error code when !status
+    int http = 200;
+    std::string body;      // JSON (success or error details)
+  };
+
+  Subscriptions(Options options, Catalog* catalog, StreamStore* streams, const SigningKeys* keys);
+  ~Subscriptions();  // stop()
+
+  // Loads the stored subscriptions and starts the delivery thread.
+  Status open();
+  void stop();
+
+  // ---- requests (block on the catalog: call off the I/O threads) ----
+  // Create (http 201) or re-confirm (200); 409 on a different configuration.
+  Reply put(const std::string& tenant, const std::string& id, const SubscriptionConfig& config,
+            const std::string& base_url);
+  Reply get(const std::string& tenant, const std::string& id);
+  Reply remove(const std::string& tenant, const std::string& id);
+  Reply add_streams(const std::string& tenant, const std::string& id,
+                    const std::vector<std::string>& paths);
+  Reply remove_stream(const std::string& tenant, const std::string& id, const std::string& path);
+  Reply claim(const std::string& tenant, const std::string& id, const std::string& worker);
+  // `body`: {"wake_id","generation","acks":[{"stream","offset"}],"done"}; `webhook` selects
+  // the callback (true) or the pull-wake ack endpoint (false). release: ack without acks.
+  Reply ack(const std::string& token, const std::string& id, std::string_view body, bool webhook);
+  Reply release(const std::string& token, const std::string& id, std::string_view body);
+  // The tenant a wake token was issued for, if it is one of ours (signature checked).
+  std::optional<std::string> token_tenant(const std::string& token);
+
+  // ---- notifications (any thread, never blocks on I/O) ----
+  // `path` of `tenant` acknowledged an append (or a create with data); positions from
+  // `before` on are new.
+  void note_append(const std::string& tenant, const std::string& path, uint64_t before);
+  bool any() const { return count_.load(std::memory_order_relaxed) > 0; }
+
+ private:
+  struct Entry;  // a Subscription plus in-memory flags
+  struct Note {  // an acknowledged append, not yet matched against the subscriptions
+    std::string tenant, path;
+    uint64_t before = 0;
+  };
+  static std::string key(const std::string& tenant, const std::string& id) {
+    return tenant + '\0' + id;
+  }
+  // With mu_ held.
+  void drain_inbox_locked();
+  uint64_t tail_of(const std::string& tenant, const std::string& path, bool* exists);
+  std::vector<WakeStream> wake_streams_locked(Entry& e);
+  bool pending_locked(Entry& e);
+  void start_wake_locked(Entry& e, int64_t now);
+  void schedule_retry_locked(Entry& e, int64_t now);
+  void evaluate_locked(Entry& e, int64_t now, std::vector<std::function<void()>>* after);
+  void write_wake_events(Entry& e, std::vector<std::function<void()>>* after);
+  std::string make_token(const Subscription& s, char kind) const;
+  Status save(const Subscription& s);  // one catalog transaction
+  Status erase(const std::string& tenant, const std::string& id);
+
+  void kick();  // makes the delivery thread look at dirty_ again
+  void run();
+  void deliver_webhook(std::string k, uint64_t generation, std::string wake_id, std::string body);
+
+  Options options_;
+  Catalog* catalog_;
+  StreamStore* streams_;
+  const SigningKeys* keys_;
+
+  // State. Request handlers and the delivery thread hold mu_ while they write a record (a
+  // catalog commit); note_append() never takes it.
+  std::mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<Entry>> subs_;
+  std::unordered_map<std::string, std::set<std::string>> by_tenant_;  // tenant -> ids
+  std::set<std::string> dirty_;  // keys to evaluate
+  std::atomic<int64_t> count_{0};
+
+  // What wakes the delivery thread.
+  std::mutex inbox_mu_;
+  std::condition_variable inbox_cv_;
+  std::vector<Note> inbox_;
+  bool kick_ = false;
+  bool stop_ = false;
+
+  std::thread thread_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;  // webhook POSTs
+};
+
+}  // namespace ds

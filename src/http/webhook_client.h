@@ -1,0 +1,41 @@
+// Webhook client: outbound POSTs to subscription webhooks, with the protocol's SSRF rules.
+//
+// Which targets are allowed (Durable Streams protocol §6.2), unless `allow_private` (the
+// operator's --webhook-allow-private, for webhooks on the operator's own network):
+// - `https://` to a public address;
+// - the development exception: `http://` or `https://` to `localhost` (or `*.localhost`),
+//   127.0.0.x or [::1];
+// - everything else is refused: other schemes, user info, plain `http://` to any other host,
+//   and private, loopback, link-local, shared (CGNAT), multicast, reserved and unspecified
+//   addresses, including IPv4-mapped IPv6 forms of them.
+// check_webhook_url() applies these rules to the URL's text (an IP literal is judged by its
+// address). post_webhook() applies them again to every address a host name resolves to, at
+// connect time (so a name that resolves to a private address, or is rebound to one after the
+// subscription was created, is refused), follows no redirects, and reads at most 64 KiB of the
+// response.
+// Thread-safe; post_webhook() blocks (bounded by its timeouts): call it off the I/O threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ds {
+
+// "" when `url` may receive webhooks, otherwise why not.
+std::string check_webhook_url(std::string_view url, bool allow_private);
+
+struct WebhookResponse {
+  bool sent = false;      // a response was received (any status)
+  long status = 0;        // HTTP status when sent
+  std::string body;       // at most 64 KiB
+  std::string error;      // why not sent (connection refused, timeout, refused address…)
+};
+
+WebhookResponse post_webhook(const std::string& url, const std::string& body,
+                             const std::vector<std::pair<std::string, std::string>>& headers,
+                             int64_t timeout_ms, bool allow_private);
+
+}  // namespace ds
