@@ -127,6 +127,7 @@ Status Subscriptions::open() {
     }
     std::string k = key(tenant, id);
     by_tenant_[tenant].insert(id);
+    sync_tenant_locked(tenant);
     dirty_.insert(k);
     subs_[k] = std::move(e);
   }
@@ -311,18 +312,32 @@ void Subscriptions::note_append(const std::string& tenant, const std::string& pa
   if (!any()) return;
   {
     std::lock_guard lk(inbox_mu_);
-    inbox_.push_back(Note{tenant, path, before});
+    if (!inbox_tenants_.count(tenant)) return;
+    auto [it, added] = inbox_.try_emplace(key(tenant, path), Note{tenant, path, before});
+    if (!added) {
+      it->second.before = std::min(it->second.before, before);
+      return;  // the thread has been woken for it already
+    }
   }
   inbox_cv_.notify_one();
 }
 
+void Subscriptions::sync_tenant_locked(const std::string& tenant) {
+  std::lock_guard lk(inbox_mu_);
+  if (by_tenant_.count(tenant)) {
+    inbox_tenants_[tenant] = static_cast<int>(by_tenant_[tenant].size());
+  } else {
+    inbox_tenants_.erase(tenant);
+  }
+}
+
 void Subscriptions::drain_inbox_locked() {
-  std::vector<Note> notes;
+  std::unordered_map<std::string, Note> notes;
   {
     std::lock_guard lk(inbox_mu_);
     notes.swap(inbox_);
   }
-  for (const Note& n : notes) {
+  for (const auto& [unused, n] : notes) {
     auto t = by_tenant_.find(n.tenant);
     if (t == by_tenant_.end()) continue;
     for (const std::string& id : t->second) {
@@ -579,6 +594,7 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
   }
   if (Status st = save(s); !st) return io_failure(st);
   by_tenant_[tenant].insert(id);
+  sync_tenant_locked(tenant);
   Reply r = ok(201, subscription_json(s, keys_->kid()));
   subs_[k] = std::move(e);
   count_ = static_cast<int64_t>(subs_.size());
@@ -603,6 +619,7 @@ Subscriptions::Reply Subscriptions::remove(const std::string& tenant, const std:
   dirty_.erase(k);
   by_tenant_[tenant].erase(id);
   if (by_tenant_[tenant].empty()) by_tenant_.erase(tenant);
+  sync_tenant_locked(tenant);
   count_ = static_cast<int64_t>(subs_.size());
   return ok(204, "");
 }

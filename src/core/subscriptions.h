@@ -104,6 +104,7 @@ class Subscriptions {
   }
   // With mu_ held.
   void drain_inbox_locked();
+  void sync_tenant_locked(const std::string& tenant);  // inbox_tenants_ from by_tenant_
   uint64_t tail_of(const std::string& tenant, const std::string& path, bool* exists);
   std::vector<WakeStream> wake_streams_locked(Entry& e);
   bool pending_locked(Entry& e);
@@ -135,7 +136,10 @@ class Subscriptions {
   // What wakes the delivery thread.
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;
-  std::vector<Note> inbox_;
+  // Appends to note, one per (tenant, path) with the lowest `before`: bounded by the number of
+  // streams however fast they are appended to.
+  std::unordered_map<std::string, Note> inbox_;
+  std::unordered_map<std::string, int> inbox_tenants_;  // tenants with subscriptions -> count
   bool kick_ = false;
   bool stop_ = false;
 
