@@ -1,5 +1,7 @@
 #include "api/live.h"
 
+#include <algorithm>
+
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
@@ -137,20 +139,29 @@ std::string next_cursor(const std::string* client_cursor) {
   constexpr int64_t kEpochMs = 1728432000000;  // 2024-10-09T00:00:00Z
   constexpr int64_t kIntervalMs = 20000;
   int64_t interval = (now_unix_millis() - kEpochMs) / kIntervalMs;
-  if (client_cursor != nullptr) {
-    char* end = nullptr;
-    long long c = std::strtoll(client_cursor->c_str(), &end, 10);
-    // A cursor from the far future (over ~6 years of intervals ahead) is not one this server
-    // gave out: ignored, so that `c + jitter` cannot overflow.
-    constexpr int64_t kMaxAhead = 10'000'000;
-    if (end != client_cursor->c_str() && *end == '\0' && c >= interval && c - interval <= kMaxAhead) {
-      thread_local std::mt19937 rng{std::random_device{}()};
-      // 1..3600 seconds of jitter, in whole intervals (at least one).
-      int64_t jitter_s = 1 + static_cast<int64_t>(rng() % 3600);
-      interval = c + std::max<int64_t>(1, jitter_s * 1000 / kIntervalMs);
-    }
+  std::string now = std::to_string(interval);
+  // The client's cursor, when it is a plain decimal number of at most 64 digits (longer ones,
+  // signs and other text are not cursors this protocol produces: ignored).
+  if (client_cursor == nullptr || client_cursor->empty() || client_cursor->size() > 64 ||
+      !std::all_of(client_cursor->begin(), client_cursor->end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return now;
   }
-  return std::to_string(interval);
+  std::string c = client_cursor->substr(std::min(client_cursor->find_first_not_of('0'),
+                                                 client_cursor->size() - 1));
+  bool ahead_or_equal = c.size() != now.size() ? c.size() > now.size() : c >= now;
+  if (!ahead_or_equal) return now;
+  // §10.1: strictly greater than the client's cursor, by 1..3600 seconds of jitter in whole
+  // intervals (at least one), in decimal so that no cursor can overflow.
+  thread_local std::mt19937 rng{std::random_device{}()};
+  uint32_t add = static_cast<uint32_t>(std::max<int64_t>(1, (1 + rng() % 3600) * 1000 / kIntervalMs));
+  for (size_t i = c.size(); i-- > 0 && add > 0;) {
+    uint32_t d = static_cast<uint32_t>(c[i] - '0') + add;
+    c[i] = static_cast<char>('0' + d % 10);
+    add = d / 10;
+  }
+  if (add > 0) c.insert(0, std::to_string(add));
+  return c;
 }
 
 }  // namespace ds

@@ -20,17 +20,29 @@ TEST(NextCursorTest, MovesPastAClientCursorAndIgnoresGarbage) {
   }
 }
 
-// A client cursor near INT64_MAX is not one this server gave out: ignored, not overflowed into a
-// negative (backwards) cursor.
-TEST(NextCursorTest, HugeClientCursorsDoNotOverflow) {
-  int64_t now = std::stoll(next_cursor(nullptr));
+// Decimal strings without leading zeros: numeric order.
+bool decimal_greater(const std::string& a, const std::string& b) {
+  return a.size() != b.size() ? a.size() > b.size() : a > b;
+}
+
+// §10.1: a client cursor at or past the current interval gets a strictly greater one back, however
+// large (decimal arithmetic: no overflow into a negative, backwards cursor); leading zeros do not
+// change its value.
+TEST(NextCursorTest, HugeClientCursorsGetAGreaterCursorWithoutOverflow) {
   for (std::string huge : {std::to_string(std::numeric_limits<int64_t>::max()),
                            std::to_string(std::numeric_limits<int64_t>::max() - 100),
-                           std::string("99999999999999999999999")}) {
-    int64_t c = std::stoll(next_cursor(&huge));
-    EXPECT_GE(c, now) << huge;
-    EXPECT_LT(c, now + 1000) << huge;
+                           std::string("99999999999999999999999"), std::string(64, '9')}) {
+    std::string c = next_cursor(&huge);
+    EXPECT_TRUE(decimal_greater(c, huge)) << huge << " -> " << c;
+    EXPECT_LE(c.size(), huge.size() + 1) << huge;
+    EXPECT_EQ(c.find_first_not_of("0123456789"), std::string::npos) << c;
   }
+  int64_t now = std::stoll(next_cursor(nullptr));
+  std::string padded = "000" + std::to_string(now + 5);
+  EXPECT_GT(std::stoll(next_cursor(&padded)), now + 5);
+  std::string too_long(65, '9');  // not a cursor this protocol produces: ignored
+  int64_t c = std::stoll(next_cursor(&too_long));
+  EXPECT_TRUE(c == now || c == now + 1);
 }
 
 }  // namespace
