@@ -38,6 +38,25 @@ std::optional<std::string> authenticate(ApiContext& ctx, const HttpRequest& req)
   return ctx.keys->tenant_for(key);
 }
 
+// The name of a single-valued header that the request carries more than once, or nullptr.
+const char* repeated_singleton_header(const HttpRequest& req) {
+  static constexpr const char* kSingletons[] = {
+      "authorization",    "x-api-key",          "content-type",        "producer-id",
+      "producer-epoch",   "producer-seq",       "stream-seq",          "stream-ttl",
+      "stream-expires-at", "stream-closed",     "stream-forked-from",  "stream-fork-offset",
+      "stream-fork-sub-offset"};
+  const auto& h = req.headers;
+  for (size_t i = 0; i < h.size(); ++i) {
+    for (const char* name : kSingletons) {
+      if (h[i].first != name) continue;
+      for (size_t j = i + 1; j < h.size(); ++j) {
+        if (h[j].first == name) return name;
+      }
+    }
+  }
+  return nullptr;
+}
+
 bool starts_with_segment(const std::string& p, std::string_view prefix) {
   return p.rfind(prefix, 0) == 0 && (p.size() == prefix.size() || p[prefix.size()] == '/');
 }
@@ -118,6 +137,15 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
                                     "Content-Encoding is not supported: send the body uncompressed",
                                     req.request_id);
     r.set("Accept-Encoding", "identity");
+    add_common_headers(req, &r);
+    co_return co_await res.send(std::move(r));
+  }
+  // A header the protocols read as one value, sent twice, is ambiguous (RFC 9110 §5.3): which
+  // Producer-Seq or API key did the client mean? Refused rather than guessed.
+  if (const char* dup = repeated_singleton_header(req)) {
+    HttpResponse r = error_response(400, "invalid_request_error",
+                                    std::string("header ") + dup + " appears more than once",
+                                    req.request_id);
     add_common_headers(req, &r);
     co_return co_await res.send(std::move(r));
   }

@@ -2,6 +2,8 @@
 
 #include <strings.h>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <vector>
 
 #include "api/blocking.h"
@@ -44,15 +46,27 @@ asio::awaitable<void> send_json(const HttpRequest& req, Responder& res, int stat
   co_await res.send(std::move(r));
 }
 
+// Error bodies carry the protocol's `code` and, like every error of this server, the
+// Anthropic-style `type` for the status.
 asio::awaitable<void> send_error(const HttpRequest& req, Responder& res, int status,
                                  std::string_view code, std::string_view message) {
   co_await send_json(req, res, status,
-                     "{\"type\":\"error\",\"error\":{\"code\":" + json_quote(code) +
+                     std::string("{\"type\":\"error\",\"error\":{\"type\":\"") +
+                         error_type_for_status(status) + "\",\"code\":" + json_quote(code) +
                          ",\"message\":" + json_quote(message) + "}}");
 }
 
 asio::awaitable<void> send_reply(const HttpRequest& req, Responder& res,
                                  Subscriptions::Reply r) {
+  if (r.http >= 400) {
+    std::error_code ec;
+    boost::json::value v = boost::json::parse(r.body, ec);
+    if (!ec && v.is_object() && v.as_object().contains("error") &&
+        v.as_object()["error"].is_object()) {
+      v.as_object()["error"].as_object()["type"] = error_type_for_status(r.http);
+      r.body = boost::json::serialize(v);
+    }
+  }
   co_await send_json(req, res, r.http, std::move(r.body));
 }
 

@@ -607,6 +607,17 @@ def test_header_url_limits(srv: Server) -> None:
                b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", desc="TE: gzip, chunked")
     R.check("Transfer-Encoding: gzip, chunked -> 501 (or 400)", r is not None and r[0] in (400, 501),
             f"{r[0] if r else 'no response'}")
+    # A single-valued header sent twice is ambiguous: refused, and nothing is stored.
+    raw(p, b"PUT /v1/stream/dup-hdr HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+           b"Content-Length: 0\r\n\r\n", desc="create dup-hdr")
+    r = raw(p, b"POST /v1/stream/dup-hdr HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+               b"Producer-Id: p\r\nProducer-Epoch: 0\r\nProducer-Seq: 0\r\nProducer-Seq: 5\r\n"
+               b"Content-Length: 3\r\n\r\nabc", desc="two Producer-Seq")
+    why = error_shape(r[2]) if r else "no response"
+    R.check("two Producer-Seq headers -> 400 naming the header", r is not None and r[0] == 400 and not why
+            and b"producer-seq" in r[2], f"{r[0] if r else ''} {why or ''}")
+    st, _, body = request(srv.port, "GET", "/v1/stream/dup-hdr?offset=-1")
+    R.check("two Producer-Seq headers: nothing appended", st == 200 and body == b"", f"{st} {body!r}")
     st, _, _ = request(srv.port, "GET", "/healthz")
     R.check("limits: server healthy after header/URL limit checks", st == 200, f"{st}")
     srv.ensure_alive("header/URL limit checks")
