@@ -145,7 +145,10 @@ void Subscriptions::stop() {
   }
   inbox_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  if (pool_) pool_->join();
+  if (pool_) {
+    pool_->stop();  // webhooks not sent yet stay in flight: their leases end and wake again
+    pool_->join();
+  }
 }
 
 // ---- helpers (mu_ held) ------------------------------------------------------------------
@@ -333,9 +336,30 @@ void Subscriptions::sync_tenant_locked(const std::string& tenant) {
 
 void Subscriptions::drain_inbox_locked() {
   std::unordered_map<std::string, Note> notes;
+  std::vector<WakeWritten> written;
   {
     std::lock_guard lk(inbox_mu_);
     notes.swap(inbox_);
+    written.swap(written_);
+  }
+  for (const WakeWritten& r : written) {
+    auto it = subs_.find(r.key);
+    if (it == subs_.end() || it->second->sub.generation != r.generation ||
+        it->second->sub.wake_id != r.wake_id) {
+      continue;  // that wake is over (or the subscription deleted)
+    }
+    Entry& e = *it->second;
+    if (r.ok) {
+      e.sub.failed = false;
+      e.sub.attempts = 0;
+      e.sub.next_attempt_ms = 0;
+    } else {
+      spdlog::warn("subscription {}: writing its wake to {} failed: {}", e.sub.id,
+                   e.sub.config.wake_stream, r.why);
+      schedule_retry_locked(e, now_unix_millis());
+    }
+    e.unsaved = true;
+    dirty_.insert(r.key);
   }
   for (const auto& [unused, n] : notes) {
     auto t = by_tenant_.find(n.tenant);
@@ -369,7 +393,7 @@ void Subscriptions::run() {
   while (true) {
     {
       std::unique_lock lk(inbox_mu_);
-      auto ready = [&] { return stop_ || kick_ || !inbox_.empty(); };
+      auto ready = [&] { return stop_ || kick_ || !inbox_.empty() || !written_.empty(); };
       if (deadline == 0) {
         inbox_cv_.wait(lk, ready);
       } else {
@@ -459,30 +483,19 @@ void Subscriptions::write_wake_events(Entry& e, std::vector<std::function<void()
   }
   after->push_back([this, tenant = s.tenant, id = s.id, wake = s.config.wake_stream,
                     g = s.generation, w = s.wake_id, messages = std::move(messages)]() mutable {
-    auto finish = [this, k = key(tenant, id), g, w](bool ok, const std::string& why) {
-      std::lock_guard lk(mu_);
-      auto it = subs_.find(k);
-      if (it == subs_.end() || it->second->sub.generation != g || it->second->sub.wake_id != w) {
-        return;
+    // The outcome goes through the inbox: the append's callback may run inline, under the wake
+    // stream's lock, and mu_ is taken before stream locks (tail_of), never after.
+    auto finish = [this, k = key(tenant, id), g, w](bool ok, std::string why) {
+      {
+        std::lock_guard lk(inbox_mu_);
+        written_.push_back(WakeWritten{k, g, w, ok, std::move(why)});
       }
-      Entry& e = *it->second;
-      if (ok) {
-        e.sub.failed = false;
-        e.sub.attempts = 0;
-        e.sub.next_attempt_ms = 0;
-      } else {
-        spdlog::warn("subscription {}: writing its wake to {} failed: {}", e.sub.id,
-                     e.sub.config.wake_stream, why);
-        schedule_retry_locked(e, now_unix_millis());
-      }
-      e.unsaved = true;
-      dirty_.insert(k);
+      inbox_cv_.notify_one();
     };
     std::shared_ptr<Stream> stream;
     Status st = streams_->find(tenant, wake, &stream);
     if (!st) {
       finish(false, st.message());
-      kick();
       return;
     }
     AppendRequest req;
@@ -491,7 +504,6 @@ void Subscriptions::write_wake_events(Entry& e, std::vector<std::function<void()
       bool ok = r.outcome == AppendResult::Outcome::kAppended;
       finish(ok, ok ? "" : r.status.message().empty() ? "the stream refused it (closed?)"
                                                        : r.status.message());
-      kick();
     });
   });
 }

@@ -140,6 +140,14 @@ class Subscriptions {
   // streams however fast they are appended to.
   std::unordered_map<std::string, Note> inbox_;
   std::unordered_map<std::string, int> inbox_tenants_;  // tenants with subscriptions -> count
+  struct WakeWritten {  // the outcome of appending a pull-wake wake to its wake stream
+    std::string key;
+    uint64_t generation = 0;
+    std::string wake_id;
+    bool ok = false;
+    std::string why;
+  };
+  std::vector<WakeWritten> written_;
   bool kick_ = false;
   bool stop_ = false;
 

@@ -282,9 +282,9 @@ class SubscriptionsTest : public ::testing::Test {
   }
   void stop() {
     if (subs_) subs_->stop();
-    subs_.reset();
-    commit_.reset();
+    commit_.reset();  // runs the callbacks of wake appends still in flight (subs_ still exists)
     if (store_) store_->stop();
+    subs_.reset();
     store_.reset();
     catalog_.reset();
   }
