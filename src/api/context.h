@@ -32,6 +32,9 @@ struct ApiContext {
   Indexer* indexer = nullptr;
   // Searches run here, off the I/O threads (api/blocking.h); null = on the I/O thread.
   boost::asio::thread_pool* search_pool = nullptr;
+  // Subscription requests (each a catalog commit) run here, so they never queue behind
+  // searches nor searches behind them; null = on the I/O thread.
+  boost::asio::thread_pool* control_pool = nullptr;
   Subscriptions* subscriptions = nullptr;  // null: the __ds subscription APIs answer 501
   const SigningKeys* signing_keys = nullptr;
   Tier* tier = nullptr;  // set only with --durability s3: appends wait for their upload

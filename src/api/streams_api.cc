@@ -162,6 +162,10 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
   CreateOutcome out = co_await await_callback<CreateOutcome>(
       [&](auto done) { ctx.streams->create(std::move(spec), std::move(done)); });
   if (!out.status) co_return co_await reply_status(req, res, out.status);
+  if (out.created && ctx.subscriptions) {  // durable here; the S3 wait below may still fail
+    ctx.subscriptions->note_append(tenant, name, out.stream->record().id,
+                                   out.stream->record().fork_offset);
+  }
   if (ctx.tier && own_data) {
     // Also when repeated (200): the first answer may have been a 503 while the upload lagged.
     // --durability s3: the initial data, like an append, is acknowledged once in the bucket.
@@ -175,9 +179,6 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
       u.set("Retry-After", "1");
       co_return co_await reply(req, res, std::move(u));
     }
-  }
-  if (out.created && ctx.subscriptions) {
-    ctx.subscriptions->note_append(tenant, name, out.stream->record().fork_offset);
   }
   HttpResponse r(out.created ? 201 : 200);
   r.set("Content-Type", out.stream->record().content_type);
@@ -235,6 +236,9 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
     co_return co_await reply(req, res, std::move(*rejection));
   }
   if (r.outcome == O::kError) co_return co_await reply_status(req, res, r.status);
+  if (ctx.subscriptions && r.outcome == O::kAppended && has_data) {  // durable (locally) here
+    ctx.subscriptions->note_append(tenant, name, stream->record().id, r.first_position);
+  }
   // New data from a producer is 200; plain appends, duplicates and closes are 204.
   HttpResponse out(r.outcome == O::kClosed ? 409
                    : r.outcome == O::kAppended && has_producer && has_data ? 200
@@ -251,9 +255,6 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
       u.set("Retry-After", "1");
       co_return co_await reply(req, res, std::move(u));
     }
-  }
-  if (ctx.subscriptions && r.outcome == O::kAppended && has_data) {
-    ctx.subscriptions->note_append(tenant, name, r.first_position);
   }
   set_stream_headers(out, r.next_position, r.closed);
   if (has_producer && r.outcome != O::kClosed) set_producer_headers(r, &out);

@@ -150,9 +150,15 @@ asio::awaitable<void> handle_token_route(ApiContext& ctx, HttpRequest& req, Resp
   }
   const std::string id = seg[2];
   const std::string token = bearer(req);
-  if (auto t = ctx.subscriptions->token_tenant(token)) *tenant_out = *t;
+  // Checked here (an HMAC) so that requests without a valid token cost no pool thread.
+  auto t = ctx.subscriptions->token_tenant(token);
+  if (!t) {
+    co_return co_await send_error(req, res, 401, "UNAUTHORIZED",
+                                  "missing or invalid wake token (Authorization: Bearer)");
+  }
+  *tenant_out = *t;
   Subscriptions::Reply r;
-  co_await run_blocking(ctx.search_pool, [&] {
+  co_await run_blocking(ctx.control_pool, [&] {
     if (seg[3] == "release") {
       r = ctx.subscriptions->release(token, id, req.body);
     } else {
@@ -189,17 +195,17 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
     if (m == "PUT") {
       SubscriptionConfig config;
       std::string code, why;
-      if (!parse_subscription_config(req.body, canonical_member_path,
-                                     ctx.options.webhook_allow_private, &config, &code, &why)) {
+      if (!parse_subscription_config(req.body, canonical_member_path, subs.webhook_targets(),
+                                     &config, &code, &why)) {
         co_return co_await send_error(req, res, 400, code, why);
       }
       std::string base = absolute_location(req.header("host"), "");
-      co_await run_blocking(ctx.search_pool, [&] { r = subs.put(tenant, id, config, base); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.put(tenant, id, config, base); });
     } else if (m == "GET" || m == "HEAD") {
-      co_await run_blocking(ctx.search_pool, [&] { r = subs.get(tenant, id); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.get(tenant, id); });
       if (m == "HEAD") r.body.clear();
     } else if (m == "DELETE") {
-      co_await run_blocking(ctx.search_pool, [&] { r = subs.remove(tenant, id); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.remove(tenant, id); });
     } else {
       co_return co_await method_not_allowed(req, res, "GET, HEAD, PUT, DELETE, OPTIONS");
     }
@@ -213,7 +219,7 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
     if (!parse_stream_list(req.body, canonical_member_path, &paths, &why)) {
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST", why);
     }
-    co_await run_blocking(ctx.search_pool, [&] { r = subs.add_streams(tenant, id, paths); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.add_streams(tenant, id, paths); });
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (action == "streams" && seg.size() > 4) {
@@ -226,7 +232,7 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST",
                                     decoded ? why : "malformed percent-escape in the path");
     }
-    co_await run_blocking(ctx.search_pool, [&] { r = subs.remove_stream(tenant, id, path); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.remove_stream(tenant, id, path); });
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (seg.size() == 4 && action == "claim") {
@@ -236,7 +242,7 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST",
                                     "body must be {\"worker\": name} (1-256 bytes)");
     }
-    co_await run_blocking(ctx.search_pool, [&] { r = subs.claim(tenant, id, worker); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.claim(tenant, id, worker); });
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (seg.size() == 4 && (action == "ack" || action == "release" || action == "callback")) {

@@ -243,6 +243,8 @@ int run_serve(const ServeOptions& o) {
   // Background expiry only now: the restore above creates streams that may have expired.
   streams.start_expiry();
 
+  ApiKeys keys(catalog.get());
+
   // Subscriptions (Durable Streams §6-7): their records are in the catalog, the webhook signing
   // and wake-token keys in the data dir.
   std::unique_ptr<SigningKeys> signing_keys;
@@ -251,14 +253,18 @@ int run_serve(const ServeOptions& o) {
     return 1;
   }
   Subscriptions::Options subscription_options;
-  subscription_options.allow_private_webhooks = o.webhook_allow_private;
+  // The development exception (webhooks to this machine) holds only while the server runs open:
+  // with API keys, tenants must not reach its loopback services.
+  subscription_options.webhook_targets = [&o, &keys] {
+    return o.webhook_allow_private ? WebhookTargets::kAny
+           : keys.any_active()     ? WebhookTargets::kPublic
+                                   : WebhookTargets::kPublicAndLocal;
+  };
   Subscriptions subscriptions(subscription_options, catalog.get(), &streams, signing_keys.get());
   if (Status s = subscriptions.open(); !s) {
     spdlog::error("subscriptions: {}", s.message());
     return 1;
   }
-
-  ApiKeys keys(catalog.get());
 
   // Search: derived from the logs; the indexer opens (or rebuilds) it in the background.
   IndexOptions index_options;
@@ -326,6 +332,8 @@ int run_serve(const ServeOptions& o) {
   ctx.indexer = &indexer;
   boost::asio::thread_pool search_pool(static_cast<size_t>(o.search_threads));
   ctx.search_pool = &search_pool;
+  boost::asio::thread_pool control_pool(2);
+  ctx.control_pool = &control_pool;
   ctx.subscriptions = &subscriptions;
   ctx.signing_keys = signing_keys.get();
   ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
@@ -369,6 +377,7 @@ int run_serve(const ServeOptions& o) {
   // Tear down in dependency order while the (stopped) io_context still exists: background
   // threads first, then drain the committer, whose callbacks post to connection executors.
   search_pool.join();  // searches still running finish; their connections are gone
+  control_pool.join();
   subscriptions.stop();  // before the committer drains: its wake-event appends finish there
   indexer.stop();
   if (tier) tier->stop();

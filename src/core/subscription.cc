@@ -58,40 +58,46 @@ bool parse_streams_array(const json::value& v, PathCanonicaliser canonical_path,
   return true;
 }
 
-// Matches pattern segments [pi, pe) against path segments [si, se).
-bool match_segments(const std::vector<std::string_view>& p, size_t pi,
-                    const std::vector<std::string_view>& s, size_t si) {
-  while (pi < p.size()) {
-    if (p[pi] == "**") {
-      for (size_t k = si; k <= s.size(); ++k) {
-        if (match_segments(p, pi + 1, s, k)) return true;
-      }
+// One segment: '*' is any run of characters (greedy with backtracking to the last star:
+// O(|pattern| x |segment|) at worst).
+bool match_segment(std::string_view pat, std::string_view str) {
+  size_t i = 0, j = 0, star = std::string_view::npos, mark = 0;
+  while (j < str.size()) {
+    if (i < pat.size() && pat[i] == '*') {
+      star = i++;
+      mark = j;
+    } else if (i < pat.size() && pat[i] == str[j]) {
+      ++i;
+      ++j;
+    } else if (star != std::string_view::npos) {
+      i = star + 1;
+      j = ++mark;
+    } else {
       return false;
     }
-    if (si >= s.size()) return false;
-    // One segment: '*' is any run of characters (iterative wildcard match).
-    std::string_view pat = p[pi], str = s[si];
-    size_t i = 0, j = 0, star = std::string_view::npos, mark = 0;
-    while (j < str.size()) {
-      if (i < pat.size() && pat[i] == '*') {
-        star = i++;
-        mark = j;
-      } else if (i < pat.size() && pat[i] == str[j]) {
-        ++i;
-        ++j;
-      } else if (star != std::string_view::npos) {
-        i = star + 1;
-        j = ++mark;
-      } else {
-        return false;
-      }
-    }
-    while (i < pat.size() && pat[i] == '*') ++i;
-    if (i != pat.size()) return false;
-    ++pi;
-    ++si;
   }
-  return si == s.size();
+  while (i < pat.size() && pat[i] == '*') ++i;
+  return i == pat.size();
+}
+
+// Dynamic programming over (pattern segment, path segment): linear in their product, however
+// many `**` there are (a backtracking matcher is exponential in them).
+bool match_segments(const std::vector<std::string_view>& p, const std::vector<std::string_view>& s) {
+  const size_t P = p.size(), S = s.size();
+  // next[j]: p[i+1..] matches s[j..]; cur[j]: p[i..] matches s[j..].
+  std::vector<char> next(S + 1, 0), cur(S + 1, 0);
+  next[S] = 1;
+  for (size_t i = P; i-- > 0;) {
+    if (p[i] == "**") {
+      cur[S] = next[S];
+      for (size_t j = S; j-- > 0;) cur[j] = next[j] || cur[j + 1];
+    } else {
+      cur[S] = 0;
+      for (size_t j = 0; j < S; ++j) cur[j] = next[j + 1] && match_segment(p[i], s[j]);
+    }
+    std::swap(cur, next);
+  }
+  return next[0] != 0;
 }
 
 std::vector<std::string_view> split_segments(std::string_view s) {
@@ -114,7 +120,7 @@ json::value optional_string(const std::optional<std::string>& s) {
 }  // namespace
 
 bool glob_match(std::string_view pattern, std::string_view path) {
-  return match_segments(split_segments(pattern), 0, split_segments(path), 0);
+  return match_segments(split_segments(pattern), split_segments(path));
 }
 
 bool valid_subscription_id(std::string_view id) {
@@ -126,7 +132,7 @@ bool valid_subscription_id(std::string_view id) {
 }
 
 bool parse_subscription_config(std::string_view body, PathCanonicaliser canonical_path,
-                               bool allow_private_webhooks, SubscriptionConfig* out,
+                               WebhookTargets webhook_targets, SubscriptionConfig* out,
                                std::string* code, std::string* why) {
   const char* kInvalid = "INVALID_REQUEST";
   std::error_code ec;
@@ -193,7 +199,7 @@ bool parse_subscription_config(std::string_view body, PathCanonicaliser canonica
       return fail(code, why, kInvalid, "webhook takes only url (signing is the server's)");
     }
     c.webhook_url = std::string(url->as_string());
-    if (std::string bad = check_webhook_url(c.webhook_url, allow_private_webhooks); !bad.empty()) {
+    if (std::string bad = check_webhook_url(c.webhook_url, webhook_targets); !bad.empty()) {
       return fail(code, why, "WEBHOOK_URL_REJECTED", bad);
     }
   } else {
@@ -278,7 +284,8 @@ std::string Subscription::record_json() const {
     links_json.push_back(json::object{{"path", path},
                                       {"glob", l.glob},
                                       {"explicit", l.explicit_},
-                                      {"acked", l.acked}});
+                                      {"acked", l.acked},
+                                      {"stream_id", l.stream_id}});
   }
   json::array snap;
   for (const auto& [path, tail] : snapshot) snap.push_back(json::object{{"path", path}, {"tail", tail}});
@@ -324,6 +331,7 @@ Status Subscription::from_record(std::string tenant, std::string id, std::string
       link.glob = lo.at("glob").as_bool();
       link.explicit_ = lo.at("explicit").as_bool();
       link.acked = lo.at("acked").to_number<uint64_t>();
+      link.stream_id = lo.at("stream_id").to_number<int64_t>();
       s.links[std::string(lo.at("path").as_string())] = link;
     }
     s.generation = o.at("generation").to_number<uint64_t>();

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/webhook_client.h"
 #include "store/status.h"
 
 namespace ds {
@@ -47,9 +48,12 @@ struct SubscriptionConfig {
 };
 
 struct StreamLink {
-  bool glob = false;      // matched by the pattern
+  bool glob = false;       // matched by the pattern
   bool explicit_ = false;  // named in streams[] (takes precedence when serialised)
-  uint64_t acked = 0;     // positions below this are processed
+  uint64_t acked = 0;      // positions below this are processed
+  // The catalog id of the stream the acked position belongs to (0: none seen yet). A stream
+  // deleted and created again under the path has a new id: its link starts over at its start.
+  int64_t stream_id = 0;
 };
 
 struct Subscription {
@@ -88,7 +92,7 @@ struct WakeStream {
 // protocol's error code ("INVALID_REQUEST" or "WEBHOOK_URL_REJECTED").
 using PathCanonicaliser = std::string (*)(std::string_view raw, std::string* why);
 bool parse_subscription_config(std::string_view body, PathCanonicaliser canonical_path,
-                               bool allow_private_webhooks, SubscriptionConfig* out,
+                               WebhookTargets webhook_targets, SubscriptionConfig* out,
                                std::string* code, std::string* why);
 
 // Parses {"streams":[…]} (explicit membership changes).

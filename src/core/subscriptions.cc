@@ -22,6 +22,9 @@ struct Subscriptions::Entry {
   Subscription sub;
   bool unsaved = false;     // changed since its record was last written (the thread writes it)
   bool delivering = false;  // a webhook POST of the current wake is running
+  // Linked paths appended to since the last look: checked first, so that an idle subscription
+  // with many links finds its pending work without walking them all.
+  std::set<std::string> hot;
 };
 
 namespace {
@@ -121,7 +124,7 @@ Status Subscriptions::open() {
       for (const auto& [path, stream] : streams_->list(tenant)) {
         if (path == sub.config.wake_stream || sub.links.count(path)) continue;
         if (!glob_match(*sub.config.pattern, path)) continue;
-        sub.links[path] = StreamLink{true, false, stream->record().fork_offset};
+        sub.links[path] = StreamLink{true, false, stream->record().fork_offset, stream->record().id};
         e->unsaved = true;
       }
     }
@@ -132,6 +135,10 @@ Status Subscriptions::open() {
     subs_[k] = std::move(e);
   }
   count_ = static_cast<int64_t>(subs_.size());
+  {
+    std::lock_guard il(inbox_mu_);
+    kick_ = true;  // look at every subscription once: work may have been pending at the stop
+  }
   pool_ = std::make_unique<boost::asio::thread_pool>(static_cast<size_t>(options_.delivery_threads));
   thread_ = std::thread([this] { run(); });
   return Status::ok();
@@ -153,19 +160,36 @@ void Subscriptions::stop() {
 
 // ---- helpers (mu_ held) ------------------------------------------------------------------
 
-uint64_t Subscriptions::tail_of(const std::string& tenant, const std::string& path, bool* exists) {
+bool Subscriptions::stream_now(const std::string& tenant, const std::string& path,
+                               StreamNow* out) {
   std::shared_ptr<Stream> s;
-  *exists = static_cast<bool>(streams_->find(tenant, path, &s));
-  return *exists ? s->tail() : 0;
+  if (!streams_->find(tenant, path, &s)) return false;
+  out->tail = s->tail();
+  out->id = s->record().id;
+  out->start = s->record().fork_offset;
+  return true;
+}
+
+std::optional<uint64_t> Subscriptions::link_tail_locked(Entry& e, const std::string& path,
+                                                        StreamLink& link) {
+  StreamNow now;
+  if (!stream_now(e.sub.tenant, path, &now)) return std::nullopt;
+  if (link.stream_id != now.id) {
+    // First sight of the stream (an explicit link made before it existed), or a stream deleted
+    // and created again under the path: everything it holds is unprocessed.
+    link.acked = now.start;
+    link.stream_id = now.id;
+    e.unsaved = true;
+  }
+  return now.tail;
 }
 
 std::vector<WakeStream> Subscriptions::wake_streams_locked(Entry& e) {
   std::vector<WakeStream> pending, rest;
   for (auto& [path, link] : e.sub.links) {
-    bool exists = false;
-    uint64_t tail = tail_of(e.sub.tenant, path, &exists);
-    if (!exists) continue;
-    (tail > link.acked ? pending : rest).push_back(WakeStream{path, &link, tail});
+    std::optional<uint64_t> tail = link_tail_locked(e, path, link);
+    if (!tail) continue;
+    (*tail > link.acked ? pending : rest).push_back(WakeStream{path, &link, *tail});
   }
   // Pending streams first; at most kMaxSubscriptionStreams in one wake.
   for (auto& w : rest) {
@@ -177,11 +201,33 @@ std::vector<WakeStream> Subscriptions::wake_streams_locked(Entry& e) {
 }
 
 bool Subscriptions::pending_locked(Entry& e) {
+  for (const std::string& path : e.hot) {
+    auto l = e.sub.links.find(path);
+    if (l == e.sub.links.end()) continue;
+    std::optional<uint64_t> tail = link_tail_locked(e, path, l->second);
+    if (tail && *tail > l->second.acked) return true;
+  }
+  e.hot.clear();
   for (auto& [path, link] : e.sub.links) {
-    bool exists = false;
-    if (tail_of(e.sub.tenant, path, &exists) > link.acked) return true;
+    std::optional<uint64_t> tail = link_tail_locked(e, path, link);
+    if (tail && *tail > link.acked) return true;
   }
   return false;
+}
+
+void Subscriptions::prune_links_locked(Entry& e) {
+  // Glob links of streams that no longer exist (deleted, expired): a stream created again under
+  // the path is linked anew from its start. Explicit links stay (the client named them).
+  for (auto it = e.sub.links.begin(); it != e.sub.links.end();) {
+    StreamNow now;
+    if (!it->second.explicit_ && !stream_now(e.sub.tenant, it->first, &now)) {
+      e.hot.erase(it->first);
+      it = e.sub.links.erase(it);
+      e.unsaved = true;
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Subscriptions::start_wake_locked(Entry& e, int64_t now) {
@@ -191,6 +237,7 @@ void Subscriptions::start_wake_locked(Entry& e, int64_t now) {
   s.holder.clear();
   s.lease_until_ms = 0;
   s.snapshot.clear();
+  e.hot.clear();
   for (const WakeStream& w : wake_streams_locked(e)) s.snapshot[w.path] = w.tail;
   (void)now;
   e.unsaved = true;
@@ -311,14 +358,18 @@ Status Subscriptions::erase(const std::string& tenant, const std::string& id) {
 // ---- notifications -------------------------------------------------------------------------
 
 void Subscriptions::note_append(const std::string& tenant, const std::string& path,
-                                uint64_t before) {
+                                int64_t stream_id, uint64_t before) {
   if (!any()) return;
   {
     std::lock_guard lk(inbox_mu_);
     if (!inbox_tenants_.count(tenant)) return;
-    auto [it, added] = inbox_.try_emplace(key(tenant, path), Note{tenant, path, before});
+    auto [it, added] = inbox_.try_emplace(key(tenant, path), Note{tenant, path, stream_id, before});
     if (!added) {
-      it->second.before = std::min(it->second.before, before);
+      if (it->second.stream_id != stream_id) {
+        it->second = Note{tenant, path, stream_id, before};  // a newer stream under the path
+      } else {
+        it->second.before = std::min(it->second.before, before);
+      }
       return;  // the thread has been woken for it already
     }
   }
@@ -334,7 +385,7 @@ void Subscriptions::sync_tenant_locked(const std::string& tenant) {
   }
 }
 
-void Subscriptions::drain_inbox_locked() {
+void Subscriptions::drain_inbox_locked(bool on_thread) {
   std::unordered_map<std::string, Note> notes;
   std::vector<WakeWritten> written;
   {
@@ -353,6 +404,10 @@ void Subscriptions::drain_inbox_locked() {
       e.sub.failed = false;
       e.sub.attempts = 0;
       e.sub.next_attempt_ms = 0;
+    } else if (!e.sub.holder.empty()) {
+      // A worker claimed this wake meanwhile (claims do not need the event): its lease stands.
+      spdlog::warn("subscription {}: writing its wake to {} failed: {}", e.sub.id,
+                   e.sub.config.wake_stream, r.why);
     } else {
       spdlog::warn("subscription {}: writing its wake to {} failed: {}", e.sub.id,
                    e.sub.config.wake_stream, r.why);
@@ -369,21 +424,20 @@ void Subscriptions::drain_inbox_locked() {
       Entry& e = *subs_[k];
       Subscription& s = e.sub;
       if (n.path == s.config.wake_stream) continue;
-      auto l = s.links.find(n.path);
-      if (l != s.links.end()) {
-        if (l->second.acked > n.before) {  // the stream was deleted and created again
-          l->second.acked = n.before;
-          e.unsaved = true;
-        }
-      } else if (s.config.pattern && glob_match(*s.config.pattern, n.path)) {
-        s.links[n.path] = StreamLink{true, false, n.before};
+      // An existing link's acked position is never moved here: the note may be late (a worker
+      // may have acked past `before` already); link_tail_locked() notices a re-created stream.
+      if (!s.links.count(n.path)) {
+        if (!s.config.pattern || !glob_match(*s.config.pattern, n.path)) continue;
+        s.links[n.path] = StreamLink{true, false, n.before, n.stream_id};
         e.unsaved = true;
-      } else {
-        continue;
       }
+      e.hot.insert(n.path);
       dirty_.insert(k);
     }
   }
+  // What was drained here is the thread's to act on: a request handler draining must wake it
+  // (it may have been notified already and found the inbox empty).
+  if (!on_thread && (!notes.empty() || !written.empty())) kick();
 }
 
 // ---- the delivery thread -----------------------------------------------------------------
@@ -406,7 +460,7 @@ void Subscriptions::run() {
     std::vector<std::function<void()>> after;
     {
       std::lock_guard lk(mu_);
-      drain_inbox_locked();
+      drain_inbox_locked(true);
       int64_t now = now_unix_millis();
       std::set<std::string> todo;
       todo.swap(dirty_);
@@ -415,14 +469,26 @@ void Subscriptions::run() {
         const Subscription& s = e->sub;
         bool due = (s.lease_until_ms && s.lease_until_ms <= now) ||
                    (s.next_attempt_ms && s.next_attempt_ms <= now && s.wake_id.empty());
-        if (due || todo.count(k)) evaluate_locked(*e, now, &after);
+        std::vector<std::function<void()>> sends;  // a new wake's delivery
+        if (due || todo.count(k)) evaluate_locked(*e, now, &sends);
         if (e->unsaved) {
           if (Status st = save(e->sub); st) {
             e->unsaved = false;
           } else {
             spdlog::warn("subscription {}: {}", e->sub.id, st.message());
+            if (!sends.empty()) {
+              // A wake goes out only once its generation is stored: undo it, try again later.
+              sends.clear();
+              e->sub.wake_id.clear();
+              e->sub.holder.clear();
+              e->sub.lease_until_ms = 0;
+              e->sub.snapshot.clear();
+              e->delivering = false;
+            }
+            dirty_.insert(k);
           }
         }
+        for (auto& f : sends) after.push_back(std::move(f));
         auto soonest = [&](int64_t t) {
           if (t > now && (deadline == 0 || t < deadline)) deadline = t;
         };
@@ -448,7 +514,10 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
   }
   if (!s.wake_id.empty()) return;  // a wake is in flight
   if (s.next_attempt_ms > now) return;
-  if (!pending_locked(e)) return;
+  if (!pending_locked(e)) {
+    prune_links_locked(e);  // idle: a good moment to forget streams that are gone
+    return;
+  }
   start_wake_locked(e, now);
   std::string k = key(s.tenant, s.id);
   if (s.config.webhook) {
@@ -522,7 +591,7 @@ void Subscriptions::deliver_webhook(std::string k, uint64_t generation, std::str
                                    {{"Content-Type", "application/json"},
                                     {"Webhook-Signature", keys_->sign(t, body)},
                                     {"User-Agent", "durable-sessions"}},
-                                   options_.webhook_timeout_ms, options_.allow_private_webhooks);
+                                   options_.webhook_timeout_ms, options_.webhook_targets());
   {
     std::lock_guard lk(mu_);
     auto it = subs_.find(k);
@@ -568,7 +637,7 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
                                         const SubscriptionConfig& config,
                                         const std::string& base_url) {
   std::lock_guard lk(mu_);
-  drain_inbox_locked();
+  drain_inbox_locked(false);
   std::string k = key(tenant, id);
   if (auto it = subs_.find(k); it != subs_.end()) {
     if (it->second->sub.config.canonical_config() != config.canonical_config()) {
@@ -592,15 +661,19 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
   s.config = config;
   s.created_ms = now_unix_millis();
   s.base_url = base_url;
-  bool exists = false;
   for (const std::string& path : config.streams) {
-    s.links[path] = StreamLink{false, true, tail_of(tenant, path, &exists)};
+    StreamNow now;
+    bool exists = stream_now(tenant, path, &now);
+    s.links[path] = StreamLink{false, true, exists ? now.tail : 0, exists ? now.id : 0};
   }
   if (config.pattern) {
     for (const auto& [path, stream] : streams_->list(tenant)) {
       if (path == config.wake_stream || !glob_match(*config.pattern, path)) continue;
       StreamLink& l = s.links[path];
-      if (!l.explicit_) l.acked = stream->tail();
+      if (!l.explicit_) {
+        l.acked = stream->tail();
+        l.stream_id = stream->record().id;
+      }
       l.glob = true;
     }
   }
@@ -615,7 +688,7 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
 
 Subscriptions::Reply Subscriptions::get(const std::string& tenant, const std::string& id) {
   std::lock_guard lk(mu_);
-  drain_inbox_locked();
+  drain_inbox_locked(false);
   auto it = subs_.find(key(tenant, id));
   if (it == subs_.end()) return not_found(id);
   return ok(200, subscription_json(it->second->sub, keys_->kid()));
@@ -639,7 +712,7 @@ Subscriptions::Reply Subscriptions::remove(const std::string& tenant, const std:
 Subscriptions::Reply Subscriptions::add_streams(const std::string& tenant, const std::string& id,
                                                 const std::vector<std::string>& paths) {
   std::lock_guard lk(mu_);
-  drain_inbox_locked();
+  drain_inbox_locked(false);
   auto it = subs_.find(key(tenant, id));
   if (it == subs_.end()) return not_found(id);
   Subscription& s = it->second->sub;
@@ -650,8 +723,9 @@ Subscriptions::Reply Subscriptions::add_streams(const std::string& tenant, const
       l->second.explicit_ = true;
       continue;
     }
-    bool exists = false;
-    s.links[path] = StreamLink{false, true, tail_of(tenant, path, &exists)};
+    StreamNow now;
+    bool exists = stream_now(tenant, path, &now);
+    s.links[path] = StreamLink{false, true, exists ? now.tail : 0, exists ? now.id : 0};
   }
   if (Status st = save(s); !st) {
     s = std::move(before);
@@ -663,7 +737,7 @@ Subscriptions::Reply Subscriptions::add_streams(const std::string& tenant, const
 Subscriptions::Reply Subscriptions::remove_stream(const std::string& tenant, const std::string& id,
                                                   const std::string& path) {
   std::lock_guard lk(mu_);
-  drain_inbox_locked();
+  drain_inbox_locked(false);
   auto it = subs_.find(key(tenant, id));
   if (it == subs_.end()) return not_found(id);
   Subscription& s = it->second->sub;
@@ -671,13 +745,11 @@ Subscriptions::Reply Subscriptions::remove_stream(const std::string& tenant, con
   if (l == s.links.end() || !l->second.explicit_) return ok(204, "");
   StreamLink old = l->second;
   l->second.explicit_ = false;
-  bool exists = false;
   if (s.config.pattern && glob_match(*s.config.pattern, path) && path != s.config.wake_stream) {
     l->second.glob = true;  // the pattern still matches: the glob link stays
   } else if (!l->second.glob) {
     s.links.erase(l);
   }
-  (void)exists;
   if (Status st = save(s); !st) {
     s.links[path] = old;
     return io_failure(st);
@@ -688,7 +760,7 @@ Subscriptions::Reply Subscriptions::remove_stream(const std::string& tenant, con
 Subscriptions::Reply Subscriptions::claim(const std::string& tenant, const std::string& id,
                                           const std::string& worker) {
   std::lock_guard lk(mu_);
-  drain_inbox_locked();
+  drain_inbox_locked(false);
   auto it = subs_.find(key(tenant, id));
   if (it == subs_.end()) return not_found(id);
   Entry& e = *it->second;
@@ -759,7 +831,7 @@ Subscriptions::Reply Subscriptions::ack(const std::string& token, const std::str
   bool is_done = done && done->is_bool() && done->as_bool();
 
   std::lock_guard lk(mu_);
-  drain_inbox_locked();
+  drain_inbox_locked(false);
   auto it = subs_.find(key(t.tenant, id));
   if (it == subs_.end()) return not_found(id);
   Entry& e = *it->second;
@@ -789,8 +861,8 @@ Subscriptions::Reply Subscriptions::ack(const std::string& token, const std::str
                      !pos ? "ack offset is not an offset of this server"
                           : "stream " + std::string(stream->as_string()) + " is not linked");
       }
-      bool exists = false;
-      if (*pos > tail_of(s.tenant, l->first, &exists)) {
+      std::optional<uint64_t> tail = link_tail_locked(e, l->first, l->second);
+      if (!tail || *pos > *tail) {
         s = std::move(before);
         return error(400, "INVALID_REQUEST", "ack offset is past the stream's tail");
       }

@@ -50,9 +50,14 @@ namespace ds {
 class Subscriptions {
  public:
   struct Options {
-    bool allow_private_webhooks = false;  // --webhook-allow-private
+    // Where webhooks may go, asked at each delivery (API keys can appear while running).
+    std::function<WebhookTargets()> webhook_targets = [] {
+      return WebhookTargets::kPublicAndLocal;
+    };
     int64_t webhook_timeout_ms = 10000;
-    int delivery_threads = 2;
+    // Webhook POSTs in flight at once (they mostly wait on the network; a dead receiver holds
+    // one for up to the timeout).
+    int delivery_threads = 8;
   };
   // Result of a request handler: status (kNotFound, kInvalid, kConflict, kForbidden = FENCED,
   // kUnavailable = ALREADY_CLAIMED, I/O errors), the protocol's error code, and a JSON body.
@@ -88,26 +93,38 @@ class Subscriptions {
   std::optional<std::string> token_tenant(const std::string& token);
 
   // ---- notifications (any thread, never blocks on I/O) ----
-  // `path` of `tenant` acknowledged an append (or a create with data); positions from
-  // `before` on are new.
-  void note_append(const std::string& tenant, const std::string& path, uint64_t before);
+  // `path` of `tenant` (catalog id `stream_id`) made an append (or a create) durable; positions
+  // from `before` on are new.
+  void note_append(const std::string& tenant, const std::string& path, int64_t stream_id,
+                   uint64_t before);
   bool any() const { return count_.load(std::memory_order_relaxed) > 0; }
+  WebhookTargets webhook_targets() const { return options_.webhook_targets(); }
 
  private:
   struct Entry;  // a Subscription plus in-memory flags
   struct Note {  // an acknowledged append, not yet matched against the subscriptions
     std::string tenant, path;
+    int64_t stream_id = 0;
     uint64_t before = 0;
   };
   static std::string key(const std::string& tenant, const std::string& id) {
     return tenant + '\0' + id;
   }
   // With mu_ held.
-  void drain_inbox_locked();
+  void drain_inbox_locked(bool on_thread);
   void sync_tenant_locked(const std::string& tenant);  // inbox_tenants_ from by_tenant_
-  uint64_t tail_of(const std::string& tenant, const std::string& path, bool* exists);
+  struct StreamNow {
+    uint64_t tail = 0;
+    int64_t id = 0;      // catalog id
+    uint64_t start = 0;  // first position of its own (a fork's fork point)
+  };
+  bool stream_now(const std::string& tenant, const std::string& path, StreamNow* out);
+  // The tail of a linked stream (nullopt: it does not exist), restarting the link at the
+  // stream's start when the path now names another stream than the one acked.
+  std::optional<uint64_t> link_tail_locked(Entry& e, const std::string& path, StreamLink& link);
   std::vector<WakeStream> wake_streams_locked(Entry& e);
   bool pending_locked(Entry& e);
+  void prune_links_locked(Entry& e);
   void start_wake_locked(Entry& e, int64_t now);
   void schedule_retry_locked(Entry& e, int64_t now);
   void evaluate_locked(Entry& e, int64_t now, std::vector<std::function<void()>>* after);

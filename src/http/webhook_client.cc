@@ -122,7 +122,7 @@ size_t collect(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-std::string check_webhook_url(std::string_view text, bool allow_private) {
+std::string check_webhook_url(std::string_view text, WebhookTargets targets) {
   if (text.size() > 2048) return "webhook.url is longer than 2048 bytes";
   auto parsed = boost::urls::parse_absolute_uri(text);
   if (!parsed) return "webhook.url is not an absolute URL";
@@ -132,12 +132,15 @@ std::string check_webhook_url(std::string_view text, bool allow_private) {
   if (scheme != "https" && scheme != "http") return "webhook.url must use https:// (or http:// to localhost)";
   if (u.has_userinfo()) return "webhook.url must not contain user information";
   if (u.encoded_host().empty()) return "webhook.url has no host";
-  if (allow_private) return "";
+  if (targets == WebhookTargets::kAny) return "";
+  const bool local_ok = targets == WebhookTargets::kPublicAndLocal;
+  const char* kLocal = "webhook.url names this machine: allowed only while the server runs "
+                       "without API keys (development) or with --webhook-allow-private";
   bool https = scheme == "https";
   switch (u.host_type()) {
     case boost::urls::host_type::ipv4: {
       uint32_t a = u.host_ipv4_address().to_uint();
-      if (is_dev_loopback_v4(a)) return "";
+      if (is_dev_loopback_v4(a)) return local_ok ? "" : kLocal;
       if (!is_public_v4(a)) return "webhook.url names a private, loopback or reserved address";
       return https ? "" : "webhook.url must use https:// for hosts other than localhost";
     }
@@ -145,13 +148,13 @@ std::string check_webhook_url(std::string_view text, bool allow_private) {
       auto bytes = u.host_ipv6_address().to_bytes();
       std::array<unsigned char, 16> b;
       std::memcpy(b.data(), bytes.data(), 16);
-      if (is_v6_loopback(b)) return "";
+      if (is_v6_loopback(b)) return local_ok ? "" : kLocal;
       if (!is_public_v6(b)) return "webhook.url names a private, loopback or reserved address";
       return https ? "" : "webhook.url must use https:// for hosts other than localhost";
     }
     case boost::urls::host_type::name: {
       std::string host(u.encoded_host());
-      if (is_localhost_name(host)) return "";
+      if (is_localhost_name(host)) return local_ok ? "" : kLocal;
       return https ? "" : "webhook.url must use https:// for hosts other than localhost";
     }
     default:
@@ -161,20 +164,23 @@ std::string check_webhook_url(std::string_view text, bool allow_private) {
 
 WebhookResponse post_webhook(const std::string& url, const std::string& body,
                              const std::vector<std::pair<std::string, std::string>>& headers,
-                             int64_t timeout_ms, bool allow_private) {
+                             int64_t timeout_ms, WebhookTargets targets) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   WebhookResponse out;
-  if (std::string why = check_webhook_url(url, allow_private); !why.empty()) {
+  if (std::string why = check_webhook_url(url, targets); !why.empty()) {
     out.error = why;
     return out;
   }
   Target target;
-  target.allow_private = allow_private;
+  target.allow_private = targets == WebhookTargets::kAny;
   auto parsed = boost::urls::parse_absolute_uri(url);
-  target.dev_host = parsed && (parsed->host_type() == boost::urls::host_type::name
-                                   ? is_localhost_name(std::string(parsed->encoded_host()))
-                                   : true);  // IP literals were judged by check_webhook_url
+  // Loopback addresses are fine for a URL that passed as the development exception (a
+  // localhost name, or a loopback literal, which check_webhook_url judged already).
+  target.dev_host = targets == WebhookTargets::kPublicAndLocal && parsed &&
+                    (parsed->host_type() == boost::urls::host_type::name
+                         ? is_localhost_name(std::string(parsed->encoded_host()))
+                         : true);
   CURL* curl = curl_easy_init();
   if (curl == nullptr) {
     out.error = "curl_easy_init failed";

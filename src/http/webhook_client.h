@@ -1,13 +1,14 @@
 // Webhook client: outbound POSTs to subscription webhooks, with the protocol's SSRF rules.
 //
-// Which targets are allowed (Durable Streams protocol §6.2), unless `allow_private` (the
-// operator's --webhook-allow-private, for webhooks on the operator's own network):
-// - `https://` to a public address;
-// - the development exception: `http://` or `https://` to `localhost` (or `*.localhost`),
-//   127.0.0.x or [::1];
-// - everything else is refused: other schemes, user info, plain `http://` to any other host,
-//   and private, loopback, link-local, shared (CGNAT), multicast, reserved and unspecified
-//   addresses, including IPv4-mapped IPv6 forms of them.
+// Which targets are allowed (Durable Streams protocol §6.2), by WebhookTargets:
+// - kPublic: `https://` to a public address only;
+// - kPublicAndLocal: also the development exception, `http://` or `https://` to `localhost` (or
+//   `*.localhost`), 127.0.0.x or [::1];
+// - kAny: any http(s) URL (the operator's --webhook-allow-private, for webhooks on the
+//   operator's own network).
+// Refused otherwise: other schemes, user info, plain `http://` to any other host, and private,
+// loopback, link-local, shared (CGNAT), multicast, reserved and unspecified addresses,
+// including IPv4-mapped and NAT64 IPv6 forms of them.
 // check_webhook_url() applies these rules to the URL's text (an IP literal is judged by its
 // address). post_webhook() applies them again to every address a host name resolves to, at
 // connect time (so a name that resolves to a private address, or is rebound to one after the
@@ -24,8 +25,10 @@
 
 namespace ds {
 
+enum class WebhookTargets { kPublic, kPublicAndLocal, kAny };
+
 // "" when `url` may receive webhooks, otherwise why not.
-std::string check_webhook_url(std::string_view url, bool allow_private);
+std::string check_webhook_url(std::string_view url, WebhookTargets targets);
 
 struct WebhookResponse {
   bool sent = false;      // a response was received (any status)
@@ -36,6 +39,6 @@ struct WebhookResponse {
 
 WebhookResponse post_webhook(const std::string& url, const std::string& body,
                              const std::vector<std::pair<std::string, std::string>>& headers,
-                             int64_t timeout_ms, bool allow_private);
+                             int64_t timeout_ms, WebhookTargets targets);
 
 }  // namespace ds

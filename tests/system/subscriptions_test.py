@@ -963,6 +963,74 @@ def test_explicit_streams(srv: harness.Server) -> None:
 # --------------------------------------------------------------------------
 
 
+def test_with_api_keys(binary: Path, tmp: Path) -> None:
+    """With API keys: subscriptions are per tenant, the webhook development exception (this
+    machine) is off, and ack/JWKS work with a wake token alone."""
+    data = tmp / "keyed-data"
+    data.mkdir()
+    key_a = harness.create_key(binary, data, "alpha")
+    key_b = harness.create_key(binary, data, "beta")
+    srv = harness.Server(binary, data, tmp / "keyed.log", name="subscriptions-keyed")
+    srv.start()
+    try:
+        def req(method: str, path: str, obj: Any = _NO_BODY, key: str | None = None,
+                bearer: str | None = None) -> Resp:
+            headers: dict = dict(JSON_CT)
+            if key is not None:
+                headers["x-api-key"] = key
+            if bearer is not None:
+                headers["Authorization"] = f"Bearer {bearer}"
+            body = json.dumps(obj).encode() if obj is not _NO_BODY else None
+            st, h, raw = srv.request(method, path, body, headers)
+            try:
+                parsed = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                parsed = None
+            return Resp(st, h, parsed, raw)
+
+        st, _, _ = srv.request("PUT", STREAM_ROOT + "wake", b"[]", {**JSON_CT, "x-api-key": key_a})
+        assert st == 201, f"PUT wake stream: {st}"
+        cfg = {"type": "pull-wake", "pattern": "events/*", "wake_stream": "wake", "lease_ttl_ms": 30000}
+        r = req("PUT", sub_path("k1"), cfg)
+        assert r.status == 401, f"PUT without a key: {r}"
+        r = req("PUT", sub_path("k1"), cfg, key=key_a)
+        assert r.status == 201, f"PUT with alpha's key: {r}"
+        for url in ("http://127.0.0.1:9/hook", "http://localhost:9/hook", "https://x.localhost/h"):
+            r = req("PUT", sub_path("hook"), {"type": "webhook", "pattern": "events/*",
+                                              "webhook": {"url": url}}, key=key_a)
+            assert r.status == 400 and r.error_code() == "WEBHOOK_URL_REJECTED", \
+                f"with API keys, a webhook to {url} must be refused: {r}"
+        r = req("GET", sub_path("k1"), key=key_b)
+        assert r.status == 404, f"beta must not see alpha's subscription: {r}"
+        st, _, _ = srv.request("PUT", STREAM_ROOT + "events/a", b'[{"n":1}]',
+                               {**JSON_CT, "x-api-key": key_a})
+        assert st == 201, f"PUT events/a: {st}"
+
+        def woken() -> bool:
+            st, _, raw = srv.request("GET", STREAM_ROOT + "wake?offset=-1", None, {"x-api-key": key_a})
+            return st == 200 and any(e.get("subscription_id") == "k1" for e in json.loads(raw))
+        harness.wait_for(woken, WAKE_TIMEOUT, "a wake event in alpha's wake stream")
+        assert req("POST", sub_path("k1", "claim"), {"worker": "w"}, key=key_b).status == 404, \
+            "beta must not claim alpha's subscription"
+        r = req("POST", sub_path("k1", "claim"), {"worker": "w"}, key=key_a)
+        assert r.status == 200, f"claim with alpha's key: {r}"
+        c = r.json
+        tail = next(x["tail_offset"] for x in c["streams"] if x["path"] == "events/a")
+        r = req("POST", sub_path("k1", "ack"), {"wake_id": c["wake_id"], "generation": c["generation"],
+                                                "acks": [{"stream": "events/a", "offset": tail}],
+                                                "done": True}, bearer="dsw_forged.x")
+        assert r.status == 401, f"a forged token: {r}"
+        r = req("POST", sub_path("k1", "ack"), {"wake_id": c["wake_id"], "generation": c["generation"],
+                                                "acks": [{"stream": "events/a", "offset": tail}],
+                                                "done": True}, bearer=c["token"])
+        assert r.status == 200 and r.json == {"ok": True, "next_wake": False}, \
+            f"ack with the claim token alone (no API key): {r}"
+        st, h, _ = srv.request("GET", STREAM_ROOT + "__ds/jwks.json")
+        assert st == 200 and "jwk-set+json" in h.get("content-type", ""), f"public JWKS: {st}"
+    finally:
+        srv.stop()
+
+
 def main() -> int:
     binary = harness.find_binary(log)
     if binary is None:
@@ -986,6 +1054,8 @@ def main() -> int:
             ("5. bad input is a 400 (SSRF URLs WEBHOOK_URL_REJECTED), conflicts 409, DELETE",
              lambda: test_bad_input(srv)),
             ("6. explicit stream add and remove", lambda: test_explicit_streams(srv)),
+            ("7. with API keys: per tenant, no webhooks to this machine, token-only acks",
+             lambda: test_with_api_keys(binary, tmp)),
         ]
         for name, fn in cases:
             if not srv.alive():

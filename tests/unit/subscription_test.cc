@@ -38,7 +38,8 @@ std::string plain_path(std::string_view raw, std::string* why) {
 
 bool parse(const std::string& body, SubscriptionConfig* c, std::string* code) {
   std::string why;
-  return parse_subscription_config(body, plain_path, false, c, code, &why);
+  return parse_subscription_config(body, plain_path, WebhookTargets::kPublicAndLocal, c, code,
+                                   &why);
 }
 
 TEST(SubscriptionGlob, StarIsOneSegmentDoubleStarAnyNumber) {
@@ -58,6 +59,15 @@ TEST(SubscriptionGlob, StarIsOneSegmentDoubleStarAnyNumber) {
   EXPECT_TRUE(glob_match("*-*", "a-b-c"));
   EXPECT_FALSE(glob_match("exact", "exac"));
   EXPECT_TRUE(glob_match("exact", "exact"));
+  // Many `**` against a deep path: linear in their product, not exponential.
+  std::string deep;
+  for (int i = 0; i < 200; ++i) deep += "s/";
+  deep += "end";
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += "**/";
+  EXPECT_FALSE(glob_match(many + "z", deep));
+  EXPECT_TRUE(glob_match(many + "end", deep));
+  EXPECT_TRUE(glob_match(many + "s/*/**", deep));
 }
 
 TEST(SubscriptionConfig, ParsesBothTypesAndComparesCanonically) {
@@ -220,7 +230,7 @@ TEST(WebhookUrl, AllowsPublicHttpsAndLocalDevelopmentOnly) {
   for (const char* ok : {"https://hooks.example.com/x", "https://93.184.216.34/x",
                          "http://127.0.0.1:8080/hook", "http://127.0.0.9/h", "http://localhost:1/x",
                          "https://api.localhost/x", "http://[::1]:9/x", "https://[2606:4700::1]/"}) {
-    EXPECT_EQ(check_webhook_url(ok, false), "") << ok;
+    EXPECT_EQ(check_webhook_url(ok, WebhookTargets::kPublicAndLocal), "") << ok;
   }
   for (const char* bad :
        {"http://hooks.example.com/x", "ftp://hooks.example.com/", "https://10.0.0.1/",
@@ -230,10 +240,17 @@ TEST(WebhookUrl, AllowsPublicHttpsAndLocalDevelopmentOnly) {
         "https://[::ffff:127.0.0.1]/", "https://[::]/", "http://127.0.0.1@10.0.0.1/",
         "https://user:pw@hooks.example.com/", "not a url",
         "http://localhost.example.com/"}) {
-    EXPECT_NE(check_webhook_url(bad, false), "") << bad;
+    EXPECT_NE(check_webhook_url(bad, WebhookTargets::kPublicAndLocal), "") << bad;
   }
-  EXPECT_EQ(check_webhook_url("http://10.0.0.1/hook", true), "");  // --webhook-allow-private
-  EXPECT_NE(check_webhook_url("ftp://10.0.0.1/", true), "");        // still http(s) only
+  // With API keys (kPublic) the development exception is gone.
+  for (const char* local : {"http://127.0.0.1:8080/hook", "http://localhost:1/x",
+                            "https://api.localhost/x", "http://[::1]:9/x"}) {
+    EXPECT_NE(check_webhook_url(local, WebhookTargets::kPublic), "") << local;
+  }
+  EXPECT_EQ(check_webhook_url("https://hooks.example.com/x", WebhookTargets::kPublic), "");
+  // --webhook-allow-private (kAny): any http(s) target.
+  EXPECT_EQ(check_webhook_url("http://10.0.0.1/hook", WebhookTargets::kAny), "");
+  EXPECT_NE(check_webhook_url("ftp://10.0.0.1/", WebhookTargets::kAny), "");
 }
 
 TEST(WebhookUrl, ConnectTimeCheckRefusesNamesThatResolvePrivately) {
@@ -252,8 +269,8 @@ TEST(WebhookUrl, ConnectTimeCheckRefusesNamesThatResolvePrivately) {
   freeaddrinfo(res);
   if (!loopback) GTEST_SKIP() << name << " does not resolve to a loopback address";
   std::string url = std::string("https://") + name + ":9/x";
-  EXPECT_EQ(check_webhook_url(url, false), "");
-  WebhookResponse r = post_webhook(url, "{}", {}, 2000, false);
+  EXPECT_EQ(check_webhook_url(url, WebhookTargets::kPublicAndLocal), "");
+  WebhookResponse r = post_webhook(url, "{}", {}, 2000, WebhookTargets::kPublicAndLocal);
   EXPECT_FALSE(r.sent);
   EXPECT_NE(r.error.find("refused address"), std::string::npos) << r.error;
 }
@@ -306,7 +323,7 @@ class SubscriptionsTest : public ::testing::Test {
     store_->create(std::move(spec), [p](CreateOutcome o) { p->set_value(std::move(o)); });
     CreateOutcome out = f.get();
     EXPECT_TRUE(out.status) << out.status.message();
-    if (out.created) subs_->note_append(tenant, path, 0);
+    if (out.created) subs_->note_append(tenant, path, out.stream->record().id, 0);
     return out.stream;
   }
   void append(const std::string& tenant, const std::shared_ptr<Stream>& s, const std::string& path,
@@ -318,7 +335,7 @@ class SubscriptionsTest : public ::testing::Test {
     s->append(std::move(req), [p](AppendResult r) { p->set_value(std::move(r)); });
     AppendResult r = f.get();
     ASSERT_EQ(r.outcome, AppendResult::Outcome::kAppended);
-    subs_->note_append(tenant, path, r.first_position);
+    subs_->note_append(tenant, path, s->record().id, r.first_position);
   }
   // The wake events in `wake`, once there are at least `n` (bounded wait).
   std::vector<json::value> wait_wakes(const std::string& tenant, const std::string& wake,
@@ -480,6 +497,30 @@ TEST_F(SubscriptionsTest, ExplicitLinksAndDeletion) {
   EXPECT_EQ(subs_->remove("t", "s1").http, 404);
   restart();
   EXPECT_EQ(subs_->get("t", "s1").http, 404);
+}
+
+TEST_F(SubscriptionsTest, GlobLinksOfDeletedStreamsAreForgottenExplicitOnesKept) {
+  create("t", "wake");
+  create("t", "events/gone", {"{\"x\":1}"});
+  create("t", "events/named", {"{\"x\":1}"});
+  SubscriptionConfig c = pull("events/*", "wake");
+  c.streams = {"events/named"};
+  ASSERT_EQ(subs_->put("t", "s1", c, "http://h").http, 201);
+  ASSERT_TRUE(store_->remove("t", "events/gone"));
+  ASSERT_TRUE(store_->remove("t", "events/named"));
+  restart();  // every subscription is looked at again: idle, so its links are pruned
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::vector<std::string> paths;
+  do {
+    paths.clear();
+    json::value got = body(subs_->get("t", "s1"));
+    for (const auto& l : got.at("streams").as_array()) {
+      paths.emplace_back(l.at("path").as_string());
+    }
+    if (paths.size() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(paths, (std::vector<std::string>{"events/named"}));
 }
 
 }  // namespace
