@@ -668,7 +668,15 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
         continue;
       }
       bool woke = co_await live_wait.wait(stream, r.next, deadline);
-      if (res.shutting_down() || stream->deleted()) break;
+      if (stream->deleted()) {
+        // SPEC §3.2: live readers get a session.deleted event, then their stream ends.
+        HttpResponse resp(200);
+        resp.set("Content-Type", "application/json");
+        resp.body = page_body({deleted_event(r.next)}, std::nullopt);
+        set_read_headers(resp, r.next, r.next, true);
+        co_return co_await reply(req, res, std::move(resp));
+      }
+      if (res.shutting_down()) break;
       if (Status s = query_asc(*stream, r.next, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
       if (!woke) break;
     }
@@ -735,7 +743,10 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
     for (const auto& e : r.events) {
       std::string_view type = stored_event_type(e);
       out += "event: ";
-      out += type;
+      // The SDKs give two event names a meaning of their own: `error` ends the stream with an
+      // exception and `ping` is dropped. A stored event of such a type is named `message`
+      // instead (its data, with its type, is unchanged), so it cannot end or skip anything.
+      out += type == "error" || type == "ping" ? std::string_view("message") : type;
       out += "\ndata: ";
       out += e;
       out += "\n\n";

@@ -685,7 +685,7 @@ def delete_ends_live_sse_reads():
 
 @test
 def delete_wakes_long_poll_reads():
-    # A long-poll reader waiting at the tail gets session.deleted (or at least does not hang).
+    # A long-poll reader waiting at the tail gets session.deleted and a closed stream (SPEC 3.2).
     sid, stored = make_session("del-live-lp", [E1])
     res: dict = {}
     th = threading.Thread(target=lambda: res.update(r=read(sid, "live=long-poll&offset=now", timeout=10)))
@@ -694,9 +694,10 @@ def delete_wakes_long_poll_reads():
     call("DELETE", f"/v1/sessions/{sid}", None, JSON_ACCEPT)
     th.join(10)
     r = res["r"]
-    expect(r.status in (200, 204, 404), f"long-poll on delete -> {r.status}")
+    expect(r.status == 200, f"long-poll on delete -> {r.status} (want 200 with session.deleted)")
     if r.status == 200:
         expect([e["type"] for e in r.json()["data"]] == ["session.deleted"], f"long-poll on delete: {r.body[:200]!r}")
+        expect(r.headers.get("stream-closed") == "true", f"long-poll on delete: Stream-Closed {r.headers}")
     expect_error(call("GET", f"/v1/sessions/{sid}"), 404, "not_found_error", "GET after delete")
     expect_error(read(sid), 404, "not_found_error", "GET events after delete")
 

@@ -278,6 +278,33 @@ def test_stream_ends_with_session_deleted(client: Anthropic):
     assert got and got[-1] == "session.deleted", got
 
 
+def test_stored_error_and_ping_events_do_not_break_the_sdk_stream(client: Anthropic):
+    # The SDK raises on an SSE message named `error` and drops one named `ping`: stored events of
+    # those types must still arrive as ordinary events, and the stream must go on.
+    s = new_session(client, metadata={"role": "stream-error-type"})
+    stream = client.beta.sessions.events.stream(s.id, timeout=10)
+
+    def append_later():
+        time.sleep(0.2)
+        client.beta.sessions.events.send(s.id, events=[
+            {"type": "error", "error": {"type": "x", "message": "user data"}},
+            {"type": "ping"},
+            {"type": "user.message", "content": [{"type": "text", "text": "after"}]}])
+        time.sleep(0.2)
+        client.beta.sessions.delete(s.id)
+
+    t = threading.Thread(target=append_later)
+    t.start()
+    got = []
+    try:
+        for ev in stream:
+            got.append(ev.type)
+    finally:
+        stream.close()
+        t.join()
+    assert got == ["error", "ping", "user.message", "session.deleted"], got
+
+
 def test_create_with_initial_events_and_list_filters(client: Anthropic):
     s = client.beta.sessions.create(
         agent={"type": "agent", "id": "agent_typed", "version": 2},
