@@ -164,13 +164,27 @@ std::string render_session(Session& s) {
 }
 
 // Validates metadata: an object of string values (null allowed when `patch`).
+// Characters (Unicode code points) of valid UTF-8: every byte that does not continue one.
+size_t utf8_chars(std::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+// The wire contract's limits (§1.2): at most 16 pairs, keys up to 64 and values up to 512
+// characters.
+constexpr size_t kMaxMetadataPairs = 16;
+
 std::string check_metadata(const json::value& v, bool patch) {
   if (!v.is_object()) return "metadata must be an object of strings";
+  if (!patch && v.as_object().size() > kMaxMetadataPairs) {
+    return "metadata holds at most 16 key-value pairs";
+  }
   for (const auto& [k, val] : v.as_object()) {
-    if (k.size() > 64) return "metadata keys must be at most 64 characters";
+    if (utf8_chars(k) > 64) return "metadata keys must be at most 64 characters";
     if (val.is_null() && patch) continue;
     if (!val.is_string()) return "metadata values must be strings";
-    if (val.as_string().size() > 512) return "metadata values must be at most 512 characters";
+    if (utf8_chars(val.as_string()) > 512) return "metadata values must be at most 512 characters";
   }
   return "";
 }
@@ -642,12 +656,17 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
     else if (!(from = parse_offset(*o))) co_return co_await reply_error(req, res, 400, "malformed offset");
   }
   if (!desc && from.value_or(0) > tail) co_return co_await reply_error(req, res, 400, "offset is beyond the end of the session");
+  if (desc && live) co_return co_await reply_error(req, res, 400, "live reads are in ascending order: drop order=desc");
+  // `offset` is an inclusive start in both orders (SPEC 3.4); a descending page cursor is the
+  // exclusive end of what was already returned.
+  const bool desc_from_offset = desc && from && !q->get("page") && *from < UINT64_MAX;
   stream->touch();
   if (live && *live == "sse") co_return co_await events_sse(ctx, req, res, stream, from.value_or(0), filter, q->get("cursor"));
 
   QueryResult r;
   if (desc) {
-    if (Status s = query_desc(*stream, from.value_or(UINT64_MAX), limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
+    uint64_t end = desc_from_offset ? *from + 1 : from.value_or(UINT64_MAX);
+    if (Status s = query_desc(*stream, end, limit, filter, &r); !s) co_return co_await reply_status(req, res, s);
     HttpResponse resp(200);
     resp.set("Content-Type", "application/json");
     resp.body = page_body(r.events, r.more ? std::optional<std::string>("d" + format_offset(r.next)) : std::nullopt);
@@ -866,6 +885,9 @@ asio::awaitable<void> update_session(ApiContext& ctx, std::shared_ptr<Session> s
       if (val.is_null()) md.erase(k);
       else md[k] = val;
     }
+    if (md.size() > kMaxMetadataPairs && md.size() > before.size()) {
+      co_return co_await reply_error(req, res, 400, "metadata holds at most 16 key-value pairs");
+    }
     if (md != before) {
       rec["metadata"] = md;
       changed["metadata"] = md;
@@ -912,7 +934,12 @@ asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, 
     else if (*o != "desc") co_return co_await reply_error(req, res, 400, "order must be asc or desc");
   }
   bool include_archived = false;
-  if (const std::string* v = q->get("include_archived")) include_archived = *v == "true";
+  if (const std::string* v = q->get("include_archived")) {
+    if (*v != "true" && *v != "false") {
+      co_return co_await reply_error(req, res, 400, "include_archived must be true or false");
+    }
+    include_archived = *v == "true";
+  }
   std::set<std::string> statuses;
   for (const char* k : {"statuses", "statuses[]"}) {
     for (const auto& v : q->all(k)) {
@@ -920,7 +947,13 @@ asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, 
       while (start <= v.size()) {
         size_t c = v.find(',', start);
         std::string s = v.substr(start, c == std::string::npos ? std::string::npos : c - start);
-        if (!s.empty()) statuses.insert(s);
+        if (!s.empty()) {
+          if (s != "running" && s != "idle" && s != "rescheduling" && s != "terminated") {
+            co_return co_await reply_error(req, res, 400, "statuses: unknown status " + s.substr(0, 64) +
+                                                              " (running, idle, rescheduling, terminated)");
+          }
+          statuses.insert(s);
+        }
         if (c == std::string::npos) break;
         start = c + 1;
       }
@@ -929,7 +962,11 @@ asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, 
   const std::string* agent_id = q->get("agent_id");
   std::vector<std::pair<std::string, std::string>> meta;
   for (const auto& [k, v] : q->items()) {
-    if (k.rfind("metadata[", 0) == 0 && k.back() == ']') meta.emplace_back(k.substr(9, k.size() - 10), v);
+    if (k.rfind("metadata", 0) != 0) continue;
+    if (k.rfind("metadata[", 0) != 0 || k.back() != ']' || k.size() < 11) {
+      co_return co_await reply_error(req, res, 400, "metadata filters are metadata[KEY]=VALUE");
+    }
+    meta.emplace_back(k.substr(9, k.size() - 10), v);
   }
   EventFilter created;  // reuse bound parsing for created_at[…]
   if (std::string err = parse_filter(*q, &created); !err.empty()) co_return co_await reply_error(req, res, 400, err);

@@ -60,7 +60,7 @@ void Session::apply_event(uint64_t position, std::string_view event_json) {
     if (!e["model_usage"].get(u)) {
       auto add = [&](const char* k, uint64_t* to) {
         uint64_t v;
-        if (!u[k].get(v)) *to += v;
+        if (!u[k].get(v)) *to = v > UINT64_MAX - *to ? UINT64_MAX : *to + v;  // saturates
       };
       add("input_tokens", &summary_.input_tokens);
       add("output_tokens", &summary_.output_tokens);

@@ -1074,6 +1074,16 @@ def session_list_cursor_pages_over_http():
     expect(len(a) == len(b) == 5, f"statuses filter: {len(a)} vs {len(b)}")
     c = call("GET", f"/v1/sessions?statuses%5B%5D=running&metadata%5Btag%5D={tag}").json()["data"]
     expect(c == [], "statuses[]=running returned idle sessions")
+    # Malformed list filters name what is wrong instead of being ignored (SPEC 6).
+    for bad in ("statuses%5B%5D=sleeping", "include_archived=maybe", "metadata%5Btag=x", "metadata=x"):
+        expect_error(call("GET", f"/v1/sessions?{bad}"), 400, "invalid_request_error", f"list with {bad}")
+    # Metadata: at most 16 pairs; lengths count characters, not bytes (wire contract 1.2).
+    many = {f"k{i}": "v" for i in range(17)}
+    expect_error(call("POST", "/v1/sessions", {"metadata": many}), 400, "invalid_request_error", "17 metadata pairs")
+    ok = call("POST", "/v1/sessions", {"metadata": {"\u00e9" * 64: "\u4e2d" * 512}})
+    expect_status(ok, 200, "64-character key and 512-character value in multi-byte UTF-8")
+    expect_error(call("POST", "/v1/sessions", {"metadata": {"\u00e9" * 65: "x"}}), 400, "invalid_request_error",
+                 "65-character key")
 
 
 @test
@@ -1087,6 +1097,11 @@ def event_read_desc_and_created_at_filters():
     # offset=-1 is the documented default ("from the start"): descending, that is the newest.
     body3 = read(sid, "order=desc&limit=3&offset=-1").json()
     expect([e["n"] for e in body3["data"]] == [6, 5, 4], f"desc with offset=-1 {body3}")
+    # An explicit offset is an inclusive start in both orders (SPEC 3.4).
+    at = stored[4]["offset"]
+    body4 = read(sid, f"order=desc&limit=3&offset={at}").json()
+    expect([e["n"] for e in body4["data"]] == [4, 3, 2], f"desc from offset {at} (inclusive) {body4}")
+    expect_error(read(sid, "order=desc&live=long-poll"), 400, "invalid_request_error", "order=desc with live")
     # Live reads from past the end are refused like plain reads (they would never deliver).
     for path in (f"/v1/sessions/{sid}/events?live=sse&offset=20", f"/v1/sessions/{sid}/events?live=long-poll&offset=20",
                  f"/v1/sessions/{sid}/events?offset=20", f"/v1/sessions/{sid}/stream?offset=20"):
