@@ -852,7 +852,10 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
     bool same = true;
     if (b.contains("title")) same = same && existing["title"] == rec["title"];
     if (b.contains("metadata")) same = same && existing["metadata"] == rec["metadata"];
-    if (!same) co_return co_await reply_error(req, res, 409, "session " + id + " exists with a different title or metadata");
+    if (b.contains("ttl_seconds")) {
+      same = same && existing.contains("ttl_seconds") && existing["ttl_seconds"] == rec["ttl_seconds"];
+    }
+    if (!same) co_return co_await reply_error(req, res, 409, "session " + id + " exists with a different title, metadata or ttl_seconds");
     co_return co_await reply_json(req, res, 200, render_session(*session));
   }
   if (!cs) co_return co_await reply_status(req, res, cs);

@@ -276,6 +276,10 @@ int run_serve(const ServeOptions& o) {
   SearchIndex search_index(index_options);
   Indexer indexer(&sessions, &search_index);
   indexer.start();
+  // Sessions with ttl_seconds are deleted once idle that long; their search documents go too.
+  sessions.start_expiry([&indexer](const std::shared_ptr<Session>& s) {
+    indexer.session_removed(s->tenant(), s->id(), s->catalog_id());
+  });
   Metrics::get().add_collector([&indexer](std::string* out) {
     auto st = indexer.stats();
     Metrics::write(out, "ds_index_lag_events", "gauge", "Session events not yet searchable.",
@@ -377,6 +381,7 @@ int run_serve(const ServeOptions& o) {
   // Tear down in dependency order while the (stopped) io_context still exists: background
   // threads first, then drain the committer, whose callbacks post to connection executors.
   search_pool.join();  // searches still running finish; their connections are gone
+  sessions.stop_expiry();  // its callback uses the indexer
   control_pool.join();
   subscriptions.stop();  // before the committer drains: its wake-event appends finish there
   indexer.stop();

@@ -8,6 +8,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
 
 #include "core/clock.h"
 #include "core/json_dom.h"
@@ -74,12 +75,62 @@ SessionStore::SessionStore(Catalog* catalog, StreamStore* streams)
     : catalog_(catalog), streams_(streams), committer_([this] { commit_loop(); }) {}
 
 SessionStore::~SessionStore() {
+  stop_expiry();
   {
     std::lock_guard lk(queue_mu_);
     stop_ = true;
   }
   queue_cv_.notify_all();
   committer_.join();
+}
+
+std::optional<int64_t> SessionStore::ttl_of(const json::object& record) {
+  const json::value* v = record.if_contains("ttl_seconds");
+  if (v == nullptr || !v->is_int64() || v->as_int64() < 0) return std::nullopt;
+  // Capped at 100 years (as Stream-TTL): no overflow in milliseconds.
+  return std::min<int64_t>(v->as_int64(), int64_t{100} * 365 * 86400) * 1000;
+}
+
+void SessionStore::start_expiry(std::function<void(const std::shared_ptr<Session>&)> expired) {
+  expiry_ = std::thread([this, expired = std::move(expired)] { expiry_loop(expired); });
+}
+
+void SessionStore::stop_expiry() {
+  {
+    std::lock_guard lk(expiry_mu_);
+    expiry_stop_ = true;
+  }
+  expiry_cv_.notify_all();
+  if (expiry_.joinable()) expiry_.join();
+}
+
+void SessionStore::expiry_loop(std::function<void(const std::shared_ptr<Session>&)> expired) {
+  while (true) {
+    {
+      std::unique_lock lk(expiry_mu_);
+      expiry_cv_.wait_for(lk, std::chrono::seconds(1), [this] { return expiry_stop_; });
+      if (expiry_stop_) return;
+    }
+    std::vector<std::pair<std::shared_ptr<Session>, int64_t>> candidates;
+    {
+      std::lock_guard lk(mu_);
+      for (const auto& [k, ms] : ttl_ms_) {
+        auto it = sessions_.find(k);
+        if (it != sessions_.end()) candidates.emplace_back(it->second, ms);
+      }
+    }
+    int64_t now = now_unix_millis();
+    for (auto& [s, ms] : candidates) {
+      if (!s->stream()->idle_for(now, ms)) continue;
+      Status st = remove(s);
+      if (st) {
+        spdlog::info("session {} expired (ttl_seconds {})", s->id(), ms / 1000);
+        expired(s);
+      } else if (st.code() != Status::Code::kNotFound) {
+        spdlog::warn("session {} expired but could not be deleted: {}", s->id(), st.message());
+      }
+    }
+  }
 }
 
 std::shared_ptr<Session> SessionStore::make_session(const std::string& tenant,
@@ -148,6 +199,7 @@ Status SessionStore::open() {
     boost::system::error_code ec;
     json::value v = json::parse(r.record, ec);
     if (!ec && v.is_object()) rec = std::move(v.as_object());
+    if (auto ttl = ttl_of(rec)) ttl_ms_[key(r.tenant, r.sid)] = *ttl;
     sessions_[key(r.tenant, r.sid)] = make_session(r.tenant, r.sid, r.id, std::move(rec), stream);
     per_tenant_[r.tenant]++;
   }
@@ -311,6 +363,7 @@ void SessionStore::commit_batch(std::vector<PendingCreate>& batch) {
     for (auto& [session, i] : created) {
       sessions_[key(batch[i].tenant, batch[i].id)] = session;
       per_tenant_[batch[i].tenant]++;
+      if (auto ttl = ttl_of(session->record())) ttl_ms_[key(batch[i].tenant, batch[i].id)] = *ttl;
     }
     size_t next_created = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -369,6 +422,7 @@ Status SessionStore::remove(const std::shared_ptr<Session>& s) {
         !st) {
       return st;
     }
+    ttl_ms_.erase(it->first);
     sessions_.erase(it);
     per_tenant_[s->tenant()]--;
   }

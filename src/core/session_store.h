@@ -12,6 +12,10 @@
 // - Derived state reflects exactly the durable events (it is rebuilt from the log when a session
 //   is first used after a restart).
 // - Deleting a session removes its record and its log, and wakes its live readers.
+// - A session created with `ttl_seconds` is deleted like that once it has gone that long
+//   without a read or write of its events (a waiting live reader counts as one), within about a
+//   second (start_expiry). Activity is kept in memory: after a restart TTLs count from the
+//   restart, so a session never expires early.
 // Thread-safe.
 #pragma once
 
@@ -122,6 +126,12 @@ class SessionStore {
   // Number of sessions `tenant` holds.
   size_t count(const std::string& tenant);
 
+  // Starts deleting sessions whose TTL ran out (checked every second); `expired` runs after each
+  // such deletion (to drop its search documents). stop_expiry() joins the thread (idempotent;
+  // the destructor calls it).
+  void start_expiry(std::function<void(const std::shared_ptr<Session>&)> expired);
+  void stop_expiry();
+
   // Stream path that holds a session's events (not reachable through /v1/stream).
   static std::string stream_path(const std::string& id) { return "\x01sessions/" + id; }
 
@@ -158,6 +168,15 @@ class SessionStore {
   std::unordered_map<std::string, size_t> per_tenant_;
   // Creations in flight (queued or committing), by key(): later creates of the same id wait here.
   std::unordered_map<std::string, std::vector<std::function<void(SessionCreated)>>> creating_;
+
+  // Sessions with a TTL: key() -> milliseconds (guarded by mu_).
+  std::unordered_map<std::string, int64_t> ttl_ms_;
+  static std::optional<int64_t> ttl_of(const boost::json::object& record);
+  void expiry_loop(std::function<void(const std::shared_ptr<Session>&)> expired);
+  std::mutex expiry_mu_;
+  std::condition_variable expiry_cv_;
+  bool expiry_stop_ = false;
+  std::thread expiry_;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -480,15 +480,17 @@ void Stream::set_last_access(int64_t unix_ms) {
 
 bool Stream::expired(int64_t now_ms) {
   if (expires_at_ms && now_ms >= *expires_at_ms) return true;
-  if (record_.ttl_seconds) {
-    std::lock_guard lk(mu_);
-    if (!live_waiters_.empty()) {  // a live reader (long-poll, SSE) waiting is an access
-      last_access_ms_ = std::max(last_access_ms_, now_ms);
-      return false;
-    }
-    return now_ms >= last_access_ms_ + static_cast<int64_t>(*record_.ttl_seconds) * 1000;
-  }
+  if (record_.ttl_seconds) return idle_for(now_ms, static_cast<int64_t>(*record_.ttl_seconds) * 1000);
   return false;
+}
+
+bool Stream::idle_for(int64_t now_ms, int64_t ms) {
+  std::lock_guard lk(mu_);
+  if (!live_waiters_.empty()) {  // a live reader (long-poll, SSE) waiting is an access
+    last_access_ms_ = std::max(last_access_ms_, now_ms);
+    return false;
+  }
+  return now_ms >= last_access_ms_ + ms;
 }
 
 }  // namespace ds

@@ -162,6 +162,8 @@ class Stream : public std::enable_shared_from_this<Stream> {
   void touch();
   void set_last_access(int64_t unix_ms);  // restoring a persisted value (StreamStore)
   bool expired(int64_t now_ms);
+  // No read, write or waiting live reader for the last `ms` milliseconds (session TTLs).
+  bool idle_for(int64_t now_ms, int64_t ms);
   std::optional<int64_t> expires_at_ms;  // parsed record().expires_at
 
   WriterSnapshot writer_snapshot();

@@ -703,6 +703,38 @@ def delete_wakes_long_poll_reads():
 
 
 @test
+def session_ttl_expires_idle_sessions():
+    # ttl_seconds (SPEC 3.2): a session idle that long is deleted, with its search documents; a
+    # waiting live reader keeps it alive; re-PUT compares the TTL.
+    idle, watched = uid("ttl-idle"), uid("ttl-watched")
+    word = "zyxwtt" + uid("w").replace("-", "").replace("_", "")[-8:].lower()
+    for sid in (idle, watched):
+        expect_status(call("PUT", f"/v1/sessions/{sid}", {"ttl_seconds": 1}, JSON_ACCEPT), 201, f"PUT {sid} ttl 1")
+    expect_status(call("PUT", f"/v1/sessions/{idle}", {"ttl_seconds": 1}, JSON_ACCEPT), 200, "same ttl -> 200")
+    expect_error(call("PUT", f"/v1/sessions/{idle}", {"ttl_seconds": 5}, JSON_ACCEPT), 409, "conflict_error",
+                 "another ttl -> 409")
+    expect_status(append(idle, {"events": [{"type": "user.message",
+                                            "content": [{"type": "text", "text": word}]}]}), 200, "append")
+    hits = call("GET", f"/v1/search?q={word}").json()
+    expect(hits["total_hits"] == 1, f"search before expiry: {hits}")
+    sse = SSE(f"/v1/sessions/{watched}/events/stream")
+    try:
+        deadline = time.monotonic() + 15
+        while call("GET", f"/v1/sessions/{idle}").status != 404 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        expect(call("GET", f"/v1/sessions/{idle}").status == 404, "idle session with ttl 1 s still there after 15 s")
+        expect(call("GET", f"/v1/sessions/{watched}").status == 200,
+               "a session with a live reader expired under it")
+        expect(call("GET", f"/v1/search?q={word}").json()["total_hits"] == 0, "expired session still searchable")
+    finally:
+        sse.close()
+    deadline = time.monotonic() + 15
+    while call("GET", f"/v1/sessions/{watched}").status != 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    expect(call("GET", f"/v1/sessions/{watched}").status == 404, "session still there 15 s after its reader left")
+
+
+@test
 def closure():
     sid, _ = make_session("closed", [E1])
     r = append(sid, [{"type": "last"}], headers={"Stream-Closed": "true"})
