@@ -72,15 +72,23 @@ std::string parse_common(const QueryParams& q, SearchParams* p) {
   return "";
 }
 
-std::optional<std::string> next_page(const SearchParams& p, const SearchResults& r) {
-  size_t end = p.offset + r.hits.size();
-  if (r.hits.size() < p.limit || end >= r.total_hits || end > kMaxPageOffset) return std::nullopt;
+// A page stops adding hits once its body is this large (it always holds at least one): events
+// can be megabytes each, and limit=1000 of them must not become a gigabyte response. The rest
+// follows through next_page.
+constexpr size_t kMaxPageBytes = 16u << 20;
+
+// `used`: how many of r.hits the page went through (fewer than all when it hit kMaxPageBytes).
+std::optional<std::string> next_page(const SearchParams& p, const SearchResults& r, size_t used) {
+  size_t end = p.offset + used;
+  if (end > kMaxPageOffset) return std::nullopt;
+  if (used < r.hits.size()) return "r" + std::to_string(end);  // cut by size
+  if (r.hits.size() < p.limit || end >= r.total_hits) return std::nullopt;
   return "r" + std::to_string(end);
 }
 
 // Closes a page body: "],next_page,total_hits,indexed_events}".
-void end_page(const SearchParams& p, const SearchResults& r, std::string* body) {
-  auto np = next_page(p, r);
+void end_page(const SearchParams& p, const SearchResults& r, size_t used, std::string* body) {
+  auto np = next_page(p, r, used);
   *body += "],\"next_page\":" + (np ? json_quote(*np) : std::string("null"));
   *body += ",\"total_hits\":" + std::to_string(r.total_hits);
   *body += ",\"indexed_events\":" + std::to_string(r.indexed_events) + "}";
@@ -167,7 +175,10 @@ asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& 
     if (searched = ctx.search_index->search(tenant, sr, &r); !searched) return;
     body = "{\"data\":[";
     bool first = true;
+    size_t used = 0;
     for (const auto& h : r.hits) {
+      if (!first && body.size() >= kMaxPageBytes) break;
+      ++used;
       std::string ev = read_event(*session, h.position);
       if (ev.size() < 2 || ev.back() != '}') continue;
       std::string snippet = r.snippet(extract_event_text(ev));
@@ -177,7 +188,7 @@ asio::awaitable<void> handle_session_search(ApiContext& ctx, const std::string& 
       body += ev;
       body += ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
     }
-    end_page(p, r, &body);
+    end_page(p, r, used, &body);
   });
   if (!searched) {
     co_return co_await reply_error(req, res, 500, "search failed: " + searched.message());
@@ -257,7 +268,10 @@ asio::awaitable<void> handle_search(ApiContext& ctx, const std::string& tenant, 
     if (searched = ctx.search_index->search(tenant, sr, &r); !searched) return;
     body = "{\"data\":[";
     bool first = true;
+    size_t used = 0;
     for (const auto& h : r.hits) {
+      if (!first && body.size() >= kMaxPageBytes) break;
+      ++used;
       std::shared_ptr<Session> s;
       if (restrict) {
         auto it = by_id.find(h.session_id);
@@ -274,7 +288,7 @@ asio::awaitable<void> handle_search(ApiContext& ctx, const std::string& tenant, 
       body += "{\"session_id\":" + json_quote(h.session_id) + ",\"event\":" + ev +
               ",\"score\":" + format_score(h.score) + ",\"snippet\":" + json_quote(snippet) + "}";
     }
-    end_page(p, r, &body);
+    end_page(p, r, used, &body);
   });
   if (!searched) {
     co_return co_await reply_error(req, res, 500, "search failed: " + searched.message());

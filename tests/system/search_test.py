@@ -354,6 +354,33 @@ def fresh_search(client: Client, params: dict, timeout: float, sid: str | None =
         assert time.time() < deadline, f"index still stale after {timeout} s: {body}"
 
 
+def t_pages_are_bounded_in_bytes(env):
+    # Events can be megabytes: a page stops at ~16 MiB (with at least one hit) and next_page
+    # continues where it stopped, so limit=1000 cannot make a gigabyte response.
+    sid = uid("big")
+    word = "bigword" + uuid.uuid4().hex[:8]
+    for i in range(5):
+        env.a.append(sid, [msg(f"{word} number {i} " + "filler " * (6_000_000 // 7))])
+    seen, pages, page = [], 0, None
+    while True:
+        params = {"q": word, "limit": 1000} | ({"page": page} if page else {})
+        st, _, raw = env.a.request("GET", f"/v1/sessions/{sid}/events?" + urllib.parse.urlencode(params))
+        assert st == 200, f"{st} {raw[:200]!r}"
+        assert len(raw) < 16 * 2**20 + 7_000_000, f"page of {len(raw)} bytes"
+        r = json.loads(raw)
+        assert r["data"], r["next_page"]
+        seen += [d["offset"] for d in r["data"]]
+        pages += 1
+        page = r["next_page"]
+        if not page:
+            break
+        assert pages < 10, "next_page does not end"
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == 5, seen
+    assert pages >= 2, f"5 events of 6 MB came back in {pages} page(s)"
+    r = env.a.search({"q": word, "session_id": sid, "limit": 1000})
+    assert 1 <= len(r["data"]) < 5 and r["next_page"], (len(r["data"]), r["next_page"])
+
+
 TESTS = [
     t_ranked_per_session_with_score_and_snippet,
     t_snippet_escapes_html,
@@ -365,6 +392,7 @@ TESTS = [
     t_delete_session_removes_documents,
     t_concurrent_append_and_search,
     t_index_survives_restart_and_is_rebuilt,
+    t_pages_are_bounded_in_bytes,
 ]
 
 
