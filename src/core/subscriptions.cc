@@ -21,7 +21,10 @@ namespace json = boost::json;
 struct Subscriptions::Entry {
   Subscription sub;
   bool unsaved = false;     // changed since its record was last written (the thread writes it)
-  bool delivering = false;  // a webhook POST of the current wake is running
+  // The generation whose webhook POST is running (0: none). Compared with the current
+  // generation: a callback can end a wake before its POST returns, and the next wake's POST can
+  // start before the old one returns.
+  uint64_t delivering = 0;
   // Linked paths appended to since the last look: checked first, so that an idle subscription
   // with many links finds its pending work without walking them all.
   std::set<std::string> hot;
@@ -483,7 +486,7 @@ void Subscriptions::run() {
               e->sub.holder.clear();
               e->sub.lease_until_ms = 0;
               e->sub.snapshot.clear();
-              e->delivering = false;
+              e->delivering = 0;
             }
             dirty_.insert(k);
           }
@@ -504,7 +507,8 @@ void Subscriptions::run() {
 void Subscriptions::evaluate_locked(Entry& e, int64_t now,
                                     std::vector<std::function<void()>>* after) {
   Subscription& s = e.sub;
-  if (!s.wake_id.empty() && s.lease_until_ms && s.lease_until_ms <= now && !e.delivering) {
+  if (!s.wake_id.empty() && s.lease_until_ms && s.lease_until_ms <= now &&
+      e.delivering != s.generation) {
     // The lease ran out: its holder (or webhook) is fenced from now on.
     s.wake_id.clear();
     s.holder.clear();
@@ -522,7 +526,7 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
   std::string k = key(s.tenant, s.id);
   if (s.config.webhook) {
     s.lease_until_ms = now + s.config.lease_ttl_ms;
-    e.delivering = true;
+    e.delivering = s.generation;
     json::object body{{"subscription_id", s.id},
                       {"wake_id", s.wake_id},
                       {"generation", s.generation},
@@ -598,8 +602,8 @@ void Subscriptions::deliver_webhook(std::string k, uint64_t generation, std::str
     if (it == subs_.end()) return;
     Entry& e = *it->second;
     Subscription& s = e.sub;
-    if (s.generation != generation || s.wake_id != wake_id) return;
-    e.delivering = false;
+    if (e.delivering == generation) e.delivering = 0;
+    if (s.generation != generation || s.wake_id != wake_id) return;  // that wake is over
     int64_t now = now_unix_millis();
     if (r.sent && r.status >= 200 && r.status < 300) {
       s.failed = false;
@@ -837,7 +841,7 @@ Subscriptions::Reply Subscriptions::ack(const std::string& token, const std::str
   Entry& e = *it->second;
   Subscription& s = e.sub;
   int64_t now = now_unix_millis();
-  bool live_lease = s.lease_until_ms > now || (webhook && e.delivering);
+  bool live_lease = s.lease_until_ms > now || (webhook && e.delivering == s.generation);
   if (s.wake_id.empty() || t.generation != s.generation || t.wake_id != s.wake_id ||
       generation != s.generation || wake->as_string() != s.wake_id || !live_lease ||
       (!webhook && s.holder.empty())) {
