@@ -117,6 +117,73 @@ json::object agent_snapshot(const json::value* agent) {
   return a;
 }
 
+// Type checks of the session fields the wire contract defines (§1.2, §3): a value of the wrong
+// type is a 400 naming the field, instead of being stored and echoed back to SDKs that would
+// then fail to read the session. Returns "" when fine.
+std::string check_session_fields(const json::object& b) {
+  auto is_str_or_null = [](const json::value* v) { return v == nullptr || v->is_string() || v->is_null(); };
+  auto is_array = [](const json::value* v) { return v == nullptr || v->is_array(); };
+  if (const json::value* a = b.if_contains("agent"); a && !a->is_null()) {
+    if (!a->is_string() && !a->is_object()) return "agent must be an agent id (string) or an object";
+    if (a->is_object()) {
+      const json::object& o = a->as_object();
+      if (const json::value* id = o.if_contains("id"); id && !id->is_string()) return "agent.id must be a string";
+      if (const json::value* v = o.if_contains("version"); v && !v->is_number()) return "agent.version must be a number";
+      if (const json::value* m = o.if_contains("model"); m && !m->is_string() && !m->is_object()) {
+        return "agent.model must be a model id (string) or an object";
+      }
+      for (const char* k : {"name", "system", "description"}) {
+        if (!is_str_or_null(o.if_contains(k))) return std::string("agent.") + k + " must be a string or null";
+      }
+      for (const char* k : {"tools", "mcp_servers", "skills"}) {
+        if (!is_array(o.if_contains(k))) return std::string("agent.") + k + " must be an array";
+      }
+    }
+  }
+  if (const json::value* v = b.if_contains("budget"); v && !v->is_null() && !v->is_object()) {
+    return "budget must be an object or null";
+  }
+  if (const json::value* v = b.if_contains("resources"); v && !v->is_null()) {
+    if (!v->is_array()) return "resources must be an array";
+    for (const json::value& r : v->as_array()) {
+      if (!r.is_object() || !r.as_object().contains("type") || !r.as_object().at("type").is_string()) {
+        return "each resource must be an object with a string type";
+      }
+    }
+  }
+  if (const json::value* v = b.if_contains("vault_ids"); v && !v->is_null()) {
+    if (!v->is_array()) return "vault_ids must be an array of strings";
+    for (const json::value& id : v->as_array()) {
+      if (!id.is_string()) return "vault_ids must be an array of strings";
+    }
+  }
+  return "";
+}
+
+// Fills in what the API adds to a stored resource (§3.5): id, created_at, updated_at and the
+// default mount_path of file and github_repository resources (memory_store has no id).
+void complete_resource(json::object& r, const std::string& now) {
+  std::string type(r.at("type").as_string());
+  if (type == "memory_store") return;
+  if (!r.contains("id")) r["id"] = "sesrsc_" + new_ulid();
+  if (!r.contains("created_at")) r["created_at"] = now;
+  if (!r.contains("updated_at")) r["updated_at"] = now;
+  if (r.contains("mount_path")) return;
+  if (type == "file") {
+    if (const json::value* f = r.if_contains("file_id"); f && f->is_string()) {
+      r["mount_path"] = "/mnt/session/uploads/" + std::string(f->as_string());
+    }
+  } else if (type == "github_repository") {
+    if (const json::value* u = r.if_contains("url"); u && u->is_string()) {
+      std::string url(u->as_string());
+      while (!url.empty() && url.back() == '/') url.pop_back();
+      std::string name = url.substr(url.find_last_of('/') + 1);
+      if (name.size() > 4 && name.ends_with(".git")) name.resize(name.size() - 4);
+      r["mount_path"] = "/workspace/" + name;
+    }
+  }
+}
+
 std::string render_session(Session& s) {
   json::object rec = s.record();
   SessionSummary sum = s.summary();
@@ -790,6 +857,7 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
   auto body = co_await parse_object_body(req, res);
   if (!body) co_return;
   json::object& b = *body;
+  if (std::string err = check_session_fields(b); !err.empty()) co_return co_await reply_error(req, res, 400, err);
   json::object rec;
   rec["agent"] = agent_snapshot(b.if_contains("agent"));
   if (auto* v = b.if_contains("environment_id")) {
@@ -812,8 +880,10 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
       if (!v->is_array()) co_return co_await reply_error(req, res, 400, std::string(k) + " must be an array");
       json::value copy = *v;
       if (std::string(k) == "resources") {
+        std::string now = format_rfc3339_millis(now_unix_millis());
         for (auto& r : copy.as_array()) {
-          if (r.is_object()) r.as_object().erase("authorization_token");  // never echoed
+          r.as_object().erase("authorization_token");  // never echoed
+          complete_resource(r.as_object(), now);
         }
       }
       rec[k] = copy;
@@ -871,6 +941,7 @@ asio::awaitable<void> update_session(ApiContext& ctx, std::shared_ptr<Session> s
   auto body = co_await parse_object_body(req, res);
   if (!body) co_return;
   json::object& b = *body;
+  if (std::string err = check_session_fields(b); !err.empty()) co_return co_await reply_error(req, res, 400, err);
   json::object rec = session->record();
   json::object changed;
   if (auto* v = b.if_contains("title")) {

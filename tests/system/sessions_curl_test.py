@@ -1171,6 +1171,19 @@ def create_echoes_anthropic_fields_and_hides_tokens():
     for where, text in (("create response", r.body), ("retrieve", call("GET", f"/v1/sessions/{s['id']}").body),
                         ("list", call("GET", "/v1/sessions?limit=1000").body)):
         expect(b"ghp_SECRET_TOKEN" not in text, f"authorization_token echoed in {where}")
+    # Resources carry what the API adds (wire contract 3.5): id, timestamps, default mount path.
+    res = s["resources"][0]
+    expect(res.get("id", "").startswith("sesrsc_") and res.get("created_at") and res.get("updated_at")
+           and res.get("mount_path") == "/workspace/r", f"github_repository resource {res}")
+    # Fields of the wrong type are refused, naming the field, instead of being stored.
+    sid = s["id"]
+    for bad, field in (({"agent": 5}, "agent"), ({"budget": 5}, "budget"), ({"resources": [5]}, "resource"),
+                       ({"vault_ids": [1]}, "vault_ids"), ({"agent": {"id": "a", "tools": 5}}, "tools")):
+        r = call("POST", "/v1/sessions", bad, JSON_ACCEPT)
+        expect_error(r, 400, "invalid_request_error", f"create with {bad}")
+        expect(field.encode() in r.body, f"create with {bad}: the error names {field}: {r.body[:200]!r}")
+    r = call("POST", f"/v1/sessions/{sid}", {"agent": {"tools": 5}}, JSON_ACCEPT)
+    expect_error(r, 400, "invalid_request_error", "update with agent.tools = 5")
 
 
 
