@@ -262,7 +262,8 @@ asio::awaitable<std::optional<json::object>> parse_object_body(const HttpRequest
   boost::system::error_code ec;
   json::value v = json::parse(req.body, ec);
   if (ec || !v.is_object()) {
-    co_await reply_error(req, res, 400, "request body must be a JSON object");
+    co_await reply_error(req, res, 400, ec ? "request body is not valid JSON: " + ec.message()
+                                            : std::string("request body must be a JSON object"));
     co_return std::nullopt;
   }
   co_return std::move(v.as_object());
