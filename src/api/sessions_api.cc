@@ -262,8 +262,11 @@ asio::awaitable<std::optional<json::object>> parse_object_body(const HttpRequest
   boost::system::error_code ec;
   json::value v = json::parse(req.body, ec);
   if (ec || !v.is_object()) {
-    co_await reply_error(req, res, 400, ec ? "request body is not valid JSON: " + ec.message()
-                                            : std::string("request body must be a JSON object"));
+    // Computed before the co_await: GCC 12 destroys a ?: temporary inside a co_await
+    // expression twice (ASan: double free).
+    const std::string message = ec ? "request body is not valid JSON: " + ec.message()
+                                   : std::string("request body must be a JSON object");
+    co_await reply_error(req, res, 400, message);
     co_return std::nullopt;
   }
   co_return std::move(v.as_object());
@@ -1024,8 +1027,9 @@ asio::awaitable<void> list_sessions(ApiContext& ctx, const std::string& tenant, 
         std::string s = v.substr(start, c == std::string::npos ? std::string::npos : c - start);
         if (!s.empty()) {
           if (s != "running" && s != "idle" && s != "rescheduling" && s != "terminated") {
-            co_return co_await reply_error(req, res, 400, "statuses: unknown status " + s.substr(0, 64) +
-                                                              " (running, idle, rescheduling, terminated)");
+            const std::string message = "statuses: unknown status " + s.substr(0, 64) +
+                                        " (running, idle, rescheduling, terminated)";
+            co_return co_await reply_error(req, res, 400, message);
           }
           statuses.insert(s);
         }

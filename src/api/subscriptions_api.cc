@@ -50,10 +50,10 @@ asio::awaitable<void> send_json(const HttpRequest& req, Responder& res, int stat
 // Anthropic-style `type` for the status.
 asio::awaitable<void> send_error(const HttpRequest& req, Responder& res, int status,
                                  std::string_view code, std::string_view message) {
-  co_await send_json(req, res, status,
-                     std::string("{\"type\":\"error\",\"error\":{\"type\":\"") +
-                         error_type_for_status(status) + "\",\"code\":" + json_quote(code) +
-                         ",\"message\":" + json_quote(message) + "}}");
+  std::string body = std::string("{\"type\":\"error\",\"error\":{\"type\":\"") +
+                     error_type_for_status(status) + "\",\"code\":" + json_quote(code) +
+                     ",\"message\":" + json_quote(message) + "}}";
+  co_await send_json(req, res, status, std::move(body));
 }
 
 asio::awaitable<void> send_reply(const HttpRequest& req, Responder& res,
@@ -229,8 +229,8 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
     std::string why;
     std::string path = decoded ? canonical_member_path(*decoded, &why) : "";
     if (path.empty()) {
-      co_return co_await send_error(req, res, 400, "INVALID_REQUEST",
-                                    decoded ? why : "malformed percent-escape in the path");
+      if (!decoded) why = "malformed percent-escape in the path";  // no ?: in a co_await (GCC 12)
+      co_return co_await send_error(req, res, 400, "INVALID_REQUEST", why);
     }
     co_await run_blocking(ctx.control_pool, [&] { r = subs.remove_stream(tenant, id, path); });
     co_return co_await send_reply(req, res, std::move(r));
@@ -251,7 +251,8 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
     std::string tenant_of_token;
     co_return co_await handle_token_route(ctx, req, res, &tenant_of_token);
   }
-  co_await send_error(req, res, 404, "NOT_FOUND", "no such subscription API: " + action);
+  const std::string message = "no such subscription API: " + action;
+  co_await send_error(req, res, 404, "NOT_FOUND", message);
 }
 
 }  // namespace ds

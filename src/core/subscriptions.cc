@@ -121,6 +121,14 @@ Status Subscriptions::open() {
     auto e = std::make_unique<Entry>();
     if (Status s = Subscription::from_record(tenant, id, record, &e->sub); !s) return s;
     Subscription& sub = e->sub;
+    if (!sub.config.webhook && !sub.wake_id.empty() && sub.holder.empty()) {
+      // A pull-wake wake nobody claimed: its events may not have reached the wake stream before
+      // the stop (the record is written first). Wake again (next generation) rather than wait
+      // for a claim that may never come; a duplicate wake event is harmless.
+      sub.wake_id.clear();
+      sub.snapshot.clear();
+      e->unsaved = true;
+    }
     if (sub.config.pattern) {
       // Matches not linked yet were created (or first noticed) after the subscription's last
       // write: link them from their start so nothing they hold is skipped.
