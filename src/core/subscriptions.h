@@ -14,11 +14,14 @@
 //   + 1) only when no wake is in flight and no lease is held; a lease that runs out is dropped
 //   and, if work is pending, a new wake follows. Webhook failures are retried with exponential
 //   backoff from 1 s to 60 s with 20 % jitter; the schedule is persisted.
-// - Discovery: note_append() is called by the stream API after every acknowledged create or
-//   append; a stream matching a pattern, or named explicitly, that is not linked yet is linked
-//   from before that append (so the append is pending). Streams that already exist when a
-//   subscription is created are linked at their tail. After a restart, pattern matches not yet
-//   linked (an append noticed just before a crash) are linked from their start.
+// - Discovery: note_append() is called by the stream API once a create or append is durable; a
+//   stream matching a pattern that is not linked yet is linked from before that append (so the
+//   append is pending). Streams that exist when a subscription is created (or an explicit
+//   stream is added) are linked at their tail. After a restart, pattern matches not yet linked
+//   (an append noticed just before a crash) are linked from their start, and a pull-wake wake
+//   nobody had claimed is issued again (its events may not have reached the wake stream).
+// - Cursors never go back: acks take the maximum, notes never lower a link, and a link
+//   restarts at its stream's start only when the path names a new stream (another catalog id).
 // - note_append() never blocks on I/O: it updates memory and wakes the delivery thread, which
 //   writes records, issues wakes and appends wake events. Webhook POSTs run on their own threads.
 // Thread-safe.
@@ -59,8 +62,9 @@ class Subscriptions {
     // one for up to the timeout).
     int delivery_threads = 8;
   };
-  // Result of a request handler: status (kNotFound, kInvalid, kConflict, kForbidden = FENCED,
-  // kUnavailable = ALREADY_CLAIMED, I/O errors), the protocol's error code, and a JSON body.
+  // Result of a request handler: status (kNotFound, kInvalid, kConflict = a different
+  // configuration or ALREADY_CLAIMED, kForbidden = FENCED or a bad token, I/O errors), the HTTP
+  // status, the protocol's error code, and a JSON body.
   struct Reply {
     Status status;
     std::string code;      // protocol error code when !status
