@@ -487,7 +487,9 @@ class Receiver:
                     receiver.deliveries.append(d)
                     mode = receiver.mode
                 out = b'{"done": true}' if mode == "done" else b"{}"
-                self.send_response(200)
+                if mode == "fail":
+                    out = b'{"error": "down"}'
+                self.send_response(503 if mode == "fail" else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
@@ -963,6 +965,40 @@ def test_explicit_streams(srv: harness.Server) -> None:
 # --------------------------------------------------------------------------
 
 
+def test_webhook_retries(srv: harness.Server, receiver: Receiver) -> None:
+    """A failing webhook (503) marks the subscription failed and is retried with backoff
+    (about 1 s, then 2 s); once the receiver answers, delivery resumes and status is active."""
+    receiver.set_mode("fail")
+    try:
+        sid = f"retry-{int(time.time() * 1000)}"
+        base = receiver.count()
+        put_sub(srv, sid, {"type": "webhook", "pattern": "retry/*",
+                           "webhook": {"url": f"http://127.0.0.1:{receiver.port}/hook"},
+                           "lease_ttl_ms": 1000}, 201)
+        tail = put_stream(srv, "retry/a", [{"n": 1}])
+        first = receiver.wait(base + 1)
+        harness.wait_for(lambda: get_sub(srv, sid).get("status") == "failed", WAKE_TIMEOUT,
+                         "status failed after a 503")
+        second = receiver.wait(base + 2)
+        gap = second.at - first.at
+        assert gap >= 0.75, f"retry after {gap:.2f} s: the first backoff is 1 s +- 20 %"
+        g1 = json.loads(first.body)["generation"]
+        g2 = json.loads(second.body)["generation"]
+        assert g2 > g1, f"a retry is a new wake: generations {g1} -> {g2}"
+        receiver.set_mode("done")
+        n = receiver.count()
+        receiver.wait(n + 1)
+
+        def delivered() -> bool:
+            doc = get_sub(srv, sid)
+            links = links_of(doc, "after recovery")
+            return doc.get("status") == "active" and links.get("retry/a", {}).get("acked_offset") == tail
+        harness.wait_for(delivered, WAKE_TIMEOUT, "status active and the stream acked after recovery")
+        assert call(srv, "DELETE", sub_path(sid)).status == 204
+    finally:
+        receiver.set_mode("done")
+
+
 def test_with_api_keys(binary: Path, tmp: Path) -> None:
     """With API keys: subscriptions are per tenant, the webhook development exception (this
     machine) is off, and ack/JWKS work with a wake token alone."""
@@ -1056,6 +1092,8 @@ def main() -> int:
             ("6. explicit stream add and remove", lambda: test_explicit_streams(srv)),
             ("7. with API keys: per tenant, no webhooks to this machine, token-only acks",
              lambda: test_with_api_keys(binary, tmp)),
+            ("8. a failing webhook is retried with backoff, then delivery resumes",
+             lambda: test_webhook_retries(srv, receiver)),
         ]
         for name, fn in cases:
             if not srv.alive():
