@@ -140,9 +140,9 @@ std::string next_cursor(const std::string* client_cursor) {
   constexpr int64_t kIntervalMs = 20000;
   int64_t interval = (now_unix_millis() - kEpochMs) / kIntervalMs;
   std::string now = std::to_string(interval);
-  // The client's cursor, when it is a plain decimal number of at most 64 digits (longer ones,
-  // signs and other text are not cursors this protocol produces: ignored).
-  if (client_cursor == nullptr || client_cursor->empty() || client_cursor->size() > 64 ||
+  // The client's cursor, when it is a plain decimal number of any length (the request-target
+  // limit bounds it; signs and other text are not cursors this protocol produces: ignored).
+  if (client_cursor == nullptr || client_cursor->empty() ||
       !std::all_of(client_cursor->begin(), client_cursor->end(),
                    [](char c) { return c >= '0' && c <= '9'; })) {
     return now;

@@ -8,6 +8,7 @@
 
 #include "api/blocking.h"
 #include "api/http_util.h"
+#include "api/limits.h"
 #include "api/streams_api.h"
 #include "core/signing_keys.h"
 #include "core/subscriptions.h"
@@ -157,6 +158,17 @@ asio::awaitable<void> handle_token_route(ApiContext& ctx, HttpRequest& req, Resp
                                   "missing or invalid wake token (Authorization: Bearer)");
   }
   *tenant_out = *t;
+  if (ctx.limits) {  // the tenant's request rate applies to its wake tokens too
+    int retry_after = 1;
+    if (!ctx.limits->admit(*t, &retry_after)) {
+      HttpResponse limited = error_response(429, "rate_limit_error",
+                                            "request rate limit exceeded (--rate-limit)",
+                                            req.request_id);
+      limited.set("Retry-After", std::to_string(retry_after));
+      add_common_headers(req, &limited);
+      co_return co_await res.send(std::move(limited));
+    }
+  }
   Subscriptions::Reply r;
   co_await run_blocking(ctx.control_pool, [&] {
     if (seg[3] == "release") {

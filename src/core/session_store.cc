@@ -121,7 +121,9 @@ void SessionStore::expiry_loop(std::function<void(const std::shared_ptr<Session>
     }
     int64_t now = now_unix_millis();
     for (auto& [s, ms] : candidates) {
-      if (!s->stream()->idle_for(now, ms)) continue;
+      // Retired atomically with the idleness check: an append racing the expiry is either
+      // refused or keeps the session.
+      if (!s->stream()->retire_if_idle(now, ms)) continue;
       Status st = remove(s);
       if (st) {
         spdlog::info("session {} expired (ttl_seconds {})", s->id(), ms / 1000);

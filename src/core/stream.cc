@@ -484,6 +484,20 @@ bool Stream::expired(int64_t now_ms) {
   return false;
 }
 
+bool Stream::retire_if_idle(int64_t now_ms, int64_t ms) {
+  Wakeups wake;
+  {
+    std::lock_guard lk(mu_);
+    if (deleted_ || !live_waiters_.empty() || now_ms < last_access_ms_ + ms) return false;
+    deleted_ = true;  // as mark_deleted(): appends from here on find the stream gone
+    if (log_) --g_open_logs;
+    log_.reset();
+    wake = take_waiters_locked();
+  }
+  wake.run();
+  return true;
+}
+
 bool Stream::idle_for(int64_t now_ms, int64_t ms) {
   std::lock_guard lk(mu_);
   if (!live_waiters_.empty()) {  // a live reader (long-poll, SSE) waiting is an access

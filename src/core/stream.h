@@ -164,6 +164,10 @@ class Stream : public std::enable_shared_from_this<Stream> {
   bool expired(int64_t now_ms);
   // No read, write or waiting live reader for the last `ms` milliseconds (session TTLs).
   bool idle_for(int64_t now_ms, int64_t ms);
+  // When idle_for(now_ms, ms): marks the stream deleted, in the same critical section as the
+  // check, so an append or read either counted as an access first or finds the stream gone
+  // (never acknowledged and then expired). True when it did.
+  bool retire_if_idle(int64_t now_ms, int64_t ms);
   std::optional<int64_t> expires_at_ms;  // parsed record().expires_at
 
   WriterSnapshot writer_snapshot();

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/parse.hpp>
@@ -21,10 +22,10 @@ namespace json = boost::json;
 struct Subscriptions::Entry {
   Subscription sub;
   bool unsaved = false;     // changed since its record was last written (the thread writes it)
-  // The generation whose webhook POST is running (0: none). Compared with the current
-  // generation: a callback can end a wake before its POST returns, and the next wake's POST can
-  // start before the old one returns.
-  uint64_t delivering = 0;
+  // The wake whose webhook POST is running ("": none). Compared with the current wake: a
+  // callback can end a wake before its POST returns, the next wake's POST can start before the
+  // old one returns, and a subscription deleted and created again restarts its generations.
+  std::string delivering;
   // Linked paths appended to since the last look: checked first, so that an idle subscription
   // with many links finds its pending work without walking them all.
   std::set<std::string> hot;
@@ -494,7 +495,7 @@ void Subscriptions::run() {
               e->sub.holder.clear();
               e->sub.lease_until_ms = 0;
               e->sub.snapshot.clear();
-              e->delivering = 0;
+              e->delivering.clear();
             }
             dirty_.insert(k);
           }
@@ -516,7 +517,7 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
                                     std::vector<std::function<void()>>* after) {
   Subscription& s = e.sub;
   if (!s.wake_id.empty() && s.lease_until_ms && s.lease_until_ms <= now &&
-      e.delivering != s.generation) {
+      e.delivering != s.wake_id) {
     // The lease ran out: its holder (or webhook) is fenced from now on.
     s.wake_id.clear();
     s.holder.clear();
@@ -527,6 +528,12 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
   if (!s.wake_id.empty()) return;  // a wake is in flight
   if (s.next_attempt_ms > now) return;
   if (!pending_locked(e)) {
+    if (s.next_attempt_ms != 0) {  // a retry came due with nothing left to deliver
+      s.next_attempt_ms = 0;
+      s.attempts = 0;
+      s.failed = false;
+      e.unsaved = true;
+    }
     prune_links_locked(e);  // idle: a good moment to forget streams that are gone
     return;
   }
@@ -534,7 +541,7 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
   std::string k = key(s.tenant, s.id);
   if (s.config.webhook) {
     s.lease_until_ms = now + s.config.lease_ttl_ms;
-    e.delivering = s.generation;
+    e.delivering = s.wake_id;
     json::object body{{"subscription_id", s.id},
                       {"wake_id", s.wake_id},
                       {"generation", s.generation},
@@ -595,7 +602,12 @@ void Subscriptions::deliver_webhook(std::string k, uint64_t generation, std::str
   {
     std::lock_guard lk(mu_);
     auto it = subs_.find(k);
-    if (it == subs_.end()) return;
+    // Gone, or that wake is over (a callback ended it, or the subscription was deleted and made
+    // again under its id): nothing to send.
+    if (it == subs_.end() || it->second->sub.wake_id != wake_id) {
+      if (it != subs_.end() && it->second->delivering == wake_id) it->second->delivering.clear();
+      return;
+    }
     url = it->second->sub.config.webhook_url;
   }
   int64_t t = now_unix_millis() / 1000;
@@ -610,7 +622,7 @@ void Subscriptions::deliver_webhook(std::string k, uint64_t generation, std::str
     if (it == subs_.end()) return;
     Entry& e = *it->second;
     Subscription& s = e.sub;
-    if (e.delivering == generation) e.delivering = 0;
+    if (e.delivering == wake_id) e.delivering.clear();
     if (s.generation != generation || s.wake_id != wake_id) return;  // that wake is over
     int64_t now = now_unix_millis();
     if (r.sent && r.status >= 200 && r.status < 300) {
@@ -659,6 +671,10 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
     }
     return ok(200, subscription_json(it->second->sub, keys_->kid()));
   }
+  if (!config.webhook &&
+      std::binary_search(config.streams.begin(), config.streams.end(), config.wake_stream)) {
+    return error(400, "INVALID_REQUEST", "wake_stream cannot also be one of the subscription's streams");
+  }
   if (!config.webhook) {
     std::shared_ptr<Stream> wake;
     if (!streams_->find(tenant, config.wake_stream, &wake)) {
@@ -695,6 +711,10 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
   Reply r = ok(201, subscription_json(s, keys_->kid()));
   subs_[k] = std::move(e);
   count_ = static_cast<int64_t>(subs_.size());
+  // An append between the tails read above and the registration just now was not noticed (the
+  // tenant had no subscription then): look at the links once more.
+  dirty_.insert(k);
+  kick();
   return r;
 }
 
@@ -728,6 +748,10 @@ Subscriptions::Reply Subscriptions::add_streams(const std::string& tenant, const
   auto it = subs_.find(key(tenant, id));
   if (it == subs_.end()) return not_found(id);
   Subscription& s = it->second->sub;
+  if (!s.config.webhook &&
+      std::find(paths.begin(), paths.end(), s.config.wake_stream) != paths.end()) {
+    return error(400, "INVALID_REQUEST", "the wake_stream cannot be one of the subscription's streams");
+  }
   Subscription before = s;
   for (const std::string& path : paths) {
     auto l = s.links.find(path);
@@ -802,6 +826,9 @@ Subscriptions::Reply Subscriptions::claim(const std::string& tenant, const std::
   }
   s.holder = worker;
   s.lease_until_ms = now + s.config.lease_ttl_ms;
+  s.failed = false;  // a worker has the wake: whatever failed before no longer matters
+  s.attempts = 0;
+  s.next_attempt_ms = 0;
   if (Status st = save(s); !st) {
     s = std::move(before);
     return io_failure(st);
@@ -849,7 +876,7 @@ Subscriptions::Reply Subscriptions::ack(const std::string& token, const std::str
   Entry& e = *it->second;
   Subscription& s = e.sub;
   int64_t now = now_unix_millis();
-  bool live_lease = s.lease_until_ms > now || (webhook && e.delivering == s.generation);
+  bool live_lease = s.lease_until_ms > now || (webhook && !s.wake_id.empty() && e.delivering == s.wake_id);
   if (s.wake_id.empty() || t.generation != s.generation || t.wake_id != s.wake_id ||
       generation != s.generation || wake->as_string() != s.wake_id || !live_lease ||
       (!webhook && s.holder.empty())) {

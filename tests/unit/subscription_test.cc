@@ -14,6 +14,7 @@
 #include <future>
 #include <thread>
 
+#include "core/clock.h"
 #include "core/signing_keys.h"
 #include "core/stream_store.h"
 #include "core/subscriptions.h"
@@ -521,6 +522,34 @@ TEST_F(SubscriptionsTest, GlobLinksOfDeletedStreamsAreForgottenExplicitOnesKept)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(paths, (std::vector<std::string>{"events/named"}));
+}
+
+TEST_F(SubscriptionsTest, TheWakeStreamIsNeverOneOfItsOwnStreams) {
+  create("t", "wake");
+  SubscriptionConfig c;
+  c.streams = {"a", "wake"};
+  c.wake_stream = "wake";
+  EXPECT_EQ(subs_->put("t", "s1", c, "http://h").http, 400);
+  c.streams = {"a"};
+  ASSERT_EQ(subs_->put("t", "s1", c, "http://h").http, 201);
+  EXPECT_EQ(subs_->add_streams("t", "s1", {"wake"}).http, 400);
+}
+
+// Session TTLs retire a stream only when it is idle, atomically with appends: an append after
+// the retirement is refused, never acknowledged and then lost.
+TEST_F(SubscriptionsTest, RetireIfIdleIsAtomicWithAppends) {
+  auto s = create("t", "ttl", {"{\"a\":1}"});
+  int64_t now = now_unix_millis();
+  EXPECT_FALSE(s->retire_if_idle(now, 60'000));            // used just now
+  EXPECT_TRUE(s->retire_if_idle(now + 120'000, 60'000));   // idle for two minutes
+  EXPECT_FALSE(s->retire_if_idle(now + 240'000, 60'000));  // once only
+  auto p = std::make_shared<std::promise<AppendResult>>();
+  auto f = p->get_future();
+  AppendRequest req;
+  req.messages = {"{\"b\":2}"};
+  s->append(std::move(req), [p](AppendResult r) { p->set_value(std::move(r)); });
+  AppendResult r = f.get();
+  EXPECT_NE(r.outcome, AppendResult::Outcome::kAppended);
 }
 
 }  // namespace
