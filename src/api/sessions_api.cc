@@ -230,7 +230,6 @@ std::string render_session(Session& s) {
   return json::serialize(o);
 }
 
-// Validates metadata: an object of string values (null allowed when `patch`).
 // Characters (Unicode code points) of valid UTF-8: every byte that does not continue one.
 size_t utf8_chars(std::string_view s) {
   return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
@@ -242,6 +241,7 @@ size_t utf8_chars(std::string_view s) {
 // characters.
 constexpr size_t kMaxMetadataPairs = 16;
 
+// Validates metadata: an object of string values (null allowed when `patch`).
 std::string check_metadata(const json::value& v, bool patch) {
   if (!v.is_object()) return "metadata must be an object of strings";
   if (!patch && v.as_object().size() > kMaxMetadataPairs) {
