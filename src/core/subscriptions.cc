@@ -242,7 +242,7 @@ void Subscriptions::prune_links_locked(Entry& e) {
   }
 }
 
-void Subscriptions::start_wake_locked(Entry& e, int64_t now) {
+void Subscriptions::start_wake_locked(Entry& e) {
   Subscription& s = e.sub;
   s.generation++;
   s.wake_id = random_id("w_");
@@ -251,7 +251,6 @@ void Subscriptions::start_wake_locked(Entry& e, int64_t now) {
   s.snapshot.clear();
   e.hot.clear();
   for (const WakeStream& w : wake_streams_locked(e)) s.snapshot[w.path] = w.tail;
-  (void)now;
   e.unsaved = true;
 }
 
@@ -537,7 +536,7 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
     prune_links_locked(e);  // idle: a good moment to forget streams that are gone
     return;
   }
-  start_wake_locked(e, now);
+  start_wake_locked(e);
   std::string k = key(s.tenant, s.id);
   if (s.config.webhook) {
     s.lease_until_ms = now + s.config.lease_ttl_ms;
@@ -819,7 +818,7 @@ Subscriptions::Reply Subscriptions::claim(const std::string& tenant, const std::
   }
   Subscription before = s;
   if (s.wake_id.empty() || !s.holder.empty()) {
-    start_wake_locked(e, now);  // no wake waiting to be claimed (or its lease ran out)
+    start_wake_locked(e);  // no wake waiting to be claimed (or its lease ran out)
   } else {
     s.snapshot.clear();  // claim the waiting wake, with the tails as of now
     for (const WakeStream& w : wake_streams_locked(e)) s.snapshot[w.path] = w.tail;

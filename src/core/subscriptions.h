@@ -129,7 +129,7 @@ class Subscriptions {
   std::vector<WakeStream> wake_streams_locked(Entry& e);
   bool pending_locked(Entry& e);
   void prune_links_locked(Entry& e);
-  void start_wake_locked(Entry& e, int64_t now);
+  void start_wake_locked(Entry& e);
   void schedule_retry_locked(Entry& e, int64_t now);
   void evaluate_locked(Entry& e, int64_t now, std::vector<std::function<void()>>* after);
   void write_wake_events(Entry& e, std::vector<std::function<void()>>* after);
