@@ -30,7 +30,9 @@ namespace ds {
 
 inline constexpr size_t kMaxSubscriptionIdBytes = 256;
 inline constexpr size_t kMaxSubscriptionStreams = 1000;   // explicit streams in one request
-inline constexpr size_t kMaxSubscriptionTextBytes = 1024;  // pattern, description, wake_stream
+// pattern (its text as sent) and description; stream paths (streams[], wake_stream) have the
+// stream-name limit (1,024 bytes of the canonical form).
+inline constexpr size_t kMaxSubscriptionTextBytes = 1024;
 inline constexpr int64_t kMinLeaseTtlMs = 1000;
 inline constexpr int64_t kMaxLeaseTtlMs = 600000;
 inline constexpr int64_t kDefaultLeaseTtlMs = 30000;

@@ -7,9 +7,10 @@
 //   crash no acknowledged ack is lost and no acked position goes back. Wake state is persisted
 //   too: generations only grow, and a lease or retry schedule survives a restart.
 // - Fencing: callback, ack and release carry a token (HMAC under the server's key, see
-//   signing_keys.h) naming the tenant, subscription, generation and wake; they are refused with
-//   kForbidden ("FENCED") unless the token, the request's generation and wake_id all name the
-//   current wake, so a stale worker can never move a cursor.
+//   signing_keys.h) naming the tenant, subscription, generation and wake. A token that does not
+//   verify (or is of the other kind) is refused with 401 UNAUTHORIZED; one that is not for the
+//   current wake, or whose lease has run out, with 409 FENCED — and so is a request whose
+//   generation or wake_id is not the current one. A stale worker can never move a cursor.
 // - At most one wake is in flight per subscription: pending work starts a new wake (generation
 //   + 1) only when no wake is in flight and no lease is held; a lease that runs out is dropped
 //   and, if work is pending, a new wake follows. Webhook failures are retried with exponential

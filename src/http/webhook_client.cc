@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/url/parse.hpp>
 #include <cstring>
@@ -112,11 +113,12 @@ curl_socket_t open_socket(void* clientp, curlsocktype, struct curl_sockaddr* a) 
   return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+// Keeps the first kMaxResponseBytes of the answer and drops the rest (a receiver answering
+// with a big page has still received the delivery).
 size_t collect(char* data, size_t size, size_t n, void* user) {
   auto* out = static_cast<std::string*>(user);
   size_t len = size * n;
-  if (out->size() + len > kMaxResponseBytes) return 0;  // aborts the transfer
-  out->append(data, len);
+  if (out->size() < kMaxResponseBytes) out->append(data, std::min(len, kMaxResponseBytes - out->size()));
   return len;
 }
 

@@ -12,8 +12,8 @@
 // check_webhook_url() applies these rules to the URL's text (an IP literal is judged by its
 // address). post_webhook() applies them again to every address a host name resolves to, at
 // connect time (so a name that resolves to a private address, or is rebound to one after the
-// subscription was created, is refused), follows no redirects, and reads at most 64 KiB of the
-// response.
+// subscription was created, is refused), follows no redirects, uses no proxy, and keeps at most
+// the first 64 KiB of the response (the rest is read and dropped).
 // Thread-safe; post_webhook() blocks (bounded by its timeouts): call it off the I/O threads.
 #pragma once
 
