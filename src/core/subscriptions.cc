@@ -587,7 +587,7 @@ void Subscriptions::write_wake_events(Entry& e, std::vector<std::function<void()
     }
     AppendRequest req;
     req.messages = std::move(messages);
-    stream->append(std::move(req), [this, finish](AppendResult r) {
+    stream->append(std::move(req), [finish](AppendResult r) {
       bool ok = r.outcome == AppendResult::Outcome::kAppended;
       finish(ok, ok ? "" : r.status.message().empty() ? "the stream refused it (closed?)"
                                                        : r.status.message());
