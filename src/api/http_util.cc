@@ -171,19 +171,15 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 }
 }  // namespace
 
-std::string absolute_location(const std::string* host, std::string_view raw_path) {
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  auto host_char = [&](char c) { return alnum(c) || std::string_view(".-:[]").find(c) != std::string_view::npos; };
-  // pchar (unreserved, sub-delims, ':', '@'), '/', and '%' (the path is already encoded).
-  auto path_char = [&](char c) {
-    return alnum(c) || std::string_view("-._~!$&'()*+,;=:@/%").find(c) != std::string_view::npos;
-  };
-  bool host_ok = host != nullptr && !host->empty() && host->size() <= 255 &&
-                 std::all_of(host->begin(), host->end(), host_char);
-  std::string out = "http://" + (host_ok ? *host : std::string("localhost"));
+std::string encode_path_chars(std::string_view raw_path) {
   static constexpr char kHex[] = "0123456789ABCDEF";
+  // pchar (unreserved, sub-delims, ':', '@'), '/', and '%' (escapes already there stay).
+  auto path_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("-._~!$&'()*+,;=:@/%").find(c) != std::string_view::npos;
+  };
+  std::string out;
+  out.reserve(raw_path.size());
   for (char c : raw_path) {
     if (path_char(c)) {
       out.push_back(c);
@@ -195,6 +191,16 @@ std::string absolute_location(const std::string* host, std::string_view raw_path
     }
   }
   return out;
+}
+
+std::string absolute_location(const std::string* host, std::string_view raw_path) {
+  auto host_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view(".-:[]").find(c) != std::string_view::npos;
+  };
+  bool host_ok = host != nullptr && !host->empty() && host->size() <= 255 &&
+                 std::all_of(host->begin(), host->end(), host_char);
+  return "http://" + (host_ok ? *host : std::string("localhost")) + encode_path_chars(raw_path);
 }
 
 std::string json_quote(std::string_view s) {

@@ -62,6 +62,10 @@ void add_common_headers(const HttpRequest& req, HttpResponse* res);
 // The answer to a CORS preflight (OPTIONS).
 HttpResponse preflight_response(const HttpRequest& req);
 
+// `raw_path` with every byte outside RFC 3986's path characters (pchar and '/') percent-encoded;
+// '%' is kept, so escapes already there stay as they are.
+std::string encode_path_chars(std::string_view raw_path);
+
 // The absolute URL of `raw_path` (the request's path as sent) on `host` (the Host header, null
 // when absent), for a Location header: bytes outside RFC 3986's path characters are
 // percent-encoded, and a host with anything but letters, digits and ".-:[]" (or none) is

@@ -87,6 +87,18 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
 
 }  // namespace
 
+std::optional<HttpResponse> rate_limit_refusal(ApiContext& ctx, const std::string& tenant,
+                                               const HttpRequest& req) {
+  int retry_after = 1;
+  if (ctx.limits == nullptr || ctx.limits->admit(tenant, &retry_after)) return std::nullopt;
+  Metrics::get().rate_limited++;
+  HttpResponse r = error_response(429, "rate_limit_error",
+                                  "request rate limit exceeded (--rate-limit)", req.request_id);
+  r.set("Retry-After", std::to_string(retry_after));
+  add_common_headers(req, &r);
+  return r;
+}
+
 asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res) {
   auto start = std::chrono::steady_clock::now();
   const size_t bytes_in = req.body.size();  // handlers may move the body out
@@ -177,16 +189,8 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
     co_return co_await res.send(std::move(r));
   }
   *tenant_out = *tenant;
-  if (ctx.limits) {
-    int retry_after = 1;
-    if (!ctx.limits->admit(*tenant, &retry_after)) {
-      Metrics::get().rate_limited++;
-      HttpResponse r = error_response(429, "rate_limit_error",
-                                      "request rate limit exceeded (--rate-limit)", req.request_id);
-      r.set("Retry-After", std::to_string(retry_after));
-      add_common_headers(req, &r);
-      co_return co_await res.send(std::move(r));
-    }
+  if (std::optional<HttpResponse> limited = rate_limit_refusal(ctx, *tenant, req)) {
+    co_return co_await res.send(std::move(*limited));
   }
   bool live = ctx.limits && is_live_read(req);
   if (live && !ctx.limits->acquire_live(*tenant)) {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <optional>
+#include <string>
 
 #include "api/context.h"
 #include "http/responder.h"
@@ -11,5 +13,10 @@
 namespace ds {
 
 boost::asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res);
+
+// The 429 answer (with Retry-After and the common headers) when `tenant` is over --rate-limit,
+// counted in the rate-limited metric; nullopt when the request may go on.
+std::optional<HttpResponse> rate_limit_refusal(ApiContext& ctx, const std::string& tenant,
+                                               const HttpRequest& req);
 
 }  // namespace ds

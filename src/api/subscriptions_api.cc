@@ -8,7 +8,7 @@
 
 #include "api/blocking.h"
 #include "api/http_util.h"
-#include "api/limits.h"
+#include "api/router.h"
 #include "api/streams_api.h"
 #include "core/signing_keys.h"
 #include "core/subscriptions.h"
@@ -84,20 +84,7 @@ asio::awaitable<void> method_not_allowed(const HttpRequest& req, Responder& res,
 // percent-encoded, then the name is canonicalised as stream names are. "" (and *why) when it
 // is not a valid application stream path.
 std::string canonical_member_path(std::string_view raw, std::string* why) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string encoded;
-  for (char c : raw) {
-    unsigned char b = static_cast<unsigned char>(c);
-    bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                std::string_view("-._~!$&'()*+,;=:@/%").find(c) != std::string_view::npos;
-    if (keep) {
-      encoded.push_back(c);
-    } else {
-      encoded.push_back('%');
-      encoded.push_back(kHex[b >> 4]);
-      encoded.push_back(kHex[b & 15]);
-    }
-  }
+  std::string encoded = encode_path_chars(raw);
   std::string name = canonical_stream_name(encoded);
   if (std::string err = validate_stream_name(name); !err.empty()) {
     *why = err;
@@ -158,16 +145,9 @@ asio::awaitable<void> handle_token_route(ApiContext& ctx, HttpRequest& req, Resp
                                   "missing or invalid wake token (Authorization: Bearer)");
   }
   *tenant_out = *t;
-  if (ctx.limits) {  // the tenant's request rate applies to its wake tokens too
-    int retry_after = 1;
-    if (!ctx.limits->admit(*t, &retry_after)) {
-      HttpResponse limited = error_response(429, "rate_limit_error",
-                                            "request rate limit exceeded (--rate-limit)",
-                                            req.request_id);
-      limited.set("Retry-After", std::to_string(retry_after));
-      add_common_headers(req, &limited);
-      co_return co_await res.send(std::move(limited));
-    }
+  // The tenant's request rate applies to its wake tokens too.
+  if (std::optional<HttpResponse> limited = rate_limit_refusal(ctx, *t, req)) {
+    co_return co_await res.send(std::move(*limited));
   }
   Subscriptions::Reply r;
   co_await run_blocking(ctx.control_pool, [&] {

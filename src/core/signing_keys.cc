@@ -2,13 +2,14 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "store/s3/sigv4.h"
 
 namespace ds {
 
@@ -176,12 +177,6 @@ std::string SigningKeys::sign(int64_t unix_seconds, std::string_view body) const
          base64url_encode(std::string_view(reinterpret_cast<char*>(sig), sig_len));
 }
 
-std::string SigningKeys::mac(std::string_view data) const {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), mac_key_.data(), static_cast<int>(mac_key_.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
-  return std::string(reinterpret_cast<char*>(md), len);
-}
+std::string SigningKeys::mac(std::string_view data) const { return s3::hmac_sha256(mac_key_, data); }
 
 }  // namespace ds

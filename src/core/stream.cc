@@ -417,14 +417,18 @@ bool Stream::remove_live_waiter(LiveWaiter* w) {
   return live_waiters_.remove(w);
 }
 
+Stream::Wakeups Stream::delete_locked() {
+  deleted_ = true;
+  if (log_) --g_open_logs;
+  log_.reset();
+  return take_waiters_locked();
+}
+
 void Stream::mark_deleted() {
   Wakeups wake;
   {
     std::lock_guard lk(mu_);
-    deleted_ = true;
-    if (log_) --g_open_logs;
-    log_.reset();
-    wake = take_waiters_locked();
+    wake = delete_locked();
   }
   wake.run();
 }
@@ -488,11 +492,8 @@ bool Stream::retire_if_idle(int64_t now_ms, int64_t ms) {
   Wakeups wake;
   {
     std::lock_guard lk(mu_);
-    if (deleted_ || !live_waiters_.empty() || now_ms < last_access_ms_ + ms) return false;
-    deleted_ = true;  // as mark_deleted(): appends from here on find the stream gone
-    if (log_) --g_open_logs;
-    log_.reset();
-    wake = take_waiters_locked();
+    if (deleted_ || !idle_locked(now_ms, ms)) return false;
+    wake = delete_locked();  // appends from here on find the stream gone
   }
   wake.run();
   return true;
@@ -500,6 +501,10 @@ bool Stream::retire_if_idle(int64_t now_ms, int64_t ms) {
 
 bool Stream::idle_for(int64_t now_ms, int64_t ms) {
   std::lock_guard lk(mu_);
+  return idle_locked(now_ms, ms);
+}
+
+bool Stream::idle_locked(int64_t now_ms, int64_t ms) {
   if (!live_waiters_.empty()) {  // a live reader (long-poll, SSE) waiting is an access
     last_access_ms_ = std::max(last_access_ms_, now_ms);
     return false;

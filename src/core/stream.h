@@ -197,6 +197,8 @@ class Stream : public std::enable_shared_from_this<Stream> {
     void run();
   };
   Wakeups take_waiters_locked();
+  Wakeups delete_locked();                          // mark_deleted() with mu_ held
+  bool idle_locked(int64_t now_ms, int64_t ms);     // idle_for() with mu_ held
 
   StreamRecord record_;
   std::shared_ptr<Stream> source_;

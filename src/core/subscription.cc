@@ -383,7 +383,7 @@ std::string subscription_json(const Subscription& s, const std::string& kid) {
   return json::serialize(o);
 }
 
-std::string wake_streams_json(const std::vector<WakeStream>& streams) {
+json::array wake_streams_json(const std::vector<WakeStream>& streams) {
   json::array a;
   for (const WakeStream& w : streams) {
     a.push_back(json::object{{"path", w.path},
@@ -392,7 +392,7 @@ std::string wake_streams_json(const std::vector<WakeStream>& streams) {
                              {"tail_offset", format_offset(w.tail)},
                              {"has_pending", w.tail > w.link->acked}});
   }
-  return json::serialize(a);
+  return a;
 }
 
 }  // namespace ds

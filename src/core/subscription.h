@@ -23,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/array.hpp>
+
 #include "http/webhook_client.h"
 #include "store/status.h"
 
@@ -109,7 +111,7 @@ bool valid_subscription_id(std::string_view id);
 
 // The API's view of a subscription (GET, PUT responses).
 std::string subscription_json(const Subscription& s, const std::string& kid);
-// {"path","link_type","acked_offset","tail_offset","has_pending"} objects, as a JSON array.
-std::string wake_streams_json(const std::vector<WakeStream>& streams);
+// {"path","link_type","acked_offset","tail_offset","has_pending"} objects.
+boost::json::array wake_streams_json(const std::vector<WakeStream>& streams);
 
 }  // namespace ds

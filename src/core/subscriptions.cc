@@ -9,6 +9,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <map>
 #include <random>
 
 #include "core/clock.h"
@@ -118,6 +119,8 @@ Status Subscriptions::open() {
     sqlite3_finalize(st);
   }
   std::lock_guard lk(mu_);
+  // Each tenant's streams, listed once (StreamStore::list walks every stream).
+  std::map<std::string, std::vector<std::pair<std::string, std::shared_ptr<Stream>>>> listed;
   for (auto& [tenant, id, record] : rows) {
     auto e = std::make_unique<Entry>();
     if (Status s = Subscription::from_record(tenant, id, record, &e->sub); !s) return s;
@@ -133,7 +136,9 @@ Status Subscriptions::open() {
     if (sub.config.pattern) {
       // Matches not linked yet were created (or first noticed) after the subscription's last
       // write: link them from their start so nothing they hold is skipped.
-      for (const auto& [path, stream] : streams_->list(tenant)) {
+      auto l = listed.find(tenant);
+      if (l == listed.end()) l = listed.emplace(tenant, streams_->list(tenant)).first;
+      for (const auto& [path, stream] : l->second) {
         if (path == sub.config.wake_stream || sub.links.count(path)) continue;
         if (!glob_match(*sub.config.pattern, path)) continue;
         sub.links[path] = StreamLink{true, false, stream->record().fork_offset, stream->record().id};
@@ -182,6 +187,12 @@ bool Subscriptions::stream_now(const std::string& tenant, const std::string& pat
   return true;
 }
 
+StreamLink Subscriptions::explicit_link(const std::string& tenant, const std::string& path) {
+  StreamNow now;
+  bool exists = stream_now(tenant, path, &now);
+  return StreamLink{false, true, exists ? now.tail : 0, exists ? now.id : 0};
+}
+
 std::optional<uint64_t> Subscriptions::link_tail_locked(Entry& e, const std::string& path,
                                                         StreamLink& link) {
   StreamNow now;
@@ -212,7 +223,7 @@ std::vector<WakeStream> Subscriptions::wake_streams_locked(Entry& e) {
   return pending;
 }
 
-bool Subscriptions::pending_locked(Entry& e) {
+bool Subscriptions::pending_locked(Entry& e, std::vector<std::string>* gone) {
   for (const std::string& path : e.hot) {
     auto l = e.sub.links.find(path);
     if (l == e.sub.links.end()) continue;
@@ -223,35 +234,32 @@ bool Subscriptions::pending_locked(Entry& e) {
   for (auto& [path, link] : e.sub.links) {
     std::optional<uint64_t> tail = link_tail_locked(e, path, link);
     if (tail && *tail > link.acked) return true;
+    if (!tail && !link.explicit_ && gone) gone->push_back(path);
   }
   return false;
 }
 
-void Subscriptions::prune_links_locked(Entry& e) {
-  // Glob links of streams that no longer exist (deleted, expired): a stream created again under
-  // the path is linked anew from its start. Explicit links stay (the client named them).
-  for (auto it = e.sub.links.begin(); it != e.sub.links.end();) {
-    StreamNow now;
-    if (!it->second.explicit_ && !stream_now(e.sub.tenant, it->first, &now)) {
-      e.hot.erase(it->first);
-      it = e.sub.links.erase(it);
-      e.unsaved = true;
-    } else {
-      ++it;
-    }
-  }
+void Subscriptions::prune_links_locked(Entry& e, const std::vector<std::string>& gone) {
+  for (const std::string& path : gone) e.sub.links.erase(path);
+  if (!gone.empty()) e.unsaved = true;
 }
 
-void Subscriptions::start_wake_locked(Entry& e) {
+std::vector<WakeStream> Subscriptions::start_wake_locked(Entry& e) {
   Subscription& s = e.sub;
   s.generation++;
   s.wake_id = random_id("w_");
   s.holder.clear();
   s.lease_until_ms = 0;
-  s.snapshot.clear();
   e.hot.clear();
-  for (const WakeStream& w : wake_streams_locked(e)) s.snapshot[w.path] = w.tail;
   e.unsaved = true;
+  return snapshot_locked(e);
+}
+
+std::vector<WakeStream> Subscriptions::snapshot_locked(Entry& e) {
+  std::vector<WakeStream> streams = wake_streams_locked(e);
+  e.sub.snapshot.clear();
+  for (const WakeStream& w : streams) e.sub.snapshot[w.path] = w.tail;
+  return streams;
 }
 
 void Subscriptions::schedule_retry_locked(Entry& e, int64_t now) {
@@ -526,17 +534,18 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
   }
   if (!s.wake_id.empty()) return;  // a wake is in flight
   if (s.next_attempt_ms > now) return;
-  if (!pending_locked(e)) {
+  std::vector<std::string> gone;  // glob links of streams that no longer exist
+  if (!pending_locked(e, &gone)) {
     if (s.next_attempt_ms != 0) {  // a retry came due with nothing left to deliver
       s.next_attempt_ms = 0;
       s.attempts = 0;
       s.failed = false;
       e.unsaved = true;
     }
-    prune_links_locked(e);  // idle: a good moment to forget streams that are gone
+    prune_links_locked(e, gone);  // idle: a good moment to forget streams that are gone
     return;
   }
-  start_wake_locked(e);
+  std::vector<WakeStream> streams = start_wake_locked(e);
   std::string k = key(s.tenant, s.id);
   if (s.config.webhook) {
     s.lease_until_ms = now + s.config.lease_ttl_ms;
@@ -544,7 +553,7 @@ void Subscriptions::evaluate_locked(Entry& e, int64_t now,
     json::object body{{"subscription_id", s.id},
                       {"wake_id", s.wake_id},
                       {"generation", s.generation},
-                      {"streams", json::parse(wake_streams_json(wake_streams_locked(e)))},
+                      {"streams", wake_streams_json(streams)},
                       {"callback_url", s.base_url + "/v1/stream/__ds/subscriptions/" + s.id + "/callback"},
                       {"callback_token", make_token(s, 'c')}};
     after->push_back([this, k, g = s.generation, w = s.wake_id, b = json::serialize(body)] {
@@ -688,11 +697,7 @@ Subscriptions::Reply Subscriptions::put(const std::string& tenant, const std::st
   s.config = config;
   s.created_ms = now_unix_millis();
   s.base_url = base_url;
-  for (const std::string& path : config.streams) {
-    StreamNow now;
-    bool exists = stream_now(tenant, path, &now);
-    s.links[path] = StreamLink{false, true, exists ? now.tail : 0, exists ? now.id : 0};
-  }
+  for (const std::string& path : config.streams) s.links[path] = explicit_link(tenant, path);
   if (config.pattern) {
     for (const auto& [path, stream] : streams_->list(tenant)) {
       if (path == config.wake_stream || !glob_match(*config.pattern, path)) continue;
@@ -758,9 +763,7 @@ Subscriptions::Reply Subscriptions::add_streams(const std::string& tenant, const
       l->second.explicit_ = true;
       continue;
     }
-    StreamNow now;
-    bool exists = stream_now(tenant, path, &now);
-    s.links[path] = StreamLink{false, true, exists ? now.tail : 0, exists ? now.id : 0};
+    s.links[path] = explicit_link(tenant, path);
   }
   if (Status st = save(s); !st) {
     s = std::move(before);
@@ -817,12 +820,10 @@ Subscriptions::Reply Subscriptions::claim(const std::string& tenant, const std::
     return r;
   }
   Subscription before = s;
-  if (s.wake_id.empty() || !s.holder.empty()) {
-    start_wake_locked(e);  // no wake waiting to be claimed (or its lease ran out)
-  } else {
-    s.snapshot.clear();  // claim the waiting wake, with the tails as of now
-    for (const WakeStream& w : wake_streams_locked(e)) s.snapshot[w.path] = w.tail;
-  }
+  // No wake waiting to be claimed (or its lease ran out): a new one; otherwise claim the
+  // waiting wake, with the tails as of now.
+  std::vector<WakeStream> streams = s.wake_id.empty() || !s.holder.empty() ? start_wake_locked(e)
+                                                                           : snapshot_locked(e);
   s.holder = worker;
   s.lease_until_ms = now + s.config.lease_ttl_ms;
   s.failed = false;  // a worker has the wake: whatever failed before no longer matters
@@ -833,11 +834,10 @@ Subscriptions::Reply Subscriptions::claim(const std::string& tenant, const std::
     return io_failure(st);
   }
   e.unsaved = false;
-  std::string streams = wake_streams_json(wake_streams_locked(e));
   json::object body{{"wake_id", s.wake_id},
                     {"generation", s.generation},
                     {"token", make_token(s, 'l')},
-                    {"streams", json::parse(streams)},
+                    {"streams", wake_streams_json(streams)},
                     {"lease_ttl_ms", s.config.lease_ttl_ms}};
   kick();  // the lease's expiry is a new deadline
   return ok(200, json::serialize(body));
@@ -913,7 +913,7 @@ Subscriptions::Reply Subscriptions::ack(const std::string& token, const std::str
     s.holder.clear();
     s.lease_until_ms = 0;
     s.snapshot.clear();
-    next_wake = pending_locked(e);
+    next_wake = pending_locked(e, nullptr);
   } else {
     s.lease_until_ms = now + s.config.lease_ttl_ms;  // heartbeat
   }

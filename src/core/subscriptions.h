@@ -127,10 +127,17 @@ class Subscriptions {
   // The tail of a linked stream (nullopt: it does not exist), restarting the link at the
   // stream's start when the path now names another stream than the one acked.
   std::optional<uint64_t> link_tail_locked(Entry& e, const std::string& path, StreamLink& link);
+  // An explicit link to `path`: at its tail, or at 0 (no stream yet) until the stream appears.
+  StreamLink explicit_link(const std::string& tenant, const std::string& path);
   std::vector<WakeStream> wake_streams_locked(Entry& e);
-  bool pending_locked(Entry& e);
-  void prune_links_locked(Entry& e);
-  void start_wake_locked(Entry& e);
+  // True when a linked stream has unprocessed data. When false, *gone (if given) lists the glob
+  // links whose streams no longer exist.
+  bool pending_locked(Entry& e, std::vector<std::string>* gone);
+  void prune_links_locked(Entry& e, const std::vector<std::string>& gone);
+  // Starts a new wake (next generation) and returns its streams, as snapshot_locked().
+  std::vector<WakeStream> start_wake_locked(Entry& e);
+  // The wake's streams as of now, recorded as its snapshot (what `done` acks).
+  std::vector<WakeStream> snapshot_locked(Entry& e);
   void schedule_retry_locked(Entry& e, int64_t now);
   void evaluate_locked(Entry& e, int64_t now, std::vector<std::function<void()>>* after);
   void write_wake_events(Entry& e, std::vector<std::function<void()>>* after);

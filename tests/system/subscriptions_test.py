@@ -211,8 +211,11 @@ class Resp(NamedTuple):
 
 
 def call(srv: harness.Server, method: str, path: str, obj: Any = _NO_BODY, raw: bytes | None = None,
-         token: str | None = None) -> Resp:
+         token: str | None = None, key: str | None = None) -> Resp:
+    """`token`: a wake token (Authorization: Bearer); `key`: an API key (x-api-key)."""
     headers: dict = {}
+    if key is not None:
+        headers["x-api-key"] = key
     body = None
     if raw is not None:
         body = raw
@@ -1011,18 +1014,7 @@ def test_with_api_keys(binary: Path, tmp: Path) -> None:
     try:
         def req(method: str, path: str, obj: Any = _NO_BODY, key: str | None = None,
                 bearer: str | None = None) -> Resp:
-            headers: dict = dict(JSON_CT)
-            if key is not None:
-                headers["x-api-key"] = key
-            if bearer is not None:
-                headers["Authorization"] = f"Bearer {bearer}"
-            body = json.dumps(obj).encode() if obj is not _NO_BODY else None
-            st, h, raw = srv.request(method, path, body, headers)
-            try:
-                parsed = json.loads(raw) if raw.strip() else None
-            except ValueError:
-                parsed = None
-            return Resp(st, h, parsed, raw)
+            return call(srv, method, path, obj, token=bearer, key=key)
 
         st, _, _ = srv.request("PUT", STREAM_ROOT + "wake", b"[]", {**JSON_CT, "x-api-key": key_a})
         assert st == 201, f"PUT wake stream: {st}"
