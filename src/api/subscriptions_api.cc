@@ -12,6 +12,7 @@
 #include "api/streams_api.h"
 #include "core/signing_keys.h"
 #include "core/subscriptions.h"
+#include "store/tier.h"
 
 namespace ds {
 
@@ -43,6 +44,7 @@ asio::awaitable<void> send_json(const HttpRequest& req, Responder& res, int stat
     r.body = std::move(body);
   }
   r.set("Cache-Control", "no-store");
+  if (status == 503) r.set("Retry-After", "1");  // the bucket lags (--durability s3)
   add_common_headers(req, &r);
   co_await res.send(std::move(r));
 }
@@ -55,6 +57,23 @@ asio::awaitable<void> send_error(const HttpRequest& req, Responder& res, int sta
                      error_type_for_status(status) + "\",\"code\":" + json_quote(code) +
                      ",\"message\":" + json_quote(message) + "}}";
   co_await send_json(req, res, status, std::move(body));
+}
+
+// --durability s3: a change of a subscription (create, delete, membership) is acknowledged once
+// the bucket has it, like an append. The record is committed locally either way, so the 503's
+// retry finds it (an identical PUT answers 200 and waits for the bucket again); without a retry
+// the next mirror pass uploads it. Claims and acks are not waited for: losing one in a disaster
+// only delivers its events again (at least once).
+void mirror_in_s3_mode(const ApiContext& ctx, Subscriptions::Reply* r) {
+  if (ctx.tier == nullptr || r->http >= 300) return;
+  if (Status up = ctx.tier->mirror_now(Tier::kSubscriptionsMirror); !up) {
+    r->http = 503;
+    r->code = "UNAVAILABLE";
+    r->body = "{\"type\":\"error\",\"error\":{\"code\":\"UNAVAILABLE\",\"message\":" +
+              json_quote("the change is stored locally but not yet in the S3 bucket (" +
+                         up.message() + "); retry later") +
+              "}}";
+  }
 }
 
 asio::awaitable<void> send_reply(const HttpRequest& req, Responder& res,
@@ -192,12 +211,14 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
         co_return co_await send_error(req, res, 400, code, why);
       }
       std::string base = absolute_location(req.header("host"), "");
-      co_await run_blocking(ctx.control_pool, [&] { r = subs.put(tenant, id, config, base); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.put(tenant, id, config, base);
+        mirror_in_s3_mode(ctx, &r); });
     } else if (m == "GET" || m == "HEAD") {
       co_await run_blocking(ctx.control_pool, [&] { r = subs.get(tenant, id); });
       if (m == "HEAD") r.body.clear();
     } else if (m == "DELETE") {
-      co_await run_blocking(ctx.control_pool, [&] { r = subs.remove(tenant, id); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.remove(tenant, id);
+        mirror_in_s3_mode(ctx, &r); });
     } else {
       co_return co_await method_not_allowed(req, res, "GET, HEAD, PUT, DELETE, OPTIONS");
     }
@@ -211,7 +232,8 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
     if (!parse_stream_list(req.body, canonical_member_path, &paths, &why)) {
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST", why);
     }
-    co_await run_blocking(ctx.control_pool, [&] { r = subs.add_streams(tenant, id, paths); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.add_streams(tenant, id, paths);
+        mirror_in_s3_mode(ctx, &r); });
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (action == "streams" && seg.size() > 4) {
@@ -224,7 +246,8 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
       if (!decoded) why = "malformed percent-escape in the path";  // no ?: in a co_await (GCC 12)
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST", why);
     }
-    co_await run_blocking(ctx.control_pool, [&] { r = subs.remove_stream(tenant, id, path); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.remove_stream(tenant, id, path);
+        mirror_in_s3_mode(ctx, &r); });
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (seg.size() == 4 && action == "claim") {

@@ -261,10 +261,45 @@ int run_serve(const ServeOptions& o) {
                                    : WebhookTargets::kPublicAndLocal;
   };
   Subscriptions subscriptions(subscription_options, catalog.get(), &streams, signing_keys.get());
+  if (!restore_plan.subscriptions.empty()) {
+    std::vector<Subscriptions::Committed> restored;
+    for (auto& r : restore_plan.subscriptions) restored.push_back({r.tenant, r.id, r.record});
+    if (Status s = subscriptions.restore(restored); !s) {
+      spdlog::error("restore of subscriptions failed: {}", s.message());
+      return 1;
+    }
+    spdlog::info("restored {} subscriptions", restored.size());
+  }
   if (Status s = subscriptions.open(); !s) {
     spdlog::error("subscriptions: {}", s.message());
     return 1;
   }
+  // Control state goes to the bucket beside the events, so that a restore brings back who may
+  // read what (API key hashes) and where consumers stood (subscriptions).
+  if (tier) {
+    tier->add_mirror({Tier::kApiKeysMirror, nullptr, [&keys](std::map<std::string, std::string>* out) {
+                        return keys.dump(&(*out)[Tier::kApiKeysKey]);
+                      }});
+    tier->add_mirror(
+        {Tier::kSubscriptionsMirror, [&subscriptions] { return subscriptions.version(); },
+         [&subscriptions](std::map<std::string, std::string>* out) {
+           std::vector<Subscriptions::Committed> all;
+           if (Status s = subscriptions.committed(&all); !s) return s;
+           for (const auto& c : all) {
+             (*out)[Tier::subscription_key(c.tenant, c.id)] =
+                 "{\"tenant\":" + json_quote(c.tenant) + ",\"id\":" + json_quote(c.id) +
+                 ",\"record\":" + c.record + "}";
+           }
+           return Status::ok();
+         }});
+  }
+  // The tier's thread uses `keys` and `subscriptions`: stop it before they go, on every path.
+  struct StopTier {
+    Tier* tier;
+    ~StopTier() {
+      if (tier) tier->stop();
+    }
+  } stop_tier{tier.get()};
 
   // Search: derived from the logs; the indexer opens (or rebuilds) it in the background.
   IndexOptions index_options;

@@ -34,6 +34,12 @@ struct Subscriptions::Entry {
 
 namespace {
 
+Status ensure_table(Catalog* catalog) {
+  return catalog->exec(
+      "CREATE TABLE IF NOT EXISTS subscriptions (tenant TEXT NOT NULL, id TEXT NOT NULL, "
+      "record TEXT NOT NULL, PRIMARY KEY (tenant, id));");
+}
+
 constexpr int64_t kMaxBackoffMs = 60000;
 
 std::string random_id(const char* prefix) {
@@ -97,12 +103,7 @@ Subscriptions::Subscriptions(Options options, Catalog* catalog, StreamStore* str
 Subscriptions::~Subscriptions() { stop(); }
 
 Status Subscriptions::open() {
-  if (Status s = catalog_->exec(
-          "CREATE TABLE IF NOT EXISTS subscriptions (tenant TEXT NOT NULL, id TEXT NOT NULL, "
-          "record TEXT NOT NULL, PRIMARY KEY (tenant, id));");
-      !s) {
-    return s;
-  }
+  if (Status s = ensure_table(catalog_); !s) return s;
   std::vector<std::tuple<std::string, std::string, std::string>> rows;
   {
     std::lock_guard cl(catalog_->mutex());
@@ -334,9 +335,9 @@ void Subscriptions::kick() {
   inbox_cv_.notify_one();
 }
 
-Status Subscriptions::save(const Subscription& s) {
-  std::string record = s.record_json();
-  return catalog_->transaction([&]() -> Status {
+Status Subscriptions::save(const Subscription& sub) {
+  std::string record = sub.record_json();
+  Status s = catalog_->transaction([&]() -> Status {
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(catalog_->db(),
                            "INSERT INTO subscriptions (tenant, id, record) VALUES (?, ?, ?) "
@@ -344,8 +345,8 @@ Status Subscriptions::save(const Subscription& s) {
                            -1, &st, nullptr) != SQLITE_OK) {
       return Status::io_error(std::string("catalog prepare: ") + sqlite3_errmsg(catalog_->db()));
     }
-    sqlite3_bind_text(st, 1, s.tenant.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, s.id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 1, sub.tenant.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, sub.id.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, record.c_str(), -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -354,10 +355,12 @@ Status Subscriptions::save(const Subscription& s) {
     }
     return Status::ok();
   });
+  if (s) version_.fetch_add(1);
+  return s;
 }
 
 Status Subscriptions::erase(const std::string& tenant, const std::string& id) {
-  return catalog_->transaction([&]() -> Status {
+  Status s = catalog_->transaction([&]() -> Status {
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(catalog_->db(), "DELETE FROM subscriptions WHERE tenant = ? AND id = ?",
                            -1, &st, nullptr) != SQLITE_OK) {
@@ -372,6 +375,53 @@ Status Subscriptions::erase(const std::string& tenant, const std::string& id) {
     }
     return Status::ok();
   });
+  if (s) version_.fetch_add(1);
+  return s;
+}
+
+// ---- the bucket mirror and restore --------------------------------------------------------
+
+Status Subscriptions::committed(std::vector<Committed>* out) {
+  std::lock_guard cl(catalog_->mutex());
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(catalog_->db(), "SELECT tenant, id, record FROM subscriptions", -1, &st,
+                         nullptr) != SQLITE_OK) {
+    return Status::io_error(std::string("catalog: ") + sqlite3_errmsg(catalog_->db()));
+  }
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    out->push_back(Committed{reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                             reinterpret_cast<const char*>(sqlite3_column_text(st, 1)),
+                             reinterpret_cast<const char*>(sqlite3_column_text(st, 2))});
+  }
+  sqlite3_finalize(st);
+  return Status::ok();
+}
+
+Status Subscriptions::restore(const std::vector<Committed>& records) {
+  if (Status s = ensure_table(catalog_); !s) return s;
+  for (const auto& r : records) {
+    Subscription sub;
+    if (Status s = Subscription::from_record(r.tenant, r.id, r.record, &sub); !s) return s;
+    for (auto& [path, link] : sub.links) {
+      StreamNow now;
+      if (stream_now(sub.tenant, path, &now)) {
+        link.stream_id = now.id;
+        link.acked = std::clamp(link.acked, now.start, now.tail);
+      } else {
+        link.stream_id = 0;
+        link.acked = 0;
+      }
+    }
+    sub.wake_id.clear();
+    sub.holder.clear();
+    sub.lease_until_ms = 0;
+    sub.snapshot.clear();
+    sub.failed = false;
+    sub.attempts = 0;
+    sub.next_attempt_ms = 0;
+    if (Status s = save(sub); !s) return s;
+  }
+  return Status::ok();
 }
 
 // ---- notifications -------------------------------------------------------------------------

@@ -97,6 +97,22 @@ class Subscriptions {
   // The tenant a wake token was issued for, if it is one of ours (signature checked).
   std::optional<std::string> token_tenant(const std::string& token);
 
+  // ---- the bucket mirror and restore (store/tier.h) ----
+  struct Committed {
+    std::string tenant, id, record;  // record: Subscription::record_json()
+  };
+  // Moves on with every committed change (create, membership, wake, claim, ack, removal).
+  uint64_t version() const { return version_.load(); }
+  // Every subscription as committed: the catalog's records, never unsaved in-memory state.
+  Status committed(std::vector<Committed>* out);
+  // Before open(), on a data dir just restored from the bucket: stores mirrored records. Links
+  // are re-pointed, by path, at the restored streams (which have new catalog ids), with their
+  // acked positions kept but never past a stream's restored tail (the bucket may hold fewer
+  // events than were acked); a link whose stream was not restored starts over when it appears.
+  // Wake state is dropped, since tokens signed with the old server's key do not verify here:
+  // pending work gets a new wake (next generation).
+  Status restore(const std::vector<Committed>& records);
+
   // ---- notifications (any thread, never blocks on I/O) ----
   // `path` of `tenant` (catalog id `stream_id`) made an append (or a create) durable; positions
   // from `before` on are new.
@@ -161,6 +177,7 @@ class Subscriptions {
   std::unordered_map<std::string, std::set<std::string>> by_tenant_;  // tenant -> ids
   std::set<std::string> dirty_;  // keys to evaluate
   std::atomic<int64_t> count_{0};
+  std::atomic<uint64_t> version_{0};
 
   // What wakes the delivery thread.
   std::mutex inbox_mu_;

@@ -5,9 +5,16 @@
 #include <openssl/sha.h>
 #include <sqlite3.h>
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include "core/clock.h"
 
 namespace ds {
+
+namespace json = boost::json;
 
 namespace {
 std::string sha256(const std::string& s) {
@@ -29,10 +36,10 @@ std::string hex(const std::string& raw) {
 constexpr size_t kPrefixLen = 12;  // "dsk_" + 8 characters
 }  // namespace
 
-ApiKeys::ApiKeys(Catalog* catalog) : catalog_(catalog) { ensure_schema(); }
+ApiKeys::ApiKeys(Catalog* catalog) : catalog_(catalog) { ensure_schema(catalog); }
 
-Status ApiKeys::ensure_schema() {
-  return catalog_->exec(
+Status ApiKeys::ensure_schema(Catalog* catalog) {
+  return catalog->exec(
       "CREATE TABLE IF NOT EXISTS api_keys ("
       "  hash TEXT PRIMARY KEY, prefix TEXT NOT NULL, tenant TEXT NOT NULL,"
       "  created_ms INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);");
@@ -102,6 +109,71 @@ Status ApiKeys::revoke(const std::string& key_or_prefix) {
   std::lock_guard lk(mu_);
   loaded_ = false;
   return Status::ok();
+}
+
+Status ApiKeys::dump(std::string* out) {
+  json::array keys;
+  std::lock_guard clk(catalog_->mutex());
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(catalog_->db(),
+                         "SELECT hash, prefix, tenant, created_ms, revoked FROM api_keys "
+                         "ORDER BY hash",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return Status::io_error(sqlite3_errmsg(catalog_->db()));
+  }
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json::object k;
+    k["hash"] = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    k["prefix"] = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+    k["tenant"] = reinterpret_cast<const char*>(sqlite3_column_text(st, 2));
+    k["created_ms"] = sqlite3_column_int64(st, 3);
+    k["revoked"] = sqlite3_column_int(st, 4) != 0;
+    keys.push_back(std::move(k));
+  }
+  sqlite3_finalize(st);
+  json::object o;
+  o["keys"] = std::move(keys);
+  *out = json::serialize(o);
+  return Status::ok();
+}
+
+Status ApiKeys::restore(Catalog* catalog, std::string_view dump) {
+  boost::system::error_code ec;
+  json::value v = json::parse(dump, ec);
+  const json::object* o = ec ? nullptr : v.if_object();
+  const json::value* keys = o ? o->if_contains("keys") : nullptr;
+  if (!keys || !keys->is_array()) return Status::corruption("api keys: not a key list");
+  if (Status s = ensure_schema(catalog); !s) return s;
+  return catalog->transaction([&]() -> Status {
+    for (const json::value& kv : keys->as_array()) {
+      const json::object* k = kv.if_object();
+      auto text = [k](const char* name) -> const json::string* {
+        const json::value* f = k ? k->if_contains(name) : nullptr;
+        return f ? f->if_string() : nullptr;
+      };
+      const json::string *hash = text("hash"), *prefix = text("prefix"), *tenant = text("tenant");
+      const json::value* created = k ? k->if_contains("created_ms") : nullptr;
+      const json::value* revoked = k ? k->if_contains("revoked") : nullptr;
+      if (!hash || hash->size() != 64 || !prefix || !tenant || !created || !created->is_int64() ||
+          !revoked || !revoked->is_bool()) {
+        return Status::corruption("api keys: malformed entry");
+      }
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(catalog->db(),
+                         "INSERT OR IGNORE INTO api_keys (hash, prefix, tenant, created_ms, revoked)"
+                         " VALUES (?,?,?,?,?)",
+                         -1, &st, nullptr);
+      sqlite3_bind_text(st, 1, hash->c_str(), static_cast<int>(hash->size()), SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 2, prefix->c_str(), static_cast<int>(prefix->size()), SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 3, tenant->c_str(), static_cast<int>(tenant->size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(st, 4, created->as_int64());
+      sqlite3_bind_int(st, 5, revoked->as_bool() ? 1 : 0);
+      int rc = sqlite3_step(st);
+      sqlite3_finalize(st);
+      if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog->db()));
+    }
+    return Status::ok();
+  });
 }
 
 Status ApiKeys::reload_locked() {

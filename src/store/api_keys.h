@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/catalog.h"
@@ -33,6 +34,14 @@ class ApiKeys {
   // Revokes the key given in full or by its display prefix; kNotFound when nothing matches.
   Status revoke(const std::string& key_or_prefix);
 
+  // The table as JSON for the bucket mirror (tier.h), in hash order:
+  // {"keys":[{"hash","prefix","tenant","created_ms","revoked"}]}. It holds SHA-256 hashes of the
+  // keys, never the keys: a key has 24 random bytes, so its hash does not give it away.
+  Status dump(std::string* out);
+  // Adds the keys of a dump() that the catalog does not have (a restore into a fresh data dir);
+  // a revocation in the dump is kept. kCorruption when `dump` is not one.
+  static Status restore(Catalog* catalog, std::string_view dump);
+
   // True when at least one active key exists (otherwise the server runs open).
   bool any_active();
   // The tenant of an active key, or nullopt.
@@ -44,7 +53,7 @@ class ApiKeys {
     std::string tenant;
   };
   Status reload_locked();
-  Status ensure_schema();
+  static Status ensure_schema(Catalog* catalog);
 
   Catalog* catalog_;
   std::mutex mu_;

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/clock.h"
+#include "store/api_keys.h"
 #include "store/s3/sigv4.h"
 
 namespace ds {
@@ -212,6 +213,11 @@ std::string Tier::session_prefix(const std::string& tenant, const std::string& i
          "/";
 }
 
+std::string Tier::subscription_key(const std::string& tenant, const std::string& id) {
+  return "tenants/" + s3::uri_encode(tenant, true) + "/subscriptions/" + s3::uri_encode(id, true) +
+         ".json";
+}
+
 std::string Tier::stream_prefix(const std::string& tenant, const std::string& path) const {
   std::string p = options_.prefix.empty() ? "" : options_.prefix + "/";
   return p + "tenants/" + s3::uri_encode(tenant, true) + "/streams/" +
@@ -231,7 +237,9 @@ Status Tier::open() {
           "  stream_id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, path TEXT NOT NULL,"
           "  created_ms INTEGER NOT NULL, uploaded_next INTEGER NOT NULL, meta_hash TEXT NOT NULL);"
           "CREATE TABLE IF NOT EXISTS tier_deletions ("
-          "  id INTEGER PRIMARY KEY AUTOINCREMENT, prefix TEXT NOT NULL UNIQUE);");
+          "  id INTEGER PRIMARY KEY AUTOINCREMENT, prefix TEXT NOT NULL UNIQUE);"
+          "CREATE TABLE IF NOT EXISTS tier_mirror ("
+          "  key TEXT PRIMARY KEY, source TEXT NOT NULL, hash TEXT NOT NULL);");
       !s) {
     return s;
   }
@@ -452,6 +460,100 @@ TierStats Tier::stats() {
   return s;
 }
 
+// ---- mirrors -------------------------------------------------------------------------------
+
+void Tier::add_mirror(MirrorSource source) {
+  Mirror m;
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(), "SELECT key, hash FROM tier_mirror WHERE source=?", -1, &st,
+                       nullptr);
+    sqlite3_bind_text(st, 1, source.name.c_str(), -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      m.in_bucket[reinterpret_cast<const char*>(sqlite3_column_text(st, 0))] =
+          reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+  }
+  m.source = std::move(source);
+  std::lock_guard ml(mirror_mu_);
+  mirrors_.push_back(std::move(m));
+}
+
+Status Tier::mirror_now(const std::string& name) {
+  std::lock_guard ml(mirror_mu_);
+  for (size_t i = 0; i < mirrors_.size(); ++i) {
+    if (mirrors_[i].source.name == name) return mirror(i);
+  }
+  return Status::not_found("no mirror named " + name);
+}
+
+Status Tier::mirror(size_t index) {
+  Mirror& m = mirrors_[index];
+  std::optional<uint64_t> version;
+  if (m.source.version) {
+    version = m.source.version();  // before the snapshot: a later change gets another pass
+    if (m.uploaded_version == version) return Status::ok();
+  }
+  std::map<std::string, std::string> now;
+  if (Status s = m.source.snapshot(&now); !s) return s;
+  const std::string root = options_.prefix.empty() ? "" : options_.prefix + "/";
+  auto record = [&](const std::string& key, const std::string* hash) {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(),
+                       hash ? "INSERT OR REPLACE INTO tier_mirror (key, source, hash) VALUES (?,?,?)"
+                            : "DELETE FROM tier_mirror WHERE key=?",
+                       -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+    if (hash) {
+      sqlite3_bind_text(st, 2, m.source.name.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 3, hash->c_str(), -1, SQLITE_TRANSIENT);
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? Status::ok() : Status::io_error(sqlite3_errmsg(catalog_->db()));
+  };
+  Status result;
+  s3::PutOptions po;
+  po.content_type = "application/json";
+  for (const auto& [key, body] : now) {
+    std::string hash = fingerprint(body);
+    auto it = m.in_bucket.find(key);
+    if (it != m.in_bucket.end() && it->second == hash) continue;
+    Status s = s3_->put_object(root + key, body, po);
+    if (s) s = record(key, &hash);
+    if (!s) {
+      result = s;
+      continue;
+    }
+    m.in_bucket[key] = hash;
+  }
+  for (auto it = m.in_bucket.begin(); it != m.in_bucket.end();) {
+    if (now.count(it->first)) {
+      ++it;
+      continue;
+    }
+    Status s = s3_->delete_object(root + it->first);
+    if (s) s = record(it->first, nullptr);
+    if (!s) {
+      result = s;
+      ++it;
+      continue;
+    }
+    it = m.in_bucket.erase(it);
+  }
+  if (!result) {
+    spdlog::warn("s3 mirror of {} failed (will retry): {}", m.source.name, result.message());
+    std::lock_guard lk(mu_);
+    stats_.errors++;
+    return result;
+  }
+  m.uploaded_version = version;
+  return Status::ok();
+}
+
 void Tier::run() {
   auto next_full = std::chrono::steady_clock::now();
   for (;;) {
@@ -463,6 +565,10 @@ void Tier::run() {
     if (std::chrono::steady_clock::now() < next_full) continue;
     pass();
     persist_states();
+    {
+      std::lock_guard ml(mirror_mu_);
+      for (size_t i = 0; i < mirrors_.size(); ++i) mirror(i);
+    }
     next_full = std::chrono::steady_clock::now() + options_.flush_interval;
   }
 }
@@ -816,6 +922,26 @@ Status Tier::restore_catalog(RestorePlan* plan) {
     if (a == std::string_view::npos) continue;
     size_t b = rest.find('/', a + 1);
     if (b == std::string_view::npos) continue;
+    if (rest.substr(a + 1, b - a - 1) == "subscriptions") {
+      if (!rest.ends_with(".json") || rest.find('/', b + 1) != std::string_view::npos) continue;
+      std::string text;
+      if (Status s = s3_->get_object(o.key, &text); !s) return s;
+      boost::system::error_code ec;
+      json::value v = json::parse(text, ec);
+      const json::object* so = v.if_object();
+      auto field = [so](const char* k) -> const json::string* {
+        const json::value* f = so ? so->if_contains(k) : nullptr;
+        return f ? f->if_string() : nullptr;
+      };
+      const json::string* tenant = field("tenant");
+      const json::string* id = field("id");
+      if (ec || !tenant || !id || !so->contains("record")) {
+        return Status::corruption("restore: bad subscription object " + o.key);
+      }
+      plan->subscriptions.push_back(
+          {std::string(*tenant), std::string(*id), json::serialize(so->at("record"))});
+      continue;
+    }
     size_t c = rest.find('/', b + 1);
     if (c == std::string_view::npos) continue;
     std::string group(rest.substr(0, c + 1));
@@ -836,6 +962,15 @@ Status Tier::restore_catalog(RestorePlan* plan) {
           "  record TEXT NOT NULL, UNIQUE(tenant, session_id));");
       !s) {
     return s;
+  }
+  // API keys (hashes), so that the restored server is not open to everyone.
+  std::string keys;
+  Status ks = s3_->get_object((options_.prefix.empty() ? "" : options_.prefix + "/") + kApiKeysKey,
+                              &keys);
+  if (ks) {
+    if (Status s = ApiKeys::restore(catalog_, keys); !s) return s;
+  } else if (ks.code() != Status::Code::kNotFound) {
+    return ks;
   }
   for (auto& [group, item] : items) {
     if (item.meta.empty()) {

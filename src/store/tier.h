@@ -6,6 +6,8 @@
 //   {p}tenants/{tenant}/sessions/{id}/events/{first}-{last}.jsonl.zst   (offsets: 16 digits)
 //   {p}tenants/{tenant}/streams/{url-encoded path}/stream.json
 //   {p}tenants/{tenant}/streams/{url-encoded path}/events/{first}-{last}.jsonl.zst
+//   {p}tenants/{tenant}/subscriptions/{url-encoded id}.json              (mirrored, see below)
+//   {p}control/api-keys.json                                             (mirrored, see below)
 // Session event objects hold the stored events as JSON Lines, byte for byte; stream event objects
 // hold one {"offset","data"|"text"|"base64"} line per message. Objects are zstd frames.
 //
@@ -25,6 +27,12 @@
 // - Streams that disappear from the catalog (deleted, expired) have their objects deleted; a
 //   deletion that fails is retried (table tier_deletions) before anything new is written under
 //   the same prefix.
+// - Mirrors: the server's control state (API keys, subscriptions) is mirrored to the bucket as
+//   small JSON objects, so that a restore brings back who may read what and where consumers
+//   stood. Each pass uploads the objects of a source whose content changed since its last upload
+//   and deletes the ones it no longer lists (table tier_mirror remembers what is in the bucket,
+//   by content hash, so a crash only repeats a PUT or a DELETE). mirror_now() does the same on
+//   the caller's thread, for callers that must not answer before the bucket has the change.
 // Thread-safe. One thread for the periodic passes, upload_threads for waiting appends.
 #pragma once
 
@@ -36,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -63,6 +72,16 @@ struct TierOptions {
   SegmentCache* cache = nullptr;
   Fs* fs = nullptr;             // the stores' Fs (restore writes writer state into logs)
   uint64_t segment_bytes = 0;   // their segment size (0 = StreamLog's default)
+};
+
+// A source of control objects mirrored to the bucket (see the header comment).
+struct MirrorSource {
+  std::string name;  // unique; names the source's rows in tier_mirror
+  // Changes whenever the source's content may have changed; a pass skips a source whose
+  // version is the one it last uploaded completely. nullptr: look at every pass.
+  std::function<uint64_t()> version;
+  // The committed content: key (below {p}) -> object body.
+  std::function<Status(std::map<std::string, std::string>*)> snapshot;
 };
 
 struct TierStats {
@@ -95,10 +114,22 @@ class Tier {
 
   TierStats stats();
 
+  // Adds a mirrored source (any time; the next pass mirrors it). What it refers to must outlive
+  // the tier's thread (stop()).
+  void add_mirror(MirrorSource source);
+  // Mirrors source `name` now, on this thread: ok once the bucket holds its current content.
+  Status mirror_now(const std::string& name);
+
   // Key prefixes (with trailing '/').
   std::string session_prefix(const std::string& tenant, const std::string& id) const;
   std::string stream_prefix(const std::string& tenant, const std::string& path) const;
   static std::string events_name(uint64_t first, uint64_t last);  // "{first}-{last}.jsonl.zst"
+  // Keys of mirrored objects, relative to {p} (a MirrorSource's snapshot keys).
+  static std::string subscription_key(const std::string& tenant, const std::string& id);
+  static constexpr const char* kApiKeysKey = "control/api-keys.json";
+  // Names of the mirrored sources serve.cc adds.
+  static constexpr const char* kApiKeysMirror = "api-keys";
+  static constexpr const char* kSubscriptionsMirror = "subscriptions";
 
   // ---- restore (a fresh data dir from the bucket) ----
   struct RestoreItem {
@@ -108,11 +139,15 @@ class Tier {
     std::string meta;  // session.json / stream.json text
     std::vector<std::string> event_keys;  // in key (= offset) order
   };
+  struct RestoredSubscription {
+    std::string tenant, id, record;  // record: Subscription::record_json() as mirrored
+  };
   struct RestorePlan {
     std::vector<RestoreItem> items;
+    std::vector<RestoredSubscription> subscriptions;  // for Subscriptions::restore()
   };
   // Phase 1, before the stores open: reads the bucket's listing and metadata and writes the
-  // session records into the catalog.
+  // session records and the API keys into the catalog.
   Status restore_catalog(RestorePlan* plan);
   // Phase 2, after the stores opened: re-creates streams and appends every event from the bucket,
   // byte for byte at its original offset; marks them as uploaded.
@@ -156,6 +191,7 @@ class Tier {
   void enforce_cache(const std::vector<StreamRecord>& records);
   Status restore_writer(const std::shared_ptr<Stream>& stream, const boost::json::object& meta,
                         uint64_t restored_next);
+  Status mirror(size_t index);  // mirror_mu_ held
   Status append_sync(const std::shared_ptr<Stream>& s, std::vector<std::string> msgs, bool close);
 
   TierOptions options_;
@@ -178,6 +214,15 @@ class Tier {
   std::set<int64_t> dirty_;  // state_ entries not yet in the catalog
   std::thread thread_;
   std::vector<std::thread> workers_;
+
+  // Mirrors: sources_ is fixed once started. mirror_mu_ serialises mirror passes.
+  struct Mirror {
+    MirrorSource source;
+    std::optional<uint64_t> uploaded_version;  // content of this version is in the bucket
+    std::map<std::string, std::string> in_bucket;  // key -> content hash (= tier_mirror rows)
+  };
+  std::mutex mirror_mu_;
+  std::vector<Mirror> mirrors_;
 };
 
 }  // namespace ds

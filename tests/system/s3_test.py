@@ -18,7 +18,10 @@ Checks:
   6. faults: with S3 failing / slow / truncating, local-mode appends keep working and the backlog
      drains when S3 recovers; --durability s3 answers 503 with Retry-After while S3 fails;
   7. kill -9 while uploading: after restart nothing acknowledged is lost, the bucket converges and
-     every object decompresses and agrees with the log.
+     every object decompresses and agrees with the log;
+  8. control state: API key hashes and subscriptions are mirrored; a restore keeps the server
+     closed (revoked keys stay revoked) and brings subscriptions back with their acked offsets;
+     with --durability s3 a subscription change answers 503 until the bucket has it.
 
 Prints `N passed, M failed`; exit 1 on failure. Skips (exit 0) only when node is missing.
 Environment: DS_BIN (default build/durable-sessions), DS_UNIT_BIN (unit_tests beside DS_BIN, else
@@ -461,6 +464,26 @@ def test_faults_durability_s3_answers_503_with_retry_after(ctx: Ctx):
         assert st == 204, (st, body)
         lines = events_of(dict(fake.objects), "g/tenants/default/sessions/strict/")
         assert sorted(lines) == [0, 1], lines  # the 503'd event was stored locally and uploaded
+
+        # A subscription change is acknowledged once the bucket has it, like an append.
+        sub = {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake"}
+        jh = {"content-type": "application/json"}
+        assert srv.request("PUT", "/v1/stream/wake", [], jh)[0] == 201
+        fake.mode = "5xx"
+        st, h, body = srv.request("PUT", "/v1/stream/__ds/subscriptions/s1", sub)
+        assert st == 503 and h.get("retry-after") == "1", (st, h, body)
+        err = json.loads(body)["error"]
+        assert err["type"] == "overloaded_error" and err["code"] == "UNAVAILABLE", body
+        fake.mode = "ok"
+        st, h, body = srv.request("PUT", "/v1/stream/__ds/subscriptions/s1", sub)
+        assert st == 200, (st, body)  # stored by the first request; now in the bucket too
+        with fake.lock:
+            obj = fake.objects.get("g/tenants/default/subscriptions/s1.json")
+        assert obj is not None and json.loads(obj)["id"] == "s1", sorted(fake.objects)
+        st, _, _ = srv.request("DELETE", "/v1/stream/__ds/subscriptions/s1")
+        assert st == 204, st
+        with fake.lock:
+            assert "g/tenants/default/subscriptions/s1.json" not in fake.objects, "DELETE answered first"
     finally:
         srv.stop()
         fake.shutdown()
@@ -703,6 +726,110 @@ def test_restore_keeps_producer_dedup_stream_seq_closure_and_forks(ctx: Ctx):
         srv.stop()
 
 
+def test_restore_brings_back_api_keys_and_subscriptions(ctx: Ctx):
+    """The control state is mirrored to the bucket (control/api-keys.json, hashes only, and
+    tenants/{t}/subscriptions/{id}.json): a restore keeps the server closed to requests without
+    a key, keeps a revocation, and brings back subscriptions with their acked offsets (deleted
+    ones stay deleted); pending work wakes again and can be claimed and acked."""
+    data = ctx.root / "data-restore-control"
+    data.mkdir()
+    keys = []
+    for tenant in ("acme", "acme"):
+        out = subprocess.run([str(DS_BIN), "keys", "create", "--data-dir", str(data), "--tenant", tenant],
+                             capture_output=True, text=True, check=True).stdout
+        keys.append(re.search(r"^(dsk_\S+)$", out, re.M).group(1))
+    subprocess.run([str(DS_BIN), "keys", "revoke", "--data-dir", str(data), keys[1]],
+                   capture_output=True, text=True, check=True)
+    auth = {"x-api-key": keys[0]}
+
+    def call(srv, method, path, body=None, headers=None):
+        st, h, raw = srv.request(method, path, body, {**auth, **(headers or {})})
+        return st, h, (json.loads(raw) if raw.strip() else None)
+
+    def links(doc):
+        return {ln["path"]: ln for ln in doc["streams"]}
+
+    def record_acked(obj, path):
+        """The acked position of `path` in a mirrored subscription object (None: no link)."""
+        return next((ln["acked"] for ln in obj["record"]["links"] if ln["path"] == path), None)
+
+    srv = Server(data, ctx.s3.endpoint, prefix="p9")
+    try:
+        assert srv.request("GET", "/v1/sessions")[0] == 401, "server with keys answered without one"
+        jh = {"content-type": "application/json"}
+        assert call(srv, "PUT", "/v1/stream/wake", [], jh)[0] == 201
+        assert call(srv, "PUT", "/v1/stream/jobs/a", [{"n": 0}, {"n": 1}], jh)[0] == 201
+        st, _, doc = call(srv, "PUT", "/v1/stream/__ds/subscriptions/keep",
+                          {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake"})
+        assert st == 201, (st, doc)
+        st, _, doc = call(srv, "PUT", "/v1/stream/__ds/subscriptions/gone",
+                          {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake"})
+        assert st == 201, (st, doc)
+        # Work arrives, is claimed and acked up to offset 3 of 4; one more event stays pending.
+        st, h, _ = call(srv, "POST", "/v1/stream/jobs/a", [{"n": 2}, {"n": 3}], jh)
+        assert st == 204, st
+        claim = wait_for(lambda: (lambda r: r[2] if r[0] == 200 else None)(
+            call(srv, "POST", "/v1/stream/__ds/subscriptions/keep/claim", {"worker": "w"})),
+            10, "a wake to claim")
+        acked = "0000000000000003"
+        st, _, body = call(srv, "POST", "/v1/stream/__ds/subscriptions/keep/ack",
+                           {"wake_id": claim["wake_id"], "generation": claim["generation"],
+                            "acks": [{"stream": "jobs/a", "offset": acked}], "done": True},
+                           {"authorization": "Bearer " + claim["token"]})
+        assert st == 200 and body["ok"] is True, (st, body)
+        assert call(srv, "DELETE", "/v1/stream/__ds/subscriptions/gone")[0] == 204
+
+        def mirrored():
+            objs = ctx.s3.objects("p9/")
+            sub = objs.get("p9/tenants/acme/subscriptions/keep.json")
+            if sub is None or "p9/control/api-keys.json" not in objs \
+                    or "p9/tenants/acme/subscriptions/gone.json" in objs:
+                return None
+            obj = json.loads(sub)
+            assert obj["tenant"] == "acme" and obj["id"] == "keep", obj
+            return objs if record_acked(obj, "jobs/a") == 3 else None
+
+        objs = wait_for(mirrored, 15, "subscription and API keys in the bucket")
+        listed = json.loads(objs["p9/control/api-keys.json"])["keys"]
+        assert len(listed) == 2 and all(k not in objs["p9/control/api-keys.json"].decode() for k in keys), \
+            "the bucket must hold key hashes, never keys"
+        assert sorted(k["revoked"] for k in listed) == [False, True], listed
+        before = call(srv, "GET", "/v1/stream/__ds/subscriptions/keep")[2]
+    finally:
+        srv.stop()
+
+    shutil.rmtree(data)
+    srv = Server(data, ctx.s3.endpoint, prefix="p9")
+    try:
+        assert srv.request("GET", "/v1/sessions")[0] == 401, "restored server is open without keys"
+        st, _, _ = srv.request("GET", "/v1/sessions", headers={"x-api-key": keys[1]})
+        assert st == 401, f"revoked key accepted after restore: {st}"
+        st, _, doc = call(srv, "GET", "/v1/stream/__ds/subscriptions/keep")
+        assert st == 200, (st, doc)
+        for k in ("type", "pattern", "wake_stream", "lease_ttl_ms"):
+            assert doc.get(k) == before.get(k), (k, doc.get(k), before.get(k))
+        link = links(doc)["jobs/a"]
+        assert link["acked_offset"] == acked, link
+        assert call(srv, "GET", "/v1/stream/__ds/subscriptions/gone")[0] == 404, "deleted one came back"
+        # The pending event wakes again; the new claim and ack work with the new server's tokens.
+        claim = wait_for(lambda: (lambda r: r[2] if r[0] == 200 else None)(
+            call(srv, "POST", "/v1/stream/__ds/subscriptions/keep/claim", {"worker": "w2"})),
+            10, "a wake after the restore")
+        pending = links(claim)["jobs/a"]
+        assert (pending["acked_offset"], pending["tail_offset"], pending["has_pending"]) == \
+            (acked, "0000000000000004", True), pending
+        st, _, body = call(srv, "POST", "/v1/stream/__ds/subscriptions/keep/ack",
+                           {"wake_id": claim["wake_id"], "generation": claim["generation"],
+                            "acks": [{"stream": "jobs/a", "offset": "0000000000000004"}], "done": True},
+                           {"authorization": "Bearer " + claim["token"]})
+        assert st == 200 and body["ok"] is True and body["next_wake"] is False, (st, body)
+        # The ack is mirrored as well.
+        wait_for(lambda: record_acked(json.loads(ctx.s3.objects("p9/")["p9/tenants/acme/subscriptions/keep.json"]),
+                                      "jobs/a") == 4, 10, "the ack in the bucket")
+    finally:
+        srv.stop()
+
+
 TESTS = [
     test_client_live_against_s3rver,
     test_local_mode_uploads_layout_and_restore_is_byte_exact,
@@ -713,6 +840,7 @@ TESTS = [
     test_cache_evicts_uploaded_segments_and_reads_them_back_byte_for_byte,
     test_cache_read_of_evicted_segment_with_s3_down_is_503_never_wrong_data,
     test_restore_keeps_producer_dedup_stream_seq_closure_and_forks,
+    test_restore_brings_back_api_keys_and_subscriptions,
 ]
 
 

@@ -3,6 +3,8 @@
 #include "core/subscription.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -464,6 +466,62 @@ TEST_F(SubscriptionsTest, AcksGenerationsAndLinksSurviveARestart) {
   EXPECT_GT(wakes.back().at("generation").as_int64(), c.at("generation").as_int64());
   (void)a;
   (void)b;
+}
+
+// A restore from the bucket (store/tier.h) gives the streams new catalog ids and may hold fewer
+// events than were acked: links are re-pointed by path, acked positions are kept but clamped to
+// the restored tails, links of streams not restored start over when they appear, and the wake
+// state (lease, holder, tokens of the old keys) is dropped so that pending work wakes again.
+TEST_F(SubscriptionsTest, RestoreRepointsLinksClampsAckedAndDropsWakeState) {
+  create("t", "wake");
+  ASSERT_EQ(subs_->put("t", "s1", pull("events/*", "wake"), "http://h").http, 201);
+  auto a = create("t", "events/a", {"{\"x\":1}", "{\"x\":2}", "{\"x\":3}"});
+  create("t", "events/b", {"{\"y\":1}"});
+  wait_wakes("t", "wake", 1);
+  json::value c = body(subs_->claim("t", "s1", "w1"));
+  ASSERT_EQ(subs_->ack(std::string(c.at("token").as_string()), "s1",
+                       ack_body(c, "events/a", 3, false), false).http, 200);
+  std::vector<Subscriptions::Committed> mirrored;
+  ASSERT_TRUE(subs_->committed(&mirrored));
+  ASSERT_EQ(mirrored.size(), 1u);
+  const int64_t old_generation = c.at("generation").as_int64();
+
+  // A fresh data dir where the bucket held only two events of events/a and nothing of events/b.
+  stop();
+  std::filesystem::remove(tmp_ / "catalog.db");
+  std::filesystem::remove_all(tmp_ / "streams");
+  ASSERT_TRUE(fs_.create_dirs(tmp_ / "streams"));
+  start();
+  subs_->stop();
+  create("t", "unrelated");  // so that the restored streams get other catalog ids than before
+  create("t", "wake");
+  a = create("t", "events/a", {"{\"x\":1}", "{\"x\":2}"});
+  subs_ = std::make_unique<Subscriptions>(Subscriptions::Options{}, catalog_.get(), store_.get(),
+                                          keys_.get());
+  ASSERT_TRUE(subs_->restore(mirrored));
+  ASSERT_TRUE(subs_->open());
+
+  auto acked_of = [&](const std::string& path) {
+    json::value doc = body(subs_->get("t", "s1"));
+    for (const auto& l : doc.at("streams").as_array()) {
+      if (l.at("path").as_string() == path) return std::string(l.at("acked_offset").as_string());
+    }
+    return std::string("none");
+  };
+  EXPECT_EQ(acked_of("events/a"), format_offset(2));  // clamped to the restored tail
+  append("t", a, "events/a", "{\"x\":3}");  // the re-pointed link sees its stream's appends
+  auto wakes = wait_wakes("t", "wake", 1);
+  ASSERT_EQ(wakes.size(), 1u);
+  EXPECT_EQ(wakes[0].at("stream").as_string(), "events/a");
+  EXPECT_GT(wakes[0].at("generation").as_int64(), old_generation);
+  // The old holder's 30 s lease did not come back: another worker claims at once.
+  auto c2 = subs_->claim("t", "s1", "w2");
+  EXPECT_EQ(c2.http, 200) << c2.body;
+  // What is pending is the event after the restored ack, not the whole stream again.
+  EXPECT_EQ(acked_of("events/a"), format_offset(2));
+  // events/b comes back later: its old acked position does not apply to the new stream.
+  create("t", "events/b", {"{\"y\":1}"});
+  EXPECT_EQ(acked_of("events/b"), format_offset(0));
 }
 
 TEST_F(SubscriptionsTest, AnExpiredLeaseIsFencedAndWakesAgain) {
