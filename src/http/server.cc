@@ -50,6 +50,12 @@ struct Connection {
 struct HttpServer::Impl {
   ServerOptions options;
   Handler handler;
+  // Declared before the io_contexts so that they outlive them: destroying an io_context destroys
+  // the coroutines still suspended in it (requests past the shutdown drain), whose connection
+  // guards (serve()) update these.
+  std::atomic<size_t> connections{0};
+  std::mutex conns_mu;
+  std::set<std::shared_ptr<Connection>> conns;
   // One io_context per I/O thread (each run by exactly one thread, so a connection's handlers
   // never need a strand and never hop threads); ioc is the first, which also accepts, handles
   // signals and runs stop(). Connections are dealt out round-robin.
@@ -59,9 +65,6 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{ioc};
   std::atomic<bool> stopping{false};
   std::function<void()> on_shutdown;
-  std::atomic<size_t> connections{0};
-  std::mutex conns_mu;
-  std::set<std::shared_ptr<Connection>> conns;
   std::vector<std::thread> threads;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
@@ -526,7 +529,7 @@ void HttpServer::stop() {
     }
     // Wait (bounded) for in-flight requests, then stop the loop.
     auto timer = std::make_shared<asio::steady_timer>(impl_->ioc);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto deadline = std::chrono::steady_clock::now() + impl_->options.drain_timeout;
     auto poll = std::make_shared<std::function<void()>>();
     *poll = [this, timer, deadline, poll] {
       if (impl_->connections.load() == 0 || std::chrono::steady_clock::now() > deadline) {

@@ -7,7 +7,9 @@
 // idle_timeout, or slower than that to send a request, are closed; at most max_connections are
 // open (extra ones get 503 and are closed). Every response carries a request-id header.
 // stop() is graceful: no new connections, idle keep-alive connections close, in-flight requests
-// finish (live handlers see shutting_down() and the on_shutdown hook fires), then run() returns.
+// finish (live handlers see shutting_down() and the on_shutdown hook fires) for at most
+// drain_timeout, then run() returns; requests still in progress then are abandoned (their
+// coroutines are destroyed with the server, never resumed).
 #pragma once
 
 #include <atomic>
@@ -34,6 +36,7 @@ struct ServerOptions {
   int threads = 2;
   std::chrono::seconds idle_timeout{120};
   size_t max_connections = 10000;
+  std::chrono::milliseconds drain_timeout{10000};  // stop(): how long in-flight requests get
 };
 
 class HttpServer {
