@@ -74,7 +74,47 @@ int run_serve(const ServeOptions& o) {
     spdlog::error("cannot create data dir: {}", s.message());
     return 1;
   }
+  // A restore from the bucket runs only into an empty data dir and is marked by RESTORING until
+  // it has finished. A data dir holding the marker is what a failed restore left behind (nothing
+  // of its own), so it is emptied and the restore starts over — rather than come up with part of
+  // the bucket, or nothing, and write that over the bucket.
+  const std::string restoring = o.data_dir + "/RESTORING";
+  if (fs->exists(restoring)) {
+    if (o.s3_bucket.empty()) {
+      spdlog::error("{} holds an unfinished restore from a bucket: start with the bucket's flags "
+                    "to finish it, or empty the directory", o.data_dir);
+      return 1;
+    }
+    spdlog::warn("{}: an earlier restore did not finish; emptying the data dir and restoring again",
+                 o.data_dir);
+    std::vector<std::string> names;
+    if (Status s = fs->list(o.data_dir, &names); !s) {
+      spdlog::error("cannot list data dir: {}", s.message());
+      return 1;
+    }
+    for (const auto& name : names) {
+      if (name == "RESTORING") continue;
+      if (Status s = fs->remove_all(o.data_dir + "/" + name); !s) {
+        spdlog::error("cannot empty the data dir: {}", s.message());
+        return 1;
+      }
+    }
+    if (Status s = fs->create_dirs(o.data_dir + "/streams"); !s) {
+      spdlog::error("cannot create data dir: {}", s.message());
+      return 1;
+    }
+  }
   bool fresh_data_dir = !fs->exists(o.data_dir + "/catalog.db");
+  if (fresh_data_dir && !o.s3_bucket.empty() && !fs->exists(restoring)) {
+    std::unique_ptr<File> marker;
+    Status s = fs->open(restoring, &marker);
+    if (s) s = marker->datasync();
+    if (s) s = fs->sync_dir(o.data_dir);
+    if (!s) {
+      spdlog::error("cannot write {}: {}", restoring, s.message());
+      return 1;
+    }
+  }
   std::unique_ptr<Catalog> catalog;
   if (Status s = Catalog::open(o.data_dir + "/catalog.db", &catalog); !s) {
     spdlog::error("cannot open catalog: {}", s.message());
@@ -269,6 +309,15 @@ int run_serve(const ServeOptions& o) {
       return 1;
     }
     spdlog::info("restored {} subscriptions", restored.size());
+  }
+  if (fresh_data_dir && tier) {
+    // The restore is complete (catalog, logs, subscriptions): the data dir is ours from now on.
+    Status s = fs->remove_all(restoring);
+    if (s) s = fs->sync_dir(o.data_dir);
+    if (!s) {
+      spdlog::error("cannot remove {}: {}", restoring, s.message());
+      return 1;
+    }
   }
   if (Status s = subscriptions.open(); !s) {
     spdlog::error("subscriptions: {}", s.message());

@@ -830,6 +830,51 @@ def test_restore_brings_back_api_keys_and_subscriptions(ctx: Ctx):
         srv.stop()
 
 
+def test_a_failed_restore_is_started_over_never_served_in_part(ctx: Ctx):
+    """A restore that fails (here: the bucket unreachable) leaves the data dir marked; the next
+    start empties it and restores again, instead of serving an empty store and writing that over
+    the bucket."""
+    data = ctx.root / "data-failed-restore"
+    srv = Server(data, ctx.s3.endpoint, prefix="p10")
+    try:
+        assert srv.append("keep", [{"type": "x", "n": i} for i in range(3)])[0] == 204
+        exp = srv.export("keep")
+        wait_for(lambda: len(events_of(ctx.s3.objects("p10/"), "p10/tenants/default/sessions/keep/")) == 3
+                 and "p10/tenants/default/sessions/keep/session.json" in ctx.s3.objects("p10/"),
+                 15, "the session in the bucket")
+    finally:
+        srv.stop()
+    shutil.rmtree(data)
+    dead = f"http://{HOST}:{free_port()}"  # nothing listens there
+    r = subprocess.run([str(DS_BIN), "serve", "--listen", f"{HOST}:{free_port()}", "--data-dir", str(data),
+                        "--s3-endpoint", dead, "--s3-bucket", BUCKET, "--s3-prefix", "p10"],
+                       env=dict(os.environ, **CREDS), capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0, "started although the bucket could not be read"
+    assert (data / "RESTORING").exists(), sorted(p.name for p in data.iterdir())
+    # Without the bucket's flags the half-restored dir is refused, not served.
+    r = subprocess.run([str(DS_BIN), "serve", "--listen", f"{HOST}:{free_port()}", "--data-dir", str(data)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "unfinished restore" in (r.stdout + r.stderr), (r.returncode, r.stderr[-500:])
+    srv = Server(data, ctx.s3.endpoint, prefix="p10")
+    try:
+        assert srv.export("keep") == exp, "the second start did not restore the session"
+        assert not (data / "RESTORING").exists()
+        assert srv.append("keep", [{"type": "after"}])[0] == 204
+        wait_for(lambda: 3 in events_of(ctx.s3.objects("p10/"), "p10/tenants/default/sessions/keep/"),
+                 10, "the new event in the bucket")
+        # The bucket still agrees with itself: offsets 0-2 as uploaded first, then offset 3.
+        lines = events_of(ctx.s3.objects("p10/"), "p10/tenants/default/sessions/keep/")
+        assert b"".join(lines[i] + b"\n" for i in range(3)) == exp, "the bucket's first events changed"
+    finally:
+        srv.stop()
+    # A restart of a completed restore is an ordinary start (nothing is emptied).
+    srv = Server(data, ctx.s3.endpoint, prefix="p10")
+    try:
+        assert srv.export("keep").count(b"\n") == 4
+    finally:
+        srv.stop()
+
+
 TESTS = [
     test_client_live_against_s3rver,
     test_local_mode_uploads_layout_and_restore_is_byte_exact,
@@ -841,6 +886,7 @@ TESTS = [
     test_cache_read_of_evicted_segment_with_s3_down_is_503_never_wrong_data,
     test_restore_keeps_producer_dedup_stream_seq_closure_and_forks,
     test_restore_brings_back_api_keys_and_subscriptions,
+    test_a_failed_restore_is_started_over_never_served_in_part,
 ]
 
 
