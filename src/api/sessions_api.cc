@@ -468,6 +468,28 @@ std::string deleted_event(uint64_t position) {
 
 // ---- events endpoint handlers -------------------------------------------------------------
 
+// --durability s3 (ctx.tier set): waits until the session's events below `next` — and with
+// `record`, its record as of now (session.json) — are in the bucket. True when they are (or
+// without the S3 mode); otherwise it has answered 503 with Retry-After and returns false. What
+// was done is stored locally either way and reaches the bucket later.
+asio::awaitable<bool> in_bucket_or_503(ApiContext& ctx, const std::shared_ptr<Session>& session,
+                                       uint64_t next, bool record, const char* what,
+                                       HttpRequest& req, Responder& res) {
+  if (!ctx.tier) co_return true;
+  Status up = co_await await_callback<Status>([&](auto done) {
+    ctx.tier->when_uploaded(session->stream(), next, std::move(done), record);
+  });
+  if (up) co_return true;
+  HttpResponse u = error_response(
+      503, "overloaded_error",
+      std::string(what) + " stored locally but not yet in the S3 bucket (" + up.message() +
+          "); retry later",
+      req.request_id);
+  u.set("Retry-After", "1");
+  co_await reply(req, res, std::move(u));
+  co_return false;
+}
+
 asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
                                   const std::string& id, HttpRequest& req, Responder& res) {
   std::shared_ptr<Session> session;
@@ -516,18 +538,11 @@ asio::awaitable<void> post_events(ApiContext& ctx, const std::string& tenant,
     resp = error_response(409, "conflict_error", message, req.request_id);
     resp.set("x-should-retry", "false");
   }
-  if (ctx.tier && resp.status == 204 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate)) {
+  if (resp.status == 204 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate ||
+                                r.outcome == O::kAlreadyClosed)) {
     // --durability s3: acknowledge only once the events are in the bucket (uploads are grouped).
-    Status up = co_await await_callback<Status>([&](auto done) {
-      ctx.tier->when_uploaded(session->stream(), r.next_position, std::move(done));
-    });
-    if (!up) {
-      HttpResponse u = error_response(503, "overloaded_error",
-                                      "events are stored locally but not yet in the S3 bucket (" +
-                                          up.message() + "); retry later",
-                                      req.request_id);
-      u.set("Retry-After", "1");
-      co_return co_await reply(req, res, std::move(u));
+    if (!co_await in_bucket_or_503(ctx, session, r.next_position, false, "events are", req, res)) {
+      co_return;
     }
   }
   if (resp.status == 204 && wants_json(req)) {
@@ -930,6 +945,9 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
       same = same && existing.contains("ttl_seconds") && existing["ttl_seconds"] == rec["ttl_seconds"];
     }
     if (!same) co_return co_await reply_error(req, res, 409, "session " + id + " exists with a different title, metadata or ttl_seconds");
+    // Also when repeated: the first answer may have been a 503 while the upload lagged.
+    const uint64_t tail = session->stream()->tail();
+    if (!co_await in_bucket_or_503(ctx, session, tail, true, "the session is", req, res)) co_return;
     co_return co_await reply_json(req, res, 200, render_session(*session));
   }
   if (!cs) co_return co_await reply_status(req, res, cs);
@@ -937,6 +955,8 @@ asio::awaitable<void> create_session(ApiContext& ctx, const std::string& tenant,
     AppendOutcome out = co_await append_events(session->stream(), std::move(initial), false, std::nullopt, std::nullopt);
     if (out.result.outcome != AppendResult::Outcome::kAppended) co_return co_await reply_status(req, res, out.result.status);
   }
+  const uint64_t tail = session->stream()->tail();
+  if (!co_await in_bucket_or_503(ctx, session, tail, true, "the session is", req, res)) co_return;
   co_await reply_json(req, res, chosen_id ? 201 : 200, render_session(*session));
 }
 
@@ -991,7 +1011,10 @@ asio::awaitable<void> update_session(ApiContext& ctx, std::shared_ptr<Session> s
     std::string fields = json::serialize(changed);
     fields = fields.substr(1, fields.size() - 2);
     std::vector<std::string> ev{make_stored_event("session.updated", fields, now_unix_millis())};
-    co_await append_events(session->stream(), std::move(ev), false, std::nullopt, std::nullopt);
+    AppendOutcome out =
+        co_await append_events(session->stream(), std::move(ev), false, std::nullopt, std::nullopt);
+    const uint64_t next = out.result.next_position;
+    if (!co_await in_bucket_or_503(ctx, session, next, true, "the update is", req, res)) co_return;
   }
   co_await reply_json(req, res, 200, render_session(*session));
 }

@@ -243,8 +243,12 @@ asio::awaitable<void> handle_post(ApiContext& ctx, const std::string& tenant,
   HttpResponse out(r.outcome == O::kClosed ? 409
                    : r.outcome == O::kAppended && has_producer && has_data ? 200
                                                                            : 204);
-  if (ctx.tier && out.status < 300 && (r.outcome == O::kAppended || r.outcome == O::kDuplicate)) {
-    // --durability s3: acknowledge only once the data is in the bucket (uploads are grouped).
+  if (ctx.tier && out.status < 300 &&
+      (r.outcome == O::kAppended || r.outcome == O::kDuplicate ||
+       r.outcome == O::kAlreadyClosed)) {
+    // --durability s3: acknowledge only once the data is in the bucket (uploads are grouped);
+    // a close (also a repeated one: the first answer may have been a 503) once the bucket's
+    // stream.json says closed.
     Status up = co_await await_callback<Status>([&](auto done) {
       ctx.tier->when_uploaded(stream, r.next_position, std::move(done));
     });

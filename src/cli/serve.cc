@@ -262,6 +262,11 @@ int run_serve(const ServeOptions& o) {
            std::to_string(st.bytes_uploaded));
       line("ds_s3_errors_total", "counter", "S3 uploads or deletions that failed after retries.",
            std::to_string(st.errors));
+      line("ds_s3_passes_total", "counter",
+           "Uploader passes completed (every --s3-flush-interval while it keeps up).",
+           std::to_string(st.passes));
+      line("ds_s3_pending_deletions", "gauge", "Key prefixes whose objects are still to delete.",
+           std::to_string(st.pending_deletions));
       line("ds_s3_requests_total", "counter", "S3 requests sent (attempts).",
            std::to_string(c->requests()));
       line("ds_s3_retries_total", "counter", "S3 requests retried.", std::to_string(c->retries()));

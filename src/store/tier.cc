@@ -261,7 +261,8 @@ Status Tier::open() {
     s.uploaded_next = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
     s.meta_hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 5));
     s.writer = reinterpret_cast<const char*>(sqlite3_column_text(st, 6));
-    state_[sqlite3_column_int64(st, 0)] = std::move(s);
+    s.in_catalog = true;
+    put_state_locked(sqlite3_column_int64(st, 0), s);
   }
   sqlite3_finalize(st);
   sqlite3_prepare_v2(catalog_->db(), "SELECT prefix FROM tier_deletions", -1, &st, nullptr);
@@ -306,48 +307,138 @@ void Tier::start() {
   }
 }
 
-bool Tier::acquire(int64_t id) {
+bool Tier::acquire(const std::string& prefix) {
   std::unique_lock lk(mu_);
-  cv_.wait(lk, [&] { return stop_ || !busy_.count(id); });
+  cv_.wait(lk, [&] { return stop_ || !busy_.count(prefix); });
   if (stop_) return false;
-  busy_.insert(id);
+  busy_.insert(prefix);
   return true;
 }
 
-void Tier::release(int64_t id) {
+void Tier::release(const std::string& prefix) {
   {
     std::lock_guard lk(mu_);
-    busy_.erase(id);
+    busy_.erase(prefix);
   }
   cv_.notify_all();
+}
+
+void Tier::put_state_locked(int64_t id, const State& st) {
+  auto [it, added] = state_.try_emplace(id, st);
+  if (!added) {
+    if (it->second.tenant != st.tenant || it->second.path != st.path) {
+      ids_by_name_[it->second.tenant + '\0' + it->second.path].erase(id);
+    }
+    it->second = st;
+  }
+  ids_by_name_[st.tenant + '\0' + st.path].insert(id);
+}
+
+void Tier::erase_state_locked(int64_t id) {
+  auto it = state_.find(id);
+  if (it == state_.end()) return;
+  auto n = ids_by_name_.find(it->second.tenant + '\0' + it->second.path);
+  if (n != ids_by_name_.end()) {
+    n->second.erase(id);
+    if (n->second.empty()) ids_by_name_.erase(n);
+  }
+  state_.erase(it);
+  rounds_.erase(id);
+}
+
+Status Tier::retire(int64_t id, const std::string& prefix) {
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(), "INSERT OR IGNORE INTO tier_deletions (prefix) VALUES (?);",
+                       -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return Status::io_error(sqlite3_errmsg(catalog_->db()));
+  }
+  catalog_->exec("DELETE FROM tier_uploads WHERE stream_id=" + std::to_string(id));
+  std::lock_guard lk(mu_);
+  deleting_.insert(prefix);
+  erase_state_locked(id);
+  dirty_.erase(id);
+  pending_since_ms_.erase(id);
+  return Status::ok();
+}
+
+Status Tier::settle_prefix(const StreamRecord& r, const std::string& prefix) {
+  std::vector<int64_t> older;
+  {
+    std::lock_guard lk(mu_);
+    if (auto n = ids_by_name_.find(r.tenant + '\0' + r.path); n != ids_by_name_.end()) {
+      for (int64_t id : n->second) {
+        if (id != r.id || state_[id].created_ms != r.created_ms) older.push_back(id);
+      }
+    }
+  }
+  for (int64_t id : older) {
+    if (Status s = retire(id, prefix); !s) return s;
+  }
+  bool queued;
+  {
+    std::lock_guard lk(mu_);
+    queued = deleting_.count(prefix) > 0;
+  }
+  return queued ? delete_prefix(prefix) : Status::ok();
+}
+
+Status Tier::delete_prefix(const std::string& prefix) {
+  std::vector<s3::ObjectInfo> objects;
+  Status s = s3_->list_objects(prefix, &objects);
+  for (size_t i = 0; s && i < objects.size(); ++i) s = s3_->delete_object(objects[i].key);
+  if (!s) {
+    std::lock_guard lk(mu_);
+    stats_.errors++;
+    spdlog::warn("s3 deletion of {} failed (will retry): {}", prefix, s.message());
+    return s;
+  }
+  {
+    std::lock_guard clk(catalog_->mutex());
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(catalog_->db(), "DELETE FROM tier_deletions WHERE prefix=?;", -1, &st,
+                       nullptr);
+    sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+  }
+  std::lock_guard lk(mu_);
+  deleting_.erase(prefix);
+  return Status::ok();
 }
 
 void Tier::work() {
   for (;;) {
     int64_t id = 0;
-    std::shared_ptr<Stream> stream;
+    Urgent job;
+    uint64_t round = 0;
     {
       std::unique_lock lk(mu_);
-      // Oldest request first (FIFO), skipping streams another thread is uploading.
+      // Oldest request first (FIFO), skipping prefixes another thread is writing.
       auto ready = urgent_order_.end();
       cv_.wait(lk, [&] {
         if (stop_) return true;
         for (ready = urgent_order_.begin(); ready != urgent_order_.end(); ++ready) {
-          if (!busy_.count(*ready)) return true;
+          if (!busy_.count(urgent_[*ready].prefix)) return true;
         }
         return false;
       });
       if (stop_) return;
       id = *ready;
       urgent_order_.erase(ready);
-      stream = std::move(urgent_[id].stream);
+      job = std::move(urgent_[id]);
       urgent_.erase(id);
-      busy_.insert(id);
+      busy_.insert(job.prefix);
+      round = begin_round_locked(id);
     }
     uint64_t b = 0, bb = 0;
-    Status s = upload_stream(stream, false, &b, &bb);
-    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()));
-    release(id);
+    Status s = upload_stream(job.stream, job.meta, &b, &bb);
+    resolve_waiters(id, s ? Status::ok() : Status::unavailable(s.message()), round);
+    release(job.prefix);
   }
 }
 
@@ -362,6 +453,12 @@ Status Tier::persist_states() {
   }
   if (todo.empty()) return Status::ok();
   Status result;
+  auto mark = [&] {
+    std::lock_guard lk(mu_);
+    for (const auto& [id, st] : todo) {
+      if (auto it = state_.find(id); it != state_.end()) it->second.in_catalog = true;
+    }
+  };
   {
     std::lock_guard clk(catalog_->mutex());
     result = exec_sql(catalog_->db(), "BEGIN;");
@@ -377,6 +474,8 @@ Status Tier::persist_states() {
   if (!result) {
     std::lock_guard lk(mu_);
     for (const auto& [id, st] : todo) dirty_.insert(id);
+  } else {
+    mark();
   }
   return result;
 }
@@ -387,6 +486,7 @@ void Tier::stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  s3_->cancel();  // uploads in progress end now, not after S3's timeouts and retries
   if (thread_.joinable()) thread_.join();
   for (auto& w : workers_) w.join();
   workers_.clear();
@@ -402,40 +502,48 @@ void Tier::stop() {
 }
 
 void Tier::when_uploaded(const std::shared_ptr<Stream>& stream, uint64_t next,
-                         std::function<void(Status)> done) {
-  int64_t id = stream->record().id;
+                         std::function<void(Status)> done, bool meta) {
+  const StreamRecord& r = stream->record();
+  const bool closed = stream->closed();
+  std::string prefix = prefix_for(r);
+  bool stopping = false;
   {
     std::lock_guard lk(mu_);
-    auto it = state_.find(id);
-    bool have = it != state_.end() && it->second.created_ms == stream->record().created_ms &&
-                it->second.uploaded_next >= next;
-    if (!have && !stop_) {
-      waiters_[id].push_back(Waiter{next, std::move(done)});
-      if (urgent_.emplace(id, Urgent{stream}).second) urgent_order_.push_back(id);
-    }
+    auto it = state_.find(r.id);
+    bool same = it != state_.end() && it->second.created_ms == r.created_ms;
+    // Closure lives in the metadata object: a close (with or without data) waits for it.
+    bool need_meta = meta || (closed && !(same && it->second.closed_in_bucket));
+    bool have = same && it->second.uploaded_next >= next && !need_meta;
     if (!have && stop_) {
-      done(Status::unavailable("server is shutting down"));
-      return;
-    }
-    if (!have) {
+      stopping = true;
+    } else if (!have) {
+      waiters_[r.id].push_back(Waiter{next, std::move(done), need_meta, rounds_[r.id]});
+      auto [u, added] = urgent_.try_emplace(r.id, Urgent{stream, prefix, need_meta});
+      if (added) {
+        urgent_order_.push_back(r.id);
+      } else {
+        u->second.meta = u->second.meta || need_meta;
+      }
       cv_.notify_all();
       return;
     }
   }
-  done(Status::ok());
+  done(stopping ? Status::unavailable("server is shutting down") : Status::ok());
 }
 
-void Tier::resolve_waiters(int64_t id, const Status& failure) {
-  // Waiters whose position is uploaded succeed; after a failure, every other waiter fails.
+void Tier::resolve_waiters(int64_t id, const Status& failure, uint64_t round) {
+  // Waiters whose position is uploaded (and, for meta waiters, who arrived before this round)
+  // succeed; after a failure, every other waiter fails.
   std::vector<std::pair<Waiter, Status>> ready;
   {
     std::lock_guard lk(mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
-    uint64_t up = state_.count(id) ? state_[id].uploaded_next : 0;
+    auto st = state_.find(id);
+    uint64_t up = st != state_.end() ? st->second.uploaded_next : 0;
     auto& ws = it->second;
     for (size_t i = 0; i < ws.size();) {
-      if (ws[i].next <= up) {
+      if (ws[i].next <= up && (!ws[i].meta || (failure.is_ok() && ws[i].round < round))) {
         ready.emplace_back(std::move(ws[i]), Status::ok());
       } else if (!failure.is_ok()) {
         ready.emplace_back(std::move(ws[i]), failure);
@@ -569,6 +677,10 @@ void Tier::run() {
       std::lock_guard ml(mirror_mu_);
       for (size_t i = 0; i < mirrors_.size(); ++i) mirror(i);
     }
+    {
+      std::lock_guard lk(mu_);
+      stats_.passes++;
+    }
     next_full = std::chrono::steady_clock::now() + options_.flush_interval;
   }
 }
@@ -579,7 +691,12 @@ void Tier::pass() {
   catalog_->for_each_stream([&](const StreamRecord& r) { records.push_back(r); });
   std::map<int64_t, const StreamRecord*> by_id;
   for (auto& r : records) by_id[r.id] = &r;
-  std::vector<std::pair<int64_t, std::string>> vanished;
+  struct Gone {
+    int64_t id;
+    std::string tenant, path, prefix;
+    int64_t created_ms;
+  };
+  std::vector<Gone> vanished;
   {
     std::lock_guard lk(mu_);
     for (auto& [id, st] : state_) {
@@ -589,35 +706,21 @@ void Tier::pass() {
         r.tenant = st.tenant;
         r.path = st.path;
         r.kind = st.path.starts_with(kSessionsPath) ? 1 : 0;
-        vanished.emplace_back(id, prefix_for(r));
+        vanished.push_back(Gone{id, st.tenant, st.path, prefix_for(r), st.created_ms});
       }
     }
   }
-  for (auto& [id, prefix] : vanished) {
-    if (!acquire(id)) return;  // no upload of it may be in flight while its state goes
-    {
-      std::lock_guard clk(catalog_->mutex());
-      sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(catalog_->db(),
-                         "INSERT OR IGNORE INTO tier_deletions (prefix) VALUES (?);", -1, &st,
-                         nullptr);
-      sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
-      int rc = sqlite3_step(st);
-      sqlite3_finalize(st);
-      if (rc != SQLITE_DONE) {
-        release(id);
-        continue;
-      }
+  for (const Gone& g : vanished) {
+    // A stream created after the listing above (and uploaded since) is not gone.
+    std::shared_ptr<Stream> live;
+    if (streams_->find(g.tenant, g.path, &live) && live->record().id == g.id &&
+        live->record().created_ms == g.created_ms) {
+      continue;
     }
-    catalog_->exec("DELETE FROM tier_uploads WHERE stream_id=" + std::to_string(id));
-    {
-      std::lock_guard lk(mu_);
-      deleting_.insert(prefix);
-      state_.erase(id);
-      dirty_.erase(id);
-      pending_since_ms_.erase(id);
-    }
-    release(id);
+    if (!acquire(g.prefix)) return;  // no upload under the prefix while its state goes
+    Status s = retire(g.id, g.prefix);
+    release(g.prefix);
+    if (!s) spdlog::warn("s3: cannot queue the deletion of {}: {}", g.prefix, s.message());
   }
   process_deletions();
 
@@ -631,11 +734,17 @@ void Tier::pass() {
     }
     std::shared_ptr<Stream> stream;
     if (!streams_->find(r.tenant, r.path, &stream)) continue;
-    if (!acquire(r.id)) return;
+    const std::string prefix = prefix_for(r);
+    if (!acquire(prefix)) return;
+    uint64_t round;
+    {
+      std::lock_guard lk(mu_);
+      round = begin_round_locked(r.id);
+    }
     Status s = upload_stream(stream, true, &backlog, &backlog_bytes);
-    release(r.id);
-    if (!s) spdlog::warn("s3 upload of {} failed (will retry): {}", prefix_for(r), s.message());
-    resolve_waiters(r.id, s ? Status::ok() : Status::unavailable(s.message()));
+    release(prefix);
+    if (!s) spdlog::warn("s3 upload of {} failed (will retry): {}", prefix, s.message());
+    resolve_waiters(r.id, s ? Status::ok() : Status::unavailable(s.message()), round);
   }
   {
     std::lock_guard lk(mu_);
@@ -730,27 +839,15 @@ Status Tier::process_deletions() {
   }
   Status result;
   for (const auto& prefix : todo) {
-    std::vector<s3::ObjectInfo> objects;
-    Status s = s3_->list_objects(prefix, &objects);
-    for (size_t i = 0; s && i < objects.size(); ++i) s = s3_->delete_object(objects[i].key);
-    if (!s) {
-      std::lock_guard lk(mu_);
-      stats_.errors++;
-      result = s;
-      spdlog::warn("s3 deletion of {} failed (will retry): {}", prefix, s.message());
-      continue;
-    }
+    if (!acquire(prefix)) return Status::unavailable("stopping");
+    bool still;
     {
-      std::lock_guard clk(catalog_->mutex());
-      sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(catalog_->db(), "DELETE FROM tier_deletions WHERE prefix=?;", -1, &st,
-                         nullptr);
-      sqlite3_bind_text(st, 1, prefix.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_step(st);
-      sqlite3_finalize(st);
+      std::lock_guard lk(mu_);
+      still = deleting_.count(prefix) > 0;  // an upload under it may have done it meanwhile
     }
-    std::lock_guard lk(mu_);
-    deleting_.erase(prefix);
+    Status s = still ? delete_prefix(prefix) : Status::ok();
+    release(prefix);
+    if (!s) result = s;
   }
   return result;
 }
@@ -796,6 +893,7 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
   std::string prefix = prefix_for(r);
   bool session = r.kind == 1 && r.path.starts_with(kSessionsPath);
   bool json_mode = session || r.content_type.find("json") != std::string::npos;
+  if (Status s = settle_prefix(r, prefix); !s) return s;
   State st;
   {
     std::lock_guard lk(mu_);
@@ -810,31 +908,59 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     stats_.errors++;
     return s;
   };
+  WriterSnapshot snap = stream->writer_snapshot();
+  uint64_t tail = snap.durable_next;
+  // Events not in the bucket yet count as backlog until they are (also while the metadata
+  // object cannot be written).
+  auto note_backlog = [&](const std::vector<std::string>* msgs) {
+    std::lock_guard lk(mu_);
+    if (!pending_since_ms_.count(r.id)) pending_since_ms_[r.id] = now_unix_millis();
+    *backlog += tail - st.uploaded_next;
+    if (msgs) {
+      for (auto& m : *msgs) *backlog_bytes += m.size();
+    }
+  };
+  // The stream's row goes into the catalog before its first object goes into the bucket, so that
+  // a crash right after cannot forget that objects exist under the prefix (a deletion then
+  // would leave them behind for good).
+  if (!st.in_catalog) {
+    if (Status s = save_state(r.id, st); !s) return fail(s);
+    st.in_catalog = true;
+    std::lock_guard lk(mu_);
+    put_state_locked(r.id, st);
+  }
 
   // The metadata object: uploaded (when it changed) before the first events object, so that a
   // listing finds the session early, and after the events, with the writer state (producers,
   // Stream-Seq, closing producer) as of the end of what is in the bucket. The writer state is
   // exact only at a position with no append in flight; otherwise the previous one stays.
   auto put_meta = [&](const std::string& writer) {
+    const bool closed = stream->closed();  // read first: closure only goes one way
     std::string meta;
     if (!meta_for(stream, writer, &meta)) return Status::ok();  // the session went away
     std::string hash = fingerprint(meta);
-    if (hash == st.meta_hash) return Status::ok();
-    s3::PutOptions po;
-    po.content_type = "application/json";
-    Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
-    if (!s) return fail(s);
-    st.meta_hash = hash;
-    st.writer = writer;
-    std::lock_guard lk(mu_);
-    state_[r.id] = st;
-    dirty_.insert(r.id);
+    const bool changed = hash != st.meta_hash;
+    if (changed) {
+      s3::PutOptions po;
+      po.content_type = "application/json";
+      Status s = s3_->put_object(prefix + (session ? "session.json" : "stream.json"), meta, po);
+      if (!s) return fail(s);
+      st.meta_hash = hash;
+      st.writer = writer;
+    }
+    if (changed || st.closed_in_bucket != closed) {
+      st.closed_in_bucket = closed;
+      std::lock_guard lk(mu_);
+      put_state_locked(r.id, st);
+      if (changed) dirty_.insert(r.id);
+    }
     return Status::ok();
   };
-  WriterSnapshot snap = stream->writer_snapshot();
-  uint64_t tail = snap.durable_next;
   if (st.meta_hash.empty()) {
-    if (Status s = put_meta(st.writer); !s) return s;
+    if (Status s = put_meta(st.writer); !s) {
+      note_backlog(nullptr);
+      return s;
+    }
   }
 
   while (st.uploaded_next < tail) {
@@ -860,16 +986,12 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     po.content_type = "application/zstd";
     std::string key = prefix + "events/" + events_name(first, last);
     if (Status s = s3_->put_object(key, z, po); !s) {
-      std::lock_guard lk(mu_);
-      if (!pending_since_ms_.count(r.id)) pending_since_ms_[r.id] = now_unix_millis();
-      *backlog += tail - st.uploaded_next;
-      for (auto& m : msgs) *backlog_bytes += m.size();
-      stats_.errors++;
-      return s;
+      note_backlog(&msgs);
+      return fail(s);
     }
     st.uploaded_next = last + 1;
     std::lock_guard lk(mu_);
-    state_[r.id] = st;
+    put_state_locked(r.id, st);
     dirty_.insert(r.id);
     stats_.objects_uploaded++;
     stats_.bytes_uploaded += z.size();
@@ -900,7 +1022,7 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
     writer = json::serialize(w);
     if (without_as_of(writer) == without_as_of(st.writer)) writer = st.writer;
   }
-  if (with_meta || writer != st.writer) {
+  if (with_meta || writer != st.writer || (stream->closed() && !st.closed_in_bucket)) {
     if (Status s = put_meta(writer); !s) return s;
   }
   std::lock_guard lk(mu_);
@@ -1217,8 +1339,9 @@ Status Tier::restore_logs(const RestorePlan& plan) {
     st.meta_hash = "";  // re-upload the metadata once (its form may have changed)
     if (auto* w = meta.if_contains("writer"); w && w->is_object()) st.writer = json::serialize(*w);
     if (Status s = save_state(stream->record().id, st); !s) return s;
+    st.in_catalog = true;
     std::lock_guard lk(mu_);
-    state_[stream->record().id] = st;
+    put_state_locked(stream->record().id, st);
   }
   return Status::ok();
 }

@@ -93,6 +93,7 @@ struct TierStats {
   uint64_t backlog_bytes = 0;        // their size (uncompressed)
   double lag_seconds = 0;            // age of the oldest event not yet in the bucket
   uint64_t pending_deletions = 0;
+  uint64_t passes = 0;               // full passes completed (uploads, deletions, mirrors)
 };
 
 class Tier {
@@ -109,8 +110,10 @@ class Tier {
 
   // `done` runs (on the uploader thread, or inline) once positions < `next` of `stream` are in the
   // bucket, or with kUnavailable if uploading them failed.
+  // With `meta`, also once the metadata object (session record, closure) as of this call is
+  // there. A closed stream's closure is always waited for.
   void when_uploaded(const std::shared_ptr<Stream>& stream, uint64_t next,
-                     std::function<void(Status)> done);
+                     std::function<void(Status)> done, bool meta = false);
 
   TierStats stats();
 
@@ -157,9 +160,13 @@ class Tier {
   struct Waiter {
     uint64_t next;
     std::function<void(Status)> done;
+    bool meta = false;   // also needs the metadata object as of now (record, closure)
+    uint64_t round = 0;  // rounds_[id] when it arrived: a meta waiter needs a later round
   };
   struct Urgent {
     std::shared_ptr<Stream> stream;
+    std::string prefix;
+    bool meta = false;  // upload the metadata object too
   };
   struct State {
     std::string tenant, path;
@@ -167,13 +174,30 @@ class Tier {
     uint64_t uploaded_next = 0;
     std::string meta_hash;
     std::string writer;  // writer state last put in the metadata object (JSON, "" = none)
+    bool in_catalog = false;        // a tier_uploads row exists (so a crash cannot forget it)
+    bool closed_in_bucket = false;  // the metadata object in the bucket says closed
   };
 
   void run();
   void work();
-  // Exclusive right to upload stream `id`; false when stopping.
-  bool acquire(int64_t id);
-  void release(int64_t id);
+  // Exclusive right to write under a key prefix (uploads of the stream that has it, deletion of
+  // an older stream's objects there); false when stopping.
+  bool acquire(const std::string& prefix);
+  void release(const std::string& prefix);
+  // Starts an upload round of stream `id` (mu_ held): its number, for resolve_waiters.
+  uint64_t begin_round_locked(int64_t id) { return ++rounds_[id]; }
+  // state_ with ids_by_name_ kept in step (mu_ held).
+  void put_state_locked(int64_t id, const State& st);
+  void erase_state_locked(int64_t id);
+  // Forgets the uploads of stream `id` (gone from the catalog) and queues the deletion of its
+  // objects under `prefix` (table tier_deletions).
+  Status retire(int64_t id, const std::string& prefix);
+  // Before uploading stream `r` under `prefix` (held): an earlier stream of the same name still
+  // known, or a deletion queued there, is dealt with first, so that the deletion of old objects
+  // can never take new ones with it.
+  Status settle_prefix(const StreamRecord& r, const std::string& prefix);
+  // Deletes every object under `prefix` (held) and the queued deletion.
+  Status delete_prefix(const std::string& prefix);
   // Writes the uploaded positions changed since the last call to the catalog (one transaction).
   Status persist_states();
   void pass();
@@ -185,7 +209,9 @@ class Tier {
                   std::string* out);
   Status save_state(int64_t id, const State& st);
   Status save_state_locked(int64_t id, const State& st);  // catalog mutex held
-  void resolve_waiters(int64_t id, const Status& failure);
+  // After upload round `round` of stream `id`: waiters whose position (and, for meta waiters,
+  // metadata as of before the round) is in the bucket succeed; after a failure the rest fail.
+  void resolve_waiters(int64_t id, const Status& failure, uint64_t round);
   // The messages [summary.first_position, summary.end_position()) from the bucket objects.
   Status fetch_messages(const SegmentSummary& summary, std::vector<std::string>* out);
   void enforce_cache(const std::vector<StreamRecord>& records);
@@ -210,7 +236,9 @@ class Tier {
   std::map<int64_t, int64_t> pending_since_ms_;  // stream id -> when a backlog was first seen
   std::set<std::string> deleting_;               // prefixes with a deletion not yet done
   TierStats stats_;
-  std::set<int64_t> busy_;   // streams being uploaded
+  std::map<std::string, std::set<int64_t>> ids_by_name_;  // tenant '\0' path -> ids in state_
+  std::map<int64_t, uint64_t> rounds_;                    // upload rounds started, by stream id
+  std::set<std::string> busy_;  // key prefixes being written (acquire)
   std::set<int64_t> dirty_;  // state_ entries not yet in the catalog
   std::thread thread_;
   std::vector<std::thread> workers_;

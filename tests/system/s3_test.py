@@ -115,7 +115,8 @@ class Server(harness.Server):
         super().__init__(
             DS_BIN, data_dir, data_dir.parent / f"server-{next(Server._logs)}.log",
             ["--s3-endpoint", endpoint, "--s3-bucket", BUCKET, "--s3-prefix", prefix,
-             "--s3-flush-interval", "0.2", "--access-log", "false", *extra],
+             *([] if "--s3-flush-interval" in extra else ["--s3-flush-interval", "0.2"]),
+             "--access-log", "false", *extra],
             env=dict(os.environ, **CREDS), log=log)
         self.start()
 
@@ -191,6 +192,7 @@ class FaultyS3(http.server.ThreadingHTTPServer):
         self.objects: dict[str, bytes] = {}
         self.mode = "ok"
         self.faults = 0
+        self.hanging = 0  # requests that reached "hang" mode
         self.lock = threading.Lock()
         self.endpoint = f"http://{HOST}:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -220,6 +222,14 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
             return True
         if srv.mode == "slow":
             time.sleep(1.5)
+        if srv.mode == "hang":  # a bucket that accepts connections and never answers
+            with srv.lock:
+                srv.hanging += 1
+            deadline = time.time() + 300
+            while srv.mode == "hang" and time.time() < deadline:
+                time.sleep(0.05)
+            self.close_connection = True
+            return True
         if srv.mode == "truncated":
             srv.faults += 1
             self.send_response(200)
@@ -875,6 +885,165 @@ def test_a_failed_restore_is_started_over_never_served_in_part(ctx: Ctx):
         srv.stop()
 
 
+def passes_after(srv, n: int = 2, timeout: float = 15) -> None:
+    """Waits until the uploader has completed `n` more full passes (ds_s3_passes_total)."""
+    start = srv.metric("ds_s3_passes_total")
+    wait_for(lambda: srv.metric("ds_s3_passes_total") >= start + n, timeout, f"{n} uploader passes")
+
+
+def test_durability_s3_a_recreated_name_keeps_its_new_objects(ctx: Ctx):
+    """Delete a session (or stream) and create it again at once: the old objects are deleted
+    before the new ones are written, never after (the new, acknowledged events were wiped)."""
+    fake = FaultyS3()
+    srv = Server(ctx.root / "data-recreate", fake.endpoint, "--durability", "s3", prefix="r")
+    try:
+        for i in range(3):
+            assert srv.append("dup", [{"type": "old", "i": i}])[0] == 204
+        assert srv.request("PUT", "/v1/stream/dupstream", [{"old": 1}],
+                           headers={"content-type": "application/json"})[0] == 201
+        assert srv.request("DELETE", "/v1/sessions/dup")[0] == 200
+        assert srv.request("DELETE", "/v1/stream/dupstream")[0] in (200, 204)
+        for i in range(3):
+            assert srv.append("dup", [{"type": "new", "i": i}])[0] == 204
+        assert srv.request("PUT", "/v1/stream/dupstream", [{"new": 1}],
+                           headers={"content-type": "application/json"})[0] == 201
+        passes_after(srv, 3)
+
+        with fake.lock:
+            objs = dict(fake.objects)
+        lines = events_of(objs, "r/tenants/default/sessions/dup/")
+        assert sorted(lines) == [0, 1, 2], sorted(objs)
+        assert all(json.loads(lines[i])["type"] == "new" for i in range(3)), lines
+        js = events_of(objs, "r/tenants/default/streams/dupstream/")
+        assert [json.loads(js[i])["data"] for i in sorted(js)] == [{"new": 1}], js
+        assert "r/tenants/default/sessions/dup/session.json" in objs
+        assert srv.metric("ds_s3_pending_deletions") == 0
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
+def test_kill9_right_after_upload_and_delete_leaves_no_ghost_in_the_bucket(ctx: Ctx):
+    """A session uploaded and deleted just before kill -9: after the restart its objects are
+    deleted (the bucket must not bring deleted data back on a restore)."""
+    fake = FaultyS3()
+    data = ctx.root / "data-ghost"
+    srv = Server(data, fake.endpoint, "--durability", "s3", "--s3-flush-interval", "30", prefix="gh")
+    try:
+        assert srv.append("ghost", [{"type": "secret"}])[0] == 204  # in the bucket now
+        with fake.lock:
+            assert any(k.startswith("gh/tenants/default/sessions/ghost/") for k in fake.objects)
+        assert srv.request("DELETE", "/v1/sessions/ghost")[0] == 200
+    finally:
+        srv.kill()
+    srv = Server(data, fake.endpoint, prefix="gh")
+    try:
+        def gone():
+            with fake.lock:
+                return not any(k.startswith("gh/tenants/default/sessions/ghost/") for k in fake.objects)
+        wait_for(gone, 15, "the deleted session's objects to go after the restart")
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
+def test_durability_s3_session_create_update_and_stream_close_wait_for_the_bucket(ctx: Ctx):
+    fake = FaultyS3()
+    srv = Server(ctx.root / "data-s3-control", fake.endpoint, "--durability", "s3", prefix="c")
+    jh = {"content-type": "application/json"}
+    try:
+        assert srv.request("PUT", "/v1/stream/tobeclosed", [{"a": 1}], headers=jh)[0] == 201
+        fake.mode = "5xx"
+        st, h, body = srv.request("PUT", "/v1/sessions/made", {"title": "T", "initial_events": [
+            {"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]})
+        assert st == 503 and h.get("retry-after") == "1", (st, body)
+        st, h, body = srv.request("POST", "/v1/stream/tobeclosed", b"", headers={**jh, "Stream-Closed": "true"})
+        assert st == 503 and h.get("retry-after") == "1", (st, body)
+        fake.mode = "ok"
+        st, _, body = srv.request("PUT", "/v1/sessions/made", {"title": "T"})
+        assert st == 200, (st, body)  # created by the first request; now in the bucket
+        with fake.lock:
+            meta = json.loads(fake.objects["c/tenants/default/sessions/made/session.json"])
+            lines = events_of(dict(fake.objects), "c/tenants/default/sessions/made/")
+        assert meta["record"]["title"] == "T" and len(lines) == 1, (meta, lines)
+        st, _, body = srv.request("POST", "/v1/stream/tobeclosed", b"", headers={**jh, "Stream-Closed": "true"})
+        assert st == 204, (st, body)
+        with fake.lock:
+            assert json.loads(fake.objects["c/tenants/default/streams/tobeclosed/stream.json"])["closed"] is True
+
+        fake.mode = "5xx"
+        st, h, body = srv.request("POST", "/v1/sessions/made", {"title": "U"})
+        assert st == 503 and h.get("retry-after") == "1", (st, body)
+        fake.mode = "ok"
+        st, _, body = srv.request("POST", "/v1/sessions/made", {"metadata": {"k": "v"}})
+        assert st == 200, (st, body)
+        with fake.lock:
+            meta = json.loads(fake.objects["c/tenants/default/sessions/made/session.json"])
+            lines = events_of(dict(fake.objects), "c/tenants/default/sessions/made/")
+        assert meta["record"]["title"] == "U" and meta["record"]["metadata"] == {"k": "v"}, meta
+        assert [json.loads(lines[i])["type"] for i in sorted(lines)] == \
+            ["user.message", "session.updated", "session.updated"], lines
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
+def test_backlog_metrics_count_new_sessions_during_an_outage(ctx: Ctx):
+    fake = FaultyS3()
+    srv = Server(ctx.root / "data-backlog", fake.endpoint, prefix="b")
+    try:
+        fake.mode = "5xx"
+        for sid in ("n1", "n2", "n3"):
+            assert srv.append(sid, [{"type": "x", "i": i} for i in range(5)])[0] == 204
+        passes_after(srv, 2)
+        assert srv.metric("ds_s3_backlog_events") == 15, srv.metric("ds_s3_backlog_events")
+        assert srv.metric("ds_s3_upload_lag_seconds") > 0
+        fake.mode = "ok"
+        wait_for(lambda: srv.metric("ds_s3_backlog_events") == 0, 15, "the backlog to drain")
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
+def test_sigterm_with_a_hung_bucket_stops_within_the_drain_bound(ctx: Ctx):
+    """The bucket accepts connections and never answers: SIGTERM still stops the server within
+    the 10 s drain plus a little (S3 requests are cancelled, not waited out), without a crash,
+    and nothing acknowledged is lost."""
+    fake = FaultyS3()
+    data = ctx.root / "data-hung"
+    data.mkdir()
+    for mode in ("local", "s3"):
+        srv = Server(data / mode, fake.endpoint, "--durability", mode, prefix="h" + mode)
+        try:
+            if mode == "local":
+                fake.mode = "hang"
+                assert srv.append("a", [{"type": "x"}])[0] == 204
+                wait_for(lambda: fake.hanging > 0, 15, "an upload to hang")
+            else:
+                assert srv.append("a", [{"type": "x"}])[0] == 204
+                fake.mode = "hang"
+                result = {}
+                t = threading.Thread(target=lambda: result.update(r=srv.append("a", [{"type": "y"}], timeout=60)),
+                                     daemon=True)
+                before = fake.hanging
+                t.start()
+                wait_for(lambda: fake.hanging > before, 15, "an acknowledged-in-the-bucket append to hang")
+            t0 = time.time()
+            rc = srv.stop(timeout=40)
+            took = time.time() - t0
+            assert rc == 0, f"{mode}: exit status {rc} after SIGTERM"
+            assert took < 16, f"{mode}: SIGTERM took {took:.1f} s with the bucket hung"
+        finally:
+            fake.mode = "ok"
+            srv.stop()
+        srv = Server(data / mode, fake.endpoint, "--durability", mode, prefix="h" + mode)
+        try:
+            assert srv.export("a").count(b"\n") >= 1
+        finally:
+            srv.stop()
+    fake.shutdown()
+
+
 TESTS = [
     test_client_live_against_s3rver,
     test_local_mode_uploads_layout_and_restore_is_byte_exact,
@@ -887,6 +1056,11 @@ TESTS = [
     test_restore_keeps_producer_dedup_stream_seq_closure_and_forks,
     test_restore_brings_back_api_keys_and_subscriptions,
     test_a_failed_restore_is_started_over_never_served_in_part,
+    test_durability_s3_a_recreated_name_keeps_its_new_objects,
+    test_kill9_right_after_upload_and_delete_leaves_no_ghost_in_the_bucket,
+    test_durability_s3_session_create_update_and_stream_close_wait_for_the_bucket,
+    test_backlog_metrics_count_new_sessions_during_an_outage,
+    test_sigterm_with_a_hung_bucket_stops_within_the_drain_bound,
 ]
 
 

@@ -140,6 +140,13 @@ void S3Client::give_handle(void* h) {
   idle_.push_back(h);
 }
 
+namespace {
+// curl's progress callback (about once a second, and on every transfer step): non-zero aborts.
+int abort_if_cancelled(void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<std::atomic<bool>*>(flag)->load() ? 1 : 0;
+}
+}  // namespace
+
 Status S3Client::attempt(void* handle, const std::string& method, const std::string& key,
                          const std::vector<std::pair<std::string, std::string>>& query,
                          const std::vector<std::pair<std::string, std::string>>& headers,
@@ -202,6 +209,9 @@ Status S3Client::attempt(void* handle, const std::string& method, const std::str
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, write_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &out->headers);
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &cancelled_);
   if (method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   } else if (method == "GET") {
@@ -243,6 +253,7 @@ Status S3Client::request(const std::string& method, const std::string& key,
   std::string payload_hash = sha256_hex(body);
   Status last;
   for (int attempt_no = 0; attempt_no < std::max(1, options_.max_attempts); ++attempt_no) {
+    if (cancelled_) return Status::unavailable("S3 " + method + " " + key + ": cancelled (stopping)");
     if (attempt_no > 0) {
       retries_++;
       long cap = std::min(options_.backoff_max_ms, options_.backoff_base_ms << attempt_no);

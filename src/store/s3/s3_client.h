@@ -76,6 +76,11 @@ class S3Client {
   Status put_object_multipart(const std::string& key, std::string_view body,
                               const PutOptions& opts = {});
 
+  // Makes every request in progress and every later one fail at once with kUnavailable (curl
+  // aborts the transfer; no retries): for shutdown, which must not wait out S3 timeouts.
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_.load(); }
+
   // Counters (monotonic).
   uint64_t requests() const { return requests_.load(); }
   uint64_t retries() const { return retries_.load(); }
@@ -109,6 +114,7 @@ class S3Client {
   std::mutex mu_;
   std::vector<void*> idle_;
   std::atomic<uint64_t> requests_{0}, retries_{0}, failures_{0};
+  std::atomic<bool> cancelled_{false};
 };
 
 // Unescapes the five XML entities and numeric references.
