@@ -893,6 +893,13 @@ Status Tier::upload_stream(const std::shared_ptr<Stream>& stream, bool with_meta
   std::string prefix = prefix_for(r);
   bool session = r.kind == 1 && r.path.starts_with(kSessionsPath);
   bool json_mode = session || r.content_type.find("json") != std::string::npos;
+  // Only the stream that has the name now is uploaded: an upload queued for a stream deleted
+  // since must neither write under the prefix nor retire its successor (settle_prefix below).
+  std::shared_ptr<Stream> live;
+  if (!streams_->find(r.tenant, r.path, &live) || live->record().id != r.id ||
+      live->record().created_ms != r.created_ms) {
+    return Status::not_found(r.path + " was deleted");  // its waiters fail (503), never hang
+  }
   if (Status s = settle_prefix(r, prefix); !s) return s;
   State st;
   {
