@@ -1015,6 +1015,11 @@ asio::awaitable<void> update_session(ApiContext& ctx, std::shared_ptr<Session> s
         co_await append_events(session->stream(), std::move(ev), false, std::nullopt, std::nullopt);
     const uint64_t next = out.result.next_position;
     if (!co_await in_bucket_or_503(ctx, session, next, true, "the update is", req, res)) co_return;
+  } else {
+    // Nothing changed — perhaps because this retries an update answered 503: wait for the
+    // bucket all the same.
+    const uint64_t tail = session->stream()->tail();
+    if (!co_await in_bucket_or_503(ctx, session, tail, true, "the update is", req, res)) co_return;
   }
   co_await reply_json(req, res, 200, render_session(*session));
 }

@@ -157,8 +157,6 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
       spec.messages.push_back(std::move(req.body));
     }
   }
-  // Data of its own (not only inherited): a body, a close, or part of a source's message.
-  const bool own_data = !spec.messages.empty() || spec.closed || spec.fork_sub_offset > 0;
   CreateOutcome out = co_await await_callback<CreateOutcome>(
       [&](auto done) { ctx.streams->create(std::move(spec), std::move(done)); });
   if (!out.status) co_return co_await reply_status(req, res, out.status);
@@ -166,11 +164,12 @@ asio::awaitable<void> handle_put(ApiContext& ctx, const std::string& tenant,
     ctx.subscriptions->note_append(tenant, name, out.stream->record().id,
                                    out.stream->record().fork_offset);
   }
-  if (ctx.tier && own_data) {
+  if (ctx.tier) {
     // Also when repeated (200): the first answer may have been a 503 while the upload lagged.
-    // --durability s3: the initial data, like an append, is acknowledged once in the bucket.
+    // --durability s3: a create, like an append, is acknowledged once in the bucket — its
+    // stream.json (an empty stream too: a restore needs it) and its initial data.
     Status up = co_await await_callback<Status>([&](auto done) {
-      ctx.tier->when_uploaded(out.stream, out.next_position, std::move(done));
+      ctx.tier->when_uploaded(out.stream, out.next_position, std::move(done), true);
     });
     if (!up) {
       std::string message = "the stream is created and its data stored locally but not yet in "

@@ -358,6 +358,22 @@ int run_serve(const ServeOptions& o) {
   // Search: derived from the logs; the indexer opens (or rebuilds) it in the background.
   IndexOptions index_options;
   index_options.root = o.index_dir.empty() ? o.data_dir + "/index" : o.index_dir;
+  if (fresh_data_dir && !o.index_dir.empty()) {
+    // The index is derived from this data dir's logs, and names sessions by catalog ids. One
+    // left in --index-dir by another data dir (an earlier one, or the lost server before a
+    // restore) would match other sessions here: its databases go (only directories that are
+    // Xapian databases, and the marker), and the indexer rebuilds.
+    std::vector<std::string> names;
+    if (fs->list(index_options.root, &names)) {
+      for (const auto& n : names) {
+        const std::string p = index_options.root + "/" + n;
+        if (n == "UNCLEAN" || fs->exists(p + "/iamglass")) {
+          spdlog::warn("index {}: left by another data dir; rebuilt from this one", p);
+          fs->remove_all(p);
+        }
+      }
+    }
+  }
   index_options.bm25_k1 = o.bm25_k1;
   index_options.bm25_b = o.bm25_b;
   index_options.fsync = o.index_fsync;
@@ -467,6 +483,9 @@ int run_serve(const ServeOptions& o) {
     server.stop();
   });
   server.run();
+  // Requests still waiting on the bucket were abandoned with the drain; S3 calls still running
+  // (uploads, subscription mirrors, segment fetches) end now instead of after their timeouts.
+  if (s3_client) s3_client->cancel();
   // Tear down in dependency order while the (stopped) io_context still exists: background
   // threads first, then drain the committer, whose callbacks post to connection executors.
   search_pool.join();  // searches still running finish; their connections are gone

@@ -1,5 +1,7 @@
 #include "core/stream.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 
@@ -57,10 +59,18 @@ Status Stream::load_locked() {
   closed_by_.reset();
   last_append_ms_ = record_.created_ms;
   std::unique_ptr<StreamLog> log;
+  StreamLog::RecoveryStats recovered;
   Status s = StreamLog::open(
       fs_, dir_, record_.fork_offset, log_options_,
-      [this](const FrameMeta& meta, uint32_t) { apply_meta_locked(meta); }, &log, nullptr);
-  if (!s) return s;
+      [this](const FrameMeta& meta, uint32_t) { apply_meta_locked(meta); }, &log, &recovered);
+  if (!s) {
+    spdlog::error("stream {} ({}): {}", record_.id, dir_, s.message());
+    return s;
+  }
+  if (recovered.truncated_bytes > 0) {
+    spdlog::warn("stream {} ({}): dropped a torn tail of {} bytes (never acknowledged)",
+                 record_.id, dir_, recovered.truncated_bytes);
+  }
   log_ = std::move(log);
   ++g_open_logs;
   written_next_ = durable_next_ = log_->next_position();

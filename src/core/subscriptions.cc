@@ -401,7 +401,12 @@ Status Subscriptions::restore(const std::vector<Committed>& records) {
   if (Status s = ensure_table(catalog_); !s) return s;
   for (const auto& r : records) {
     Subscription sub;
-    if (Status s = Subscription::from_record(r.tenant, r.id, r.record, &sub); !s) return s;
+    if (Status s = Subscription::from_record(r.tenant, r.id, r.record, &sub); !s) {
+      // One bad record must not block every restore: the rest comes back without it.
+      spdlog::error("restore: subscription {} of tenant {} skipped: {}", r.id, r.tenant,
+                    s.message());
+      continue;
+    }
     for (auto& [path, link] : sub.links) {
       StreamNow now;
       if (stream_now(sub.tenant, path, &now)) {

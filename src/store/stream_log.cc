@@ -74,15 +74,15 @@ Status StreamLog::open(Fs* fs, const std::string& dir, uint64_t base_position,
   for (size_t i = 0; i < log->segments_.size(); ++i) {
     bool last = i + 1 == log->segments_.size();
     if (log->segments_[i].first_position != log->next_position()) {
-      // A gap: everything from here on cannot be trusted. Drop the remaining segments.
-      for (size_t j = i; j < log->segments_.size(); ++j) {
-        stats->truncated_bytes += log->segments_[j].size;
-        log->segments_[j].file.reset();
-        fs->remove_all(log->segment_path(log->segments_[j].first_position));
-        fs->remove_all(log->summary_path(log->segments_[j].first_position));
-      }
-      log->segments_.resize(i);
-      break;
+      // A segment is missing or shorter than its successor says: that is damage (a roll syncs
+      // a segment whole before the next one exists), never a torn write. Nothing is removed:
+      // the later segments hold acknowledged events, and a position must never be reused.
+      return Status::corruption(
+          dir + ": damaged log: segment " + log->segments_[i].path + " starts at position " +
+          std::to_string(log->segments_[i].first_position) + " but the log before it ends at " +
+          std::to_string(log->next_position()) +
+          " (a segment is missing or truncated); the stream is left as it is — restore its "
+          "directory from a backup or the bucket");
     }
     auto ev = evicted.find(log->segments_[i].first_position);
     if (ev != evicted.end()) {
@@ -122,13 +122,23 @@ Status StreamLog::recover_segment(size_t seg_index, bool last, const FrameVisito
     ++stats->frames;
     pos += f.total_size;
   }
+  if (pos < seg.size && !last) {
+    // A sealed segment was synced whole before the next one was created, so a frame that does
+    // not decode here is damage, not a torn write: the frames after it, and the later segments,
+    // hold acknowledged events. Refuse rather than truncate (which would also let new appends
+    // reuse their positions).
+    return Status::corruption(dir_ + ": damaged log: segment " + seg.path + " has a frame at byte " +
+                              std::to_string(pos) + " of " + std::to_string(seg.size) +
+                              " that does not decode, and later segments follow; the stream is "
+                              "left as it is — restore its directory from a backup or the bucket");
+  }
   if (pos < seg.size) {
-    // Torn or corrupt tail: the frame was never acknowledged (acks follow fdatasync), so drop it.
+    // Torn tail of the active segment: that frame was never acknowledged (acks follow
+    // fdatasync), so drop it.
     stats->truncated_bytes += seg.size - pos;
     if (Status s = seg.file->truncate(pos); !s) return s;
     if (Status s = seg.file->datasync(); !s) return s;
     seg.size = pos;
-    (void)last;
   }
   return Status::ok();
 }

@@ -6,8 +6,11 @@
 //   durable on return: the caller must have the file returned by active_file() synced (group
 //   commit) before acknowledging. Until then readers must not be shown the new positions; the
 //   caller tracks the durable position.
-// - open() replays every intact frame in order and truncates a torn or corrupt tail, so a frame
-//   is either entirely present after a crash or entirely absent.
+// - open() replays every intact frame in order and truncates a torn tail of the active (last)
+//   segment, so a frame is either entirely present after a crash or entirely absent. Damage
+//   anywhere else — a frame that does not decode in a sealed segment, a missing or truncated
+//   segment before the last — is kCorruption: open() fails and changes nothing on disk, since
+//   later frames hold acknowledged events whose positions must never be reused.
 // - A sealed segment may be evicted to the S3 tier (segment_cache.h): its file is replaced by a
 //   summary (segment_summary.h). open() recovers such a segment from the summary, with the same
 //   index and frame metadata, and reads it through Fs::open_evicted (fetched on demand).

@@ -348,6 +348,12 @@ void Tier::erase_state_locked(int64_t id) {
 
 Status Tier::retire(int64_t id, const std::string& prefix) {
   {
+    // Only a stream still known here: another thread may have retired it (and uploaded its
+    // successor under the same prefix) since the caller decided to.
+    std::lock_guard lk(mu_);
+    if (!state_.count(id)) return Status::ok();
+  }
+  {
     std::lock_guard clk(catalog_->mutex());
     sqlite3_stmt* st = nullptr;
     sqlite3_prepare_v2(catalog_->db(), "INSERT OR IGNORE INTO tier_deletions (prefix) VALUES (?);",
@@ -372,7 +378,9 @@ Status Tier::settle_prefix(const StreamRecord& r, const std::string& prefix) {
     std::lock_guard lk(mu_);
     if (auto n = ids_by_name_.find(r.tenant + '\0' + r.path); n != ids_by_name_.end()) {
       for (int64_t id : n->second) {
-        if (id != r.id || state_[id].created_ms != r.created_ms) older.push_back(id);
+        // Catalog ids only grow (AUTOINCREMENT): a larger id is a newer stream, never retired
+        // on behalf of an older one.
+        if (id < r.id || (id == r.id && state_[id].created_ms != r.created_ms)) older.push_back(id);
       }
     }
   }
@@ -718,7 +726,14 @@ void Tier::pass() {
       continue;
     }
     if (!acquire(g.prefix)) return;  // no upload under the prefix while its state goes
-    Status s = retire(g.id, g.prefix);
+    bool newer = false;  // a successor uploaded under the prefix since the listing
+    {
+      std::lock_guard lk(mu_);
+      if (auto n = ids_by_name_.find(g.tenant + '\0' + g.path); n != ids_by_name_.end()) {
+        newer = !n->second.empty() && *n->second.rbegin() > g.id;
+      }
+    }
+    Status s = newer ? Status::ok() : retire(g.id, g.prefix);
     release(g.prefix);
     if (!s) spdlog::warn("s3: cannot queue the deletion of {}: {}", g.prefix, s.message());
   }
@@ -733,7 +748,7 @@ void Tier::pass() {
       if (deleting_.count(prefix_for(r))) continue;  // old objects must go first
     }
     std::shared_ptr<Stream> stream;
-    if (!streams_->find(r.tenant, r.path, &stream)) continue;
+    if (!streams_->find(r.tenant, r.path, &stream) || stream->record().id != r.id) continue;
     const std::string prefix = prefix_for(r);
     if (!acquire(prefix)) return;
     uint64_t round;
@@ -1065,7 +1080,9 @@ Status Tier::restore_catalog(RestorePlan* plan) {
       const json::string* tenant = field("tenant");
       const json::string* id = field("id");
       if (ec || !tenant || !id || !so->contains("record")) {
-        return Status::corruption("restore: bad subscription object " + o.key);
+        // One bad object must not block every restore: the rest comes back without it.
+        spdlog::error("restore: {} is not a subscription object; skipped", o.key);
+        continue;
       }
       plan->subscriptions.push_back(
           {std::string(*tenant), std::string(*id), json::serialize(so->at("record"))});

@@ -974,7 +974,19 @@ def test_durability_s3_session_create_update_and_stream_close_wait_for_the_bucke
         fake.mode = "5xx"
         st, h, body = srv.request("POST", "/v1/sessions/made", {"title": "U"})
         assert st == 503 and h.get("retry-after") == "1", (st, body)
+        st, h, body = srv.request("PUT", "/v1/stream/empty", b"", headers=jh)
+        assert st == 503 and h.get("retry-after") == "1", (st, body)  # even without data
         fake.mode = "ok"
+        # The identical retry changes nothing locally, and still answers only once the bucket
+        # has the first request's change.
+        st, _, body = srv.request("POST", "/v1/sessions/made", {"title": "U"})
+        assert st == 200, (st, body)
+        with fake.lock:
+            assert json.loads(fake.objects["c/tenants/default/sessions/made/session.json"])["record"]["title"] == "U"
+        st, _, body = srv.request("PUT", "/v1/stream/empty", b"", headers=jh)
+        assert st in (200, 201), (st, body)
+        with fake.lock:
+            assert "c/tenants/default/streams/empty/stream.json" in fake.objects, sorted(fake.objects)
         st, _, body = srv.request("POST", "/v1/sessions/made", {"metadata": {"k": "v"}})
         assert st == 200, (st, body)
         with fake.lock:

@@ -305,6 +305,54 @@ TEST_F(StreamLogTest, RolledSegmentsSurviveReopen) {
   EXPECT_EQ(read(*log, 0, 7, 1).size(), 1u);
 }
 
+// Damage before the active segment is not a torn write (a roll syncs a segment whole first):
+// open() refuses with kCorruption and leaves every file as it was, instead of truncating the
+// acknowledged frames after it and letting new appends reuse their positions.
+TEST_F(StreamLogTest, DamageInASealedSegmentOrAMissingSegmentIsRefusedNotTruncated) {
+  StreamLog::Options small;
+  small.segment_bytes = 64;
+  {
+    auto log = open(0, small);
+    for (int i = 0; i < 6; ++i) append(log.get(), {"m" + std::to_string(i) + std::string(40, 'y')});
+  }
+  auto segs = segment_files();
+  ASSERT_GE(segs.size(), 3u);
+  auto sizes = [&] {
+    std::vector<uintmax_t> out;
+    for (const auto& p : segment_files()) out.push_back(fs::file_size(p));
+    return out;
+  };
+  auto try_open = [&] {
+    std::unique_ptr<StreamLog> log;
+    return StreamLog::open(&fs_, dir(), 0, small, [](const FrameMeta&, uint32_t) {}, &log,
+                           nullptr);
+  };
+  // A flipped byte in the first (sealed) segment.
+  const auto before = sizes();
+  flip_byte(segs.front(), 20);
+  Status s = try_open();
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.message();
+  EXPECT_NE(s.message().find("damaged log"), std::string::npos) << s.message();
+  EXPECT_EQ(segment_files(), segs);
+  EXPECT_EQ(sizes(), before);
+  flip_byte(segs.front(), 20);  // repaired: everything is back
+  {
+    auto log = open(0, small);
+    EXPECT_EQ(log->next_position(), 6u);
+  }
+  // A middle segment missing.
+  fs::rename(segs[1], tmp_ / "aside.seg");
+  s = try_open();
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.message();
+  EXPECT_EQ(segment_files().size(), segs.size() - 1);  // nothing deleted
+  // A middle segment truncated to nothing.
+  fs::rename(tmp_ / "aside.seg", segs[1]);
+  fs::resize_file(segs[1], 0);
+  s = try_open();
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.message();
+  EXPECT_EQ(segment_files(), segs);
+}
+
 TEST_F(StreamLogTest, RollbackDiscardsLaterFramesInMemoryAndOnDisk) {
   {
     auto log = open();
