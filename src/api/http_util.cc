@@ -339,6 +339,14 @@ HttpResponse error_response(const Status& s, const std::string& request_id) {
   // Storage failures: the detail (file names, errno text) goes to the server log only.
   std::string message = s.message();
   using C = Status::Code;
+  if (s.code() == C::kCorruption && message.find("damaged log") != std::string::npos) {
+    // StreamLog refused a log damaged before its active segment: retrying cannot help.
+    spdlog::error("request {}: {}", request_id, message);
+    return error_response(500, "api_error",
+                          "the stream's stored data is damaged; it is kept as it is for recovery "
+                          "(see the server log)",
+                          request_id);
+  }
   if (s.code() == C::kNoSpace || s.code() == C::kIoError || s.code() == C::kCorruption) {
     spdlog::error("request {}: storage failure: {}", request_id, s.message());
     message = s.code() == C::kNoSpace
