@@ -164,4 +164,10 @@ std::string next_cursor(const std::string* client_cursor) {
   return c;
 }
 
+std::string CursorSequence::next() const {
+  std::string now = next_cursor(nullptr);  // decimal, no leading zeros, like first_
+  bool now_larger = now.size() != first_.size() ? now.size() > first_.size() : now > first_;
+  return now_larger ? now : first_;
+}
+
 }  // namespace ds

@@ -50,4 +50,16 @@ boost::asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point d
 // behind (random jitter added).
 std::string next_cursor(const std::string* client_cursor);
 
+// The cursors of one SSE connection: the first is next_cursor(client's cursor); each later one
+// is the larger of that and the current interval, so they never go back (§10.1) and do not
+// grow with every event (jitter is added once).
+class CursorSequence {
+ public:
+  explicit CursorSequence(const std::string* client_cursor) : first_(next_cursor(client_cursor)) {}
+  std::string next() const;
+
+ private:
+  std::string first_;
+};
+
 }  // namespace ds

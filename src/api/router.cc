@@ -79,7 +79,11 @@ std::string route_label(const std::string& p) {
 
 bool is_live_read(const HttpRequest& req) {
   if (req.method != "GET") return false;
-  return req.query.find("live=") != std::string::npos || req.path.ends_with("/stream");
+  if (req.path.ends_with("/stream")) return true;
+  // Keys as the handlers see them (percent-decoded): `li%76e=sse` is a live read too.
+  if (req.query.find('=') == std::string::npos) return false;
+  auto q = QueryParams::parse(req.query);
+  return q && q->count("live") > 0;
 }
 
 asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res,

@@ -32,6 +32,9 @@ namespace {
 
 constexpr size_t kReadChunk = 1u << 20;
 constexpr size_t kMaxScanBytes = 8u << 20;  // per request, before answering with next_page
+// Per step of a live (SSE) response: a reader that does not read holds about this much (the
+// events read, and the frame written from them) while its write waits, so it stays small.
+constexpr size_t kMaxLiveScanBytes = 1u << 20;
 constexpr size_t kDefaultLimit = 1000;
 constexpr std::string_view kInvalidSessionId =
     "invalid session id: ids match [A-Za-z0-9._:~-]{1,128} and are not '.' or '..'";
@@ -386,7 +389,7 @@ struct QueryResult {
 };
 
 Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter& f,
-                 QueryResult* out) {
+                 QueryResult* out, size_t max_scan = kMaxScanBytes) {
   out->events.clear();
   out->batches.clear();
   size_t scanned = 0;
@@ -406,8 +409,7 @@ Status query_asc(Stream& stream, uint64_t from, size_t limit, const EventFilter&
     size_t got = rr.messages.size();
     if (got > 0) out->batches.push_back(std::move(rr.messages));
     pos += i;
-    if (out->events.size() >= limit || got == 0 || pos >= rr.tail ||
-        scanned >= kMaxScanBytes) {
+    if (out->events.size() >= limit || got == 0 || pos >= rr.tail || scanned >= max_scan) {
       out->closed = rr.closed && pos >= rr.tail;
       break;
     }
@@ -610,7 +612,9 @@ Status sse_shared_frame(Stream& stream, uint64_t pos, std::string_view cursor, Q
       return Status::ok();
     }
   }
-  if (Status s = query_asc(stream, pos, kMaxLimit, EventFilter{}, q); !s) return s;
+  if (Status s = query_asc(stream, pos, kMaxLimit, EventFilter{}, q, kMaxLiveScanBytes); !s) {
+    return s;
+  }
   if (q->events.empty() || q->next < q->tail) return Status::ok();
   auto f = std::make_shared<LiveFrameCache::Frame>();
   f->bytes = "event: data\ndata:";
@@ -643,6 +647,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
   QueryResult q;
   std::shared_ptr<const LiveFrameCache::Frame> frame;
   std::string shared_cursor;
+  const CursorSequence cursors(cursor);
   for (;;) {
     frame.reset();
     Status s;
@@ -655,7 +660,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
       s = sse_shared_frame(*stream, pos, shared_cursor, &q, &frame);
       frame_has_control = !shared_cursor.empty();
     } else {
-      s = query_asc(*stream, pos, kMaxLimit, filter, &q);
+      s = query_asc(*stream, pos, kMaxLimit, filter, &q, kMaxLiveScanBytes);
     }
     out.clear();
     if (!s) {
@@ -682,7 +687,7 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
       }
       if (has_data || first || q.closed || advanced) {
         std::string next;
-        if (!q.closed) next = next_cursor(cursor);
+        if (!q.closed) next = cursors.next();
         append_session_control(pos, next, up_to_date, q.closed, &out);
         first = false;
         written = co_await res.write(out);
@@ -796,7 +801,8 @@ asio::awaitable<void> get_events(ApiContext& ctx, const std::string& tenant, con
   HttpResponse resp(200);
   resp.set("Content-Type", "application/json");
   std::string etag = "\"s" + std::to_string(stream->record().id) + ":" + format_offset(start) + ":" +
-                     format_offset(r.next) + (r.closed ? ":c" : "") + ":" + std::to_string(std::hash<std::string>{}(req.query)) + "\"";
+                     format_offset(r.next) + (r.closed ? ":c" : "") + (r.more ? ":m" : "") + ":" +
+                     std::to_string(std::hash<std::string>{}(req.query)) + "\"";  // :m = next_page
   resp.set("ETag", etag);
   if (const std::string* inm = req.header("if-none-match"); inm && if_none_match_matches(*inm, etag) && !now) {
     resp.status = 304;
@@ -837,7 +843,7 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
   std::string out;
   for (;;) {
     QueryResult r;
-    if (Status s = query_asc(*stream, pos, kMaxLimit, filter, &r); !s) {
+    if (Status s = query_asc(*stream, pos, kMaxLimit, filter, &r, kMaxLiveScanBytes); !s) {
       std::string e = deleted_event(pos);
       co_await res.write("event: session.deleted\ndata: " + e + "\n\n");
       break;

@@ -34,12 +34,14 @@ std::string base64_encode(std::string_view in) {
 
 namespace {
 // Emits `text` as data: lines, splitting on CRLF, CR and LF so that no payload can inject
-// SSE fields or events.
+// SSE fields or events. SSE parsers drop one space after "data:", so a line that starts with a
+// space gets one more, and arrives whole.
 void append_lines(std::string_view text, std::string* out) {
   size_t start = 0;
   for (size_t i = 0; i <= text.size(); ++i) {
     if (i == text.size() || text[i] == '\n' || text[i] == '\r') {
       *out += "data:";
+      if (i > start && text[start] == ' ') *out += ' ';
       out->append(text.substr(start, i - start));
       *out += '\n';
       if (i < text.size() && text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;

@@ -351,13 +351,14 @@ asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Respond
   uint64_t pos = from;
   bool sent_control = false;
   std::string out;
+  const CursorSequence cursors(cursor);
   for (;;) {
     SseData rr;
     if (Status s = read_sse_data(*stream, pos, enc, &rr); !s) break;  // deleted: end the stream
     out.clear();
     if (rr.frame) {
       out += rr.frame->bytes;
-      append_sse_control(format_offset(rr.next_position), next_cursor(cursor), rr.up_to_date,
+      append_sse_control(format_offset(rr.next_position), cursors.next(), rr.up_to_date,
                          rr.closed, &out);
       pos = rr.next_position;
       sent_control = true;
@@ -370,7 +371,7 @@ asio::awaitable<void> serve_sse(ApiContext& ctx, const HttpRequest& req, Respond
       break;
     }
     if (!sent_control) {
-      append_sse_control(format_offset(rr.next_position), next_cursor(cursor), true, false, &out);
+      append_sse_control(format_offset(rr.next_position), cursors.next(), true, false, &out);
       sent_control = true;
       if (!co_await res.write(out)) break;
     }
@@ -440,6 +441,13 @@ asio::awaitable<void> handle_get(ApiContext& ctx, const std::string& tenant,
   while (rr.messages.empty() && !rr.closed) {
     bool woke = co_await live_wait.wait(stream, *from, deadline);
     if (res.shutting_down()) break;
+    if (stream->soft_deleted || stream->deleted()) {
+      // Deleted while waiting: the answer a new read of the path gets (410 for a stream kept
+      // for its forks, 404 otherwise), not "keep polling".
+      Status gone = stream->soft_deleted ? Status::gone("stream was deleted")
+                                         : Status::not_found("stream not found");
+      co_return co_await reply_status(req, res, gone);
+    }
     if (Status s = stream->read(*from, kMaxReadChunk, &rr); !s) co_return co_await reply_status(req, res, s);
     if (!woke) break;
   }

@@ -106,6 +106,41 @@ def test_stream_sse(srv):
         check_released(srv, "ds_open_sse_connections", "/v1/stream/sse?offset=now&live=sse", how)
 
 
+def test_percent_encoded_live_key_takes_the_slot(srv):
+    """`li%76e=sse` is `live=sse` to the handlers, so it must take the tenant's live slot too
+    (it bypassed --max-live-per-tenant)."""
+    assert srv.request("PUT", "/v1/stream/enc", "", {"Content-Type": "application/json"})[0] in (200, 201)
+    s = open_live(srv, "/v1/stream/enc?offset=now&live=sse")
+    try:
+        harness.wait_for(lambda: metric(srv, "ds_open_sse_connections") == 1, 10, "the first SSE read")
+        for q in ("li%76e=sse", "%6Cive=sse", "live=long-poll"):
+            st, _, body = srv.request("GET", f"/v1/stream/enc?offset=now&{q}", timeout=10)
+            assert st == 429, f"{q}: expected 429 with the only slot taken, got {st} {body[:200]!r}"
+    finally:
+        s.close()
+    harness.wait_for(lambda: metric(srv, "ds_open_sse_connections") == 0, NOTICE_WITHIN_S, "slot free")
+
+
+def test_long_poll_on_a_stream_deleted_while_waiting(srv):
+    """A stream with a fork is only soft-deleted (kept for the fork): a long-poll waiting on it
+    gets 410 at once, not a 204 "keep polling" after the whole timeout."""
+    jh = {"Content-Type": "application/json"}
+    assert srv.request("PUT", "/v1/stream/sd", '[{"a":1}]', jh)[0] in (200, 201)
+    assert srv.request("PUT", "/v1/stream/sd-fork", "", {"Stream-Forked-From": "/v1/stream/sd"})[0] in (200, 201)
+    s = open_live(srv, "/v1/stream/sd?offset=now&live=long-poll")
+    try:
+        harness.wait_for(lambda: metric(srv, "ds_waiting_long_polls") == 1, 10, "the long-poll waiting")
+        t0 = time.monotonic()
+        assert srv.request("DELETE", "/v1/stream/sd")[0] in (200, 204)
+        s.settimeout(10)
+        head = s.recv(4096)
+        took = time.monotonic() - t0
+        assert head.startswith(b"HTTP/1.1 410"), head[:200]
+        assert took < 2, f"answered {took:.2f} s after the DELETE"
+    finally:
+        s.close()
+
+
 def test_session_long_poll_and_sse(srv):
     st, _, body = srv.request("POST", "/v1/sessions/s1/events",
                               json.dumps({"events": [{"type": "user.message", "content": "hi"}]}),
@@ -181,7 +216,11 @@ def main() -> int:
                  ("session long-poll and SSE released on disconnect", test_session_long_poll_and_sse,
                   srv_long),
                  ("live read still delivers", test_live_read_still_delivers, srv_long),
-                 ("pipelined request during a long-poll", test_pipelined_request_during_long_poll, srv)]
+                 ("a percent-encoded live key takes the slot", test_percent_encoded_live_key_takes_the_slot,
+                  srv_long),
+                 ("pipelined request during a long-poll", test_pipelined_request_during_long_poll, srv),
+                 ("long-poll on a stream deleted while waiting", test_long_poll_on_a_stream_deleted_while_waiting,
+                  srv_long)]
         for name, fn, s in cases:
             t0 = time.monotonic()
             try:

@@ -408,6 +408,15 @@ def head_and_etag():
     append(sid, [E1])
     r = read(sid, "offset=-1", headers={"If-None-Match": etag})
     expect_status(r, 200, "If-None-Match after an append")
+    # A full page (limit 2) had next_page null; after another append the same page gains a
+    # next_page, so it is a different body and must not be answered 304.
+    g = read(sid, "offset=-1&limit=3")
+    page_etag = g.h("etag")
+    expect(json.loads(g.body).get("next_page") is None, f"last page has a next_page: {g.body[:200]!r}")
+    append(sid, [E2])
+    r = read(sid, "offset=-1&limit=3", headers={"If-None-Match": page_etag})
+    expect_status(r, 200, "If-None-Match on a page that gained a next_page")
+    expect(json.loads(r.body).get("next_page") is not None, f"no next_page: {r.body[:200]!r}")
 
 
 @test

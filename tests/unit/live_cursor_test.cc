@@ -45,5 +45,24 @@ TEST(NextCursorTest, HugeClientCursorsGetAGreaterCursorWithoutOverflow) {
   EXPECT_TRUE(decimal_greater(c, longer)) << c.size();
 }
 
+// §10.1 within one SSE connection: every control event's cursor is at least the previous one
+// and greater than the client's (each next_cursor() call adds new jitter, so calling it per event
+// went backwards).
+TEST(NextCursorTest, AConnectionsCursorsNeverGoBack) {
+  std::string client = next_cursor(nullptr);  // a current cursor: jitter applies
+  CursorSequence seq(&client);
+  std::string prev = seq.next();
+  EXPECT_TRUE(decimal_greater(prev, client)) << prev << " vs " << client;
+  for (int i = 0; i < 1000; ++i) {
+    std::string c = seq.next();
+    EXPECT_FALSE(decimal_greater(prev, c)) << prev << " then " << c;
+    prev = c;
+  }
+  std::string before = next_cursor(nullptr);
+  CursorSequence fresh(nullptr);  // no client cursor: the current interval, no jitter
+  EXPECT_FALSE(decimal_greater(before, fresh.next()));
+  EXPECT_FALSE(decimal_greater(fresh.next(), next_cursor(nullptr)));
+}
+
 }  // namespace
 }  // namespace ds
