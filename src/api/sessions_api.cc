@@ -666,6 +666,9 @@ asio::awaitable<void> events_sse(ApiContext& ctx, const HttpRequest& req, Respon
     if (!s) {
       // Deleted: tell the reader, then end.
       out = "event: data\ndata:[" + deleted_event(pos) + "]\n\n";
+      // Every data event is followed by a control event (§5.8); closed, so that a Durable
+      // Streams client stops instead of reconnecting to a 404.
+      append_session_control(pos, std::string(), true, true, &out);
       co_await res.write(out);
       break;
     }

@@ -679,14 +679,18 @@ def delete_ends_live_sse_reads():
     try:
         time.sleep(0.1)
         expect_status(call("DELETE", f"/v1/sessions/{sid}", None, JSON_ACCEPT), 200, "DELETE (sse)")
-        got = []
+        got, controls = [], []
         while True:
             m = sse.next_message(timeout=5)
             if m is None:
                 break
             if m["event"] == "data":
                 got.extend(json.loads("\n".join(m["data"])))
+            if m["event"] == "control":
+                controls.append(json.loads("\n".join(m["data"])))
         expect([e["type"] for e in got] == ["session.deleted"], f"live=sse after delete: {got}")
+        # Like every data event, it is followed by a control event, which closes the stream.
+        expect(controls and controls[-1].get("streamClosed") is True, f"no closing control: {controls}")
         expect(got[0]["offset"] > stored[-1]["offset"], f"session.deleted offset {got[0]['offset']}")
     finally:
         sse.close()
