@@ -338,7 +338,20 @@ void Journal::run_writer() {
       for (auto& f : files) dirty_.emplace(f.get(), std::move(f));
       attempted_ = std::max(attempted_, size_ + writing.size());  // even if the write fails
       s = direct_ ? write_direct(writing) : file_->pwrite(writing.data(), writing.size(), size_);
-      if (s) size_ += writing.size();
+      if (s) {
+        size_ += writing.size();
+      } else {
+        // Whatever part of the batch reached the file (a short write on a full disk can hold
+        // whole records) must not be replayed after a crash: its appends are answered as failed
+        // and their streams roll them back. Cut it off, durably, before the failure is delivered.
+        Status ts = file_->truncate(size_);
+        if (ts) ts = file_->datasync();
+        if (!ts) {
+          spdlog::error("journal: cannot cut a failed write off {} ({}); a crash before its "
+                        "checkpoint may replay appends that were answered as failed",
+                        file_path(generation_), ts.message());
+        }
+      }
     }
     files.clear();
 

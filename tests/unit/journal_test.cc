@@ -137,6 +137,24 @@ TEST_F(JournalTest, ReplayRestoresAcknowledgedBytesTheSegmentFileLost) {
   EXPECT_TRUE(wal_files(crash + "/journal").empty());  // replayed journals are removed
 }
 
+// A journal write that fails after putting whole records in the file (a short write on a full
+// disk): its appends are answered as failed and rolled back by their owner, so a crash must not
+// replay them into the segment file.
+TEST_F(JournalTest, AFailedWriteIsNotReplayed) {
+  auto j = open_journal();
+  auto seg = open_segment("streams/1/a.seg");
+  std::string path = tmp_ / "streams/1/a.seg";
+  std::string good(400, 'g');
+  ASSERT_TRUE(write_and_commit(*j, seg, path, 0, good).get());
+  std::string failed(600, 'F');
+  ASSERT_TRUE(seg->pwrite(failed.data(), failed.size(), good.size()));
+  fs_.short_write_next(1u << 20);  // the whole batch reaches the file, then the write fails
+  ASSERT_FALSE(commit(*j, seg, path, good.size(), failed).get());
+  ASSERT_TRUE(seg->truncate(good.size()));  // the owner rolls its log back
+  // A crash now, with the segment file as the disk had it before the failed append.
+  EXPECT_EQ(crash_and_replay("streams/1/a.seg", good.size()), good);
+}
+
 TEST_F(JournalTest, ReplayOfIntactSegmentsRewritesNothing) {
   auto j = open_journal();
   auto seg = open_segment("streams/1/a.seg");
