@@ -64,9 +64,14 @@ asio::awaitable<void> send_error(const HttpRequest& req, Responder& res, int sta
 // retry finds it (an identical PUT answers 200 and waits for the bucket again); without a retry
 // the next mirror pass uploads it. Claims and acks are not waited for: losing one in a disaster
 // only delivers its events again (at least once).
-void mirror_in_s3_mode(const ApiContext& ctx, Subscriptions::Reply* r) {
-  if (ctx.tier == nullptr || r->http >= 300) return;
-  if (Status up = ctx.tier->mirror_now(Tier::kSubscriptionsMirror); !up) {
+asio::awaitable<void> mirror_in_s3_mode(const ApiContext& ctx, Subscriptions::Reply* r) {
+  if (ctx.tier == nullptr || r->http >= 300) co_return;
+  // On the tier's mirror thread: a bucket that does not answer holds this request, not one of
+  // the control pool's threads (which claims and acks of every tenant need).
+  Status up = co_await await_callback<Status>([&](auto done) {
+    ctx.tier->when_mirrored(Tier::kSubscriptionsMirror, std::move(done));
+  });
+  if (!up) {
     r->http = 503;
     r->code = "UNAVAILABLE";
     r->body = "{\"type\":\"error\",\"error\":{\"code\":\"UNAVAILABLE\",\"message\":" +
@@ -211,14 +216,14 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
         co_return co_await send_error(req, res, 400, code, why);
       }
       std::string base = absolute_location(req.header("host"), "");
-      co_await run_blocking(ctx.control_pool, [&] { r = subs.put(tenant, id, config, base);
-        mirror_in_s3_mode(ctx, &r); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.put(tenant, id, config, base); });
+      co_await mirror_in_s3_mode(ctx, &r);
     } else if (m == "GET" || m == "HEAD") {
       co_await run_blocking(ctx.control_pool, [&] { r = subs.get(tenant, id); });
       if (m == "HEAD") r.body.clear();
     } else if (m == "DELETE") {
-      co_await run_blocking(ctx.control_pool, [&] { r = subs.remove(tenant, id);
-        mirror_in_s3_mode(ctx, &r); });
+      co_await run_blocking(ctx.control_pool, [&] { r = subs.remove(tenant, id); });
+      co_await mirror_in_s3_mode(ctx, &r);
     } else {
       co_return co_await method_not_allowed(req, res, "GET, HEAD, PUT, DELETE, OPTIONS");
     }
@@ -232,8 +237,8 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
     if (!parse_stream_list(req.body, canonical_member_path, &paths, &why)) {
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST", why);
     }
-    co_await run_blocking(ctx.control_pool, [&] { r = subs.add_streams(tenant, id, paths);
-        mirror_in_s3_mode(ctx, &r); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.add_streams(tenant, id, paths); });
+    co_await mirror_in_s3_mode(ctx, &r);
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (action == "streams" && seg.size() > 4) {
@@ -246,8 +251,8 @@ asio::awaitable<void> handle_reserved(ApiContext& ctx, const std::string& tenant
       if (!decoded) why = "malformed percent-escape in the path";  // no ?: in a co_await (GCC 12)
       co_return co_await send_error(req, res, 400, "INVALID_REQUEST", why);
     }
-    co_await run_blocking(ctx.control_pool, [&] { r = subs.remove_stream(tenant, id, path);
-        mirror_in_s3_mode(ctx, &r); });
+    co_await run_blocking(ctx.control_pool, [&] { r = subs.remove_stream(tenant, id, path); });
+    co_await mirror_in_s3_mode(ctx, &r);
     co_return co_await send_reply(req, res, std::move(r));
   }
   if (seg.size() == 4 && action == "claim") {

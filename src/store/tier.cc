@@ -302,6 +302,7 @@ void Tier::start() {
   if (thread_.joinable()) return;
   stop_ = false;
   thread_ = std::thread([this] { run(); });
+  mirror_thread_ = std::thread([this] { run_mirror_requests(); });
   for (int i = 0; i < std::max(1, options_.upload_threads); ++i) {
     workers_.emplace_back([this] { work(); });
   }
@@ -496,8 +497,15 @@ void Tier::stop() {
   cv_.notify_all();
   s3_->cancel();  // uploads in progress end now, not after S3's timeouts and retries
   if (thread_.joinable()) thread_.join();
+  if (mirror_thread_.joinable()) mirror_thread_.join();
   for (auto& w : workers_) w.join();
   workers_.clear();
+  std::deque<std::pair<std::string, std::function<void(Status)>>> unserved;
+  {
+    std::lock_guard lk(mu_);
+    unserved.swap(mirror_requests_);
+  }
+  for (auto& [name, done] : unserved) done(Status::unavailable("server is shutting down"));
   persist_states();
   std::map<int64_t, std::vector<Waiter>> left;
   {
@@ -603,6 +611,36 @@ Status Tier::mirror_now(const std::string& name) {
     if (mirrors_[i].source.name == name) return mirror(i);
   }
   return Status::not_found("no mirror named " + name);
+}
+
+void Tier::when_mirrored(const std::string& name, std::function<void(Status)> done) {
+  {
+    std::lock_guard lk(mu_);
+    if (!stop_) {
+      mirror_requests_.emplace_back(name, std::move(done));
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(Status::unavailable("server is shutting down"));
+}
+
+void Tier::run_mirror_requests() {
+  for (;;) {
+    std::deque<std::pair<std::string, std::function<void(Status)>>> batch;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || !mirror_requests_.empty(); });
+      if (stop_) return;
+      batch.swap(mirror_requests_);
+    }
+    // One pass per source named, after every request of the batch arrived: it covers them all.
+    std::map<std::string, Status> outcome;
+    for (const auto& [name, done] : batch) {
+      if (!outcome.count(name)) outcome[name] = mirror_now(name);
+    }
+    for (auto& [name, done] : batch) done(outcome[name]);
+  }
 }
 
 Status Tier::mirror(size_t index) {

@@ -122,6 +122,9 @@ class Tier {
   void add_mirror(MirrorSource source);
   // Mirrors source `name` now, on this thread: ok once the bucket holds its current content.
   Status mirror_now(const std::string& name);
+  // The same on the tier's mirror thread: `done` runs there (or inline when stopping) once the
+  // bucket holds the source's content as of this call, or with the failure.
+  void when_mirrored(const std::string& name, std::function<void(Status)> done);
 
   // Key prefixes (with trailing '/').
   std::string session_prefix(const std::string& tenant, const std::string& id) const;
@@ -251,6 +254,10 @@ class Tier {
   };
   std::mutex mirror_mu_;
   std::vector<Mirror> mirrors_;
+  // when_mirrored() requests (guarded by mu_), served by mirror_thread_.
+  std::deque<std::pair<std::string, std::function<void(Status)>>> mirror_requests_;
+  std::thread mirror_thread_;
+  void run_mirror_requests();
 };
 
 }  // namespace ds

@@ -1056,6 +1056,41 @@ def test_sigterm_with_a_hung_bucket_stops_within_the_drain_bound(ctx: Ctx):
     fake.shutdown()
 
 
+def test_durability_s3_subscription_changes_waiting_on_the_bucket_do_not_block_the_others(ctx: Ctx):
+    """--durability s3 with a bucket that does not answer: subscription changes wait for it, but
+    on the tier's mirror thread, so reads and claims of other subscriptions still answer."""
+    fake = FaultyS3()
+    srv = Server(ctx.root / "data-sub-hang", fake.endpoint, "--durability", "s3", prefix="sh")
+    jh = {"content-type": "application/json"}
+    sub = {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake"}
+    try:
+        assert srv.request("PUT", "/v1/stream/wake", [], headers=jh)[0] == 201
+        assert srv.request("PUT", "/v1/stream/__ds/subscriptions/s0", sub)[0] == 201
+        fake.mode = "hang"
+        results = {}
+
+        def put(i):
+            results[i] = srv.request("PUT", f"/v1/stream/__ds/subscriptions/w{i}", sub, timeout=120)[0]
+        threads = [threading.Thread(target=put, args=(i,), daemon=True) for i in range(4)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: fake.hanging > 0, 15, "a mirror PUT to hang")
+        t0 = time.time()
+        st, _, body = srv.request("GET", "/v1/stream/__ds/subscriptions/s0", timeout=10)
+        assert st == 200, (st, body)
+        st, _, body = srv.request("POST", "/v1/stream/__ds/subscriptions/s0/claim", {"worker": "w"}, timeout=10)
+        assert st == 200, (st, body)
+        assert time.time() - t0 < 3, f"other subscription requests waited {time.time() - t0:.1f} s"
+        fake.mode = "ok"
+        for t in threads:
+            t.join(90)
+        assert all(results.get(i) in (201, 503) for i in range(4)), results
+    finally:
+        fake.mode = "ok"
+        srv.stop()
+        fake.shutdown()
+
+
 TESTS = [
     test_client_live_against_s3rver,
     test_local_mode_uploads_layout_and_restore_is_byte_exact,
@@ -1073,6 +1108,7 @@ TESTS = [
     test_durability_s3_session_create_update_and_stream_close_wait_for_the_bucket,
     test_backlog_metrics_count_new_sessions_during_an_outage,
     test_sigterm_with_a_hung_bucket_stops_within_the_drain_bound,
+    test_durability_s3_subscription_changes_waiting_on_the_bucket_do_not_block_the_others,
 ]
 
 
