@@ -344,7 +344,7 @@ void Tier::erase_state_locked(int64_t id) {
     if (n->second.empty()) ids_by_name_.erase(n);
   }
   state_.erase(it);
-  rounds_.erase(id);
+  if (!waiters_.count(id)) rounds_.erase(id);  // a waiter's round must keep counting up
 }
 
 Status Tier::retire(int64_t id, const std::string& prefix) {
