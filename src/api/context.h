@@ -39,6 +39,13 @@ struct ApiContext {
   const SigningKeys* signing_keys = nullptr;
   Tier* tier = nullptr;  // set only with --durability s3: appends wait for their upload
   ServeOptions options;
+  // Whether the server may run open (no API keys: everything is tenant "default"): only on a
+  // loopback address, or with --allow-unauthenticated. Decided at start-up; revoking the last
+  // key of a server that may not run open refuses every request instead of opening it.
+  bool open_allowed = false;
+  // Open because of the loopback rule (not --allow-unauthenticated): browsers are the remaining
+  // way in, so cross-site requests and foreign Host names (DNS rebinding) are refused.
+  bool open_loopback_only = false;
   std::atomic<bool> ready{false};
   std::atomic<bool> shutting_down{false};
 };

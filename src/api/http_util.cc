@@ -380,6 +380,11 @@ void set_cors_origins(const std::string& origins) {
   }
 }
 
+bool cors_origin_allowed(const std::string& origin) {
+  const auto& allowed = cors_origins();
+  return std::find(allowed.begin(), allowed.end(), origin) != allowed.end();
+}
+
 void add_common_headers(const HttpRequest& req, HttpResponse* res) {
   const std::string* origin = req.header("origin");
   const auto& allowed = cors_origins();

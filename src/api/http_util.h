@@ -55,6 +55,9 @@ const char* error_type_for_status(int status);
 
 // Sets the CORS allow-list once at start-up: "*" (default: any origin), or a comma-separated
 // list of origins that are echoed back when they match.
+// True when `origin` is one of the origins --cors-origin lists by name (never for the default
+// "*").
+bool cors_origin_allowed(const std::string& origin);
 void set_cors_origins(const std::string& origins);
 
 // Adds CORS and browser security headers (X-Content-Type-Options, Cross-Origin-Resource-Policy).

@@ -24,9 +24,12 @@ namespace asio = boost::asio;
 namespace {
 
 // The tenant a request acts for, or nullopt when it must be refused (401). With no active keys
-// the server runs open and everything is tenant "default".
+// the server runs open and everything is tenant "default" — where it may (ctx.open_allowed).
 std::optional<std::string> authenticate(ApiContext& ctx, const HttpRequest& req) {
-  if (ctx.keys == nullptr || !ctx.keys->any_active()) return std::string("default");
+  if (ctx.keys == nullptr || !ctx.keys->any_active()) {
+    if (ctx.open_allowed) return std::string("default");
+    return std::nullopt;  // keys were all revoked on a server that may not run open
+  }
   std::string key;
   if (const std::string* a = req.header("authorization")) {
     if (a->size() > 7 && strncasecmp(a->c_str(), "Bearer ", 7) == 0) key = a->substr(7);
@@ -77,6 +80,57 @@ std::string route_label(const std::string& p) {
   return "other";
 }
 
+// Paths answered without an API key (everything else needs one when keys exist).
+bool needs_no_key(const HttpRequest& req) {
+  const std::string& p = req.path;
+  return req.method == "OPTIONS" || p == "/healthz" || p == "/readyz" || is_token_route(p);
+}
+
+bool loopback_host_name(std::string_view host) {
+  if (!host.empty() && host.front() == '[') return true;  // an IPv6 literal: no rebinding
+  host = host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':'));
+  if (host == "localhost" || host.ends_with(".localhost")) return true;
+  // A name with a dot that is not an IPv4 literal could be an attacker's domain rebound to this
+  // machine; IP literals and single-label names cannot.
+  bool dotted = host.find('.') != std::string_view::npos;
+  bool ipv4 = !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
+  return !dotted || ipv4;
+}
+
+bool loopback_origin(std::string_view origin) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (!origin.starts_with(scheme)) continue;
+    std::string_view host = origin.substr(scheme.size());
+    host = host.substr(0, host.find('/'));
+    std::string_view name = host.starts_with('[') ? host.substr(0, host.find(']') + 1)
+                                                   : host.substr(0, host.find(':'));
+    return name == "localhost" || name.ends_with(".localhost") || name == "[::1]" ||
+           name.starts_with("127.");
+  }
+  return false;
+}
+
+// Open on loopback (no keys): a web page the developer visits can still send requests here.
+// Refused: a cross-site Origin (not loopback, not --cors-origin) — writes need no preflight — and
+// a Host name that could be a rebound attacker domain. nullopt: the request may go on.
+std::optional<HttpResponse> browser_refusal(ApiContext& ctx, const HttpRequest& req) {
+  if (!ctx.open_loopback_only || (ctx.keys && ctx.keys->any_active())) return std::nullopt;
+  const char* why = nullptr;
+  if (const std::string* h = req.header("host"); h && !loopback_host_name(*h)) {
+    why = "this server runs without API keys and answers only requests addressed to it by a "
+          "loopback name or address (Host)";
+  } else if (const std::string* o = req.header("origin");
+             o && *o != "null" && !loopback_origin(*o) && !cors_origin_allowed(*o)) {
+    why = "this server runs without API keys and refuses cross-site browser requests; create an "
+          "API key or list the origin with --cors-origin";
+  } else if (const std::string* o2 = req.header("origin"); o2 && *o2 == "null") {
+    why = "this server runs without API keys and refuses requests from opaque origins";
+  }
+  if (why == nullptr) return std::nullopt;
+  HttpResponse r = error_response(403, "permission_error", why, req.request_id);
+  return r;
+}
+
 bool is_live_read(const HttpRequest& req) {
   if (req.method != "GET") return false;
   if (req.path.ends_with("/stream")) return true;
@@ -90,6 +144,15 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
                                std::string* tenant_out);
 
 }  // namespace
+
+bool still_authorized(ApiContext& ctx, const HttpRequest& req, const std::string& tenant) {
+  std::optional<std::string> t = authenticate(ctx, req);
+  return t && *t == tenant;
+}
+
+bool credentials_ok(ApiContext& ctx, const HttpRequest& head) {
+  return needs_no_key(head) || authenticate(ctx, head).has_value();
+}
 
 std::optional<HttpResponse> rate_limit_refusal(ApiContext& ctx, const std::string& tenant,
                                                const HttpRequest& req) {
@@ -131,6 +194,9 @@ namespace {
 
 asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res,
                                std::string* tenant_out) {
+  if (std::optional<HttpResponse> refused = browser_refusal(ctx, req)) {
+    co_return co_await res.send(std::move(*refused));
+  }
   if (req.method == "OPTIONS") co_return co_await res.send(preflight_response(req));
   const std::string& p = req.path;
   if (req.target.size() > ctx.options.max_url) {
@@ -163,6 +229,15 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
                                     std::string("header ") + dup + " appears more than once",
                                     req.request_id);
     add_common_headers(req, &r);
+    co_return co_await res.send(std::move(r));
+  }
+  if (p == "/metrics" && ctx.keys && ctx.keys->any_active() && !authenticate(ctx, req)) {
+    // Counts of every tenant's traffic: any tenant's key may read them (Prometheus sends one as
+    // a bearer token), nobody without one.
+    HttpResponse r = error_response(401, "authentication_error",
+                                    "/metrics needs an API key (Authorization: Bearer <key>)",
+                                    req.request_id);
+    r.set("WWW-Authenticate", "Bearer");
     co_return co_await res.send(std::move(r));
   }
   if (p == "/metrics") {

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "api/append_headers.h"
+#include "api/router.h"
 #include "api/await.h"
 #include "api/event_body.h"
 #include "api/http_util.h"
@@ -872,6 +873,9 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
     if (res.shutting_down()) break;
     bool woke = co_await live_wait.wait(stream, pos, steady_clock::now() + heartbeat);
     if (res.shutting_down()) break;
+    // This stream is never recycled (the SDKs read it as one), so the key is checked again at
+    // each quiet heartbeat: a revoked one stops receiving within a heartbeat.
+    if (!woke && !still_authorized(ctx, req, tenant)) break;
     if (!woke && !co_await res.write("event: ping\ndata: {\"type\":\"ping\"}\n\n")) break;
   }
   co_await res.finish();

@@ -300,10 +300,11 @@ int run_serve(const ServeOptions& o) {
   Subscriptions::Options subscription_options;
   // The development exception (webhooks to this machine) holds only while the server runs open:
   // with API keys, tenants must not reach its loopback services.
-  subscription_options.webhook_targets = [&o, &keys] {
-    return o.webhook_allow_private ? WebhookTargets::kAny
-           : keys.any_active()     ? WebhookTargets::kPublic
-                                   : WebhookTargets::kPublicAndLocal;
+  const bool open_allowed = is_loopback(so.host) || o.allow_unauthenticated;
+  subscription_options.webhook_targets = [&o, &keys, open_allowed] {
+    return o.webhook_allow_private                 ? WebhookTargets::kAny
+           : keys.any_active() || !open_allowed    ? WebhookTargets::kPublic
+                                                   : WebhookTargets::kPublicAndLocal;
   };
   Subscriptions subscriptions(subscription_options, catalog.get(), &streams, signing_keys.get());
   if (!restore_plan.subscriptions.empty()) {
@@ -446,6 +447,10 @@ int run_serve(const ServeOptions& o) {
   ctx.subscriptions = &subscriptions;
   ctx.signing_keys = signing_keys.get();
   ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
+  ctx.open_allowed = is_loopback(so.host) || o.allow_unauthenticated;
+  ctx.open_loopback_only = is_loopback(so.host) && !o.allow_unauthenticated;
+  // Unauthenticated requests are refused from their head: their bodies are never buffered.
+  so.credentials_ok = [&ctx](const HttpRequest& head) { return credentials_ok(ctx, head); };
   if (!keys.any_active()) {
     if (!is_loopback(so.host) && !o.allow_unauthenticated) {
       spdlog::error("no API keys exist: refusing to run open on non-loopback address {}. Create a "

@@ -299,6 +299,7 @@ asio::awaitable<void> write_early_error(beast::tcp_stream& stream, http::status 
   res.set(http::field::content_type, "application/json");
   res.set("request-id", id);
   res.set("x-content-type-options", "nosniff");
+  if (status == http::status::unauthorized) res.set(http::field::www_authenticate, "Bearer");
   res.keep_alive(false);
   res.body() = "{\"type\":\"error\",\"error\":{\"type\":\"" + type + "\",\"message\":\"" + message +
                "\"},\"request_id\":\"" + id + "\"}";
@@ -384,6 +385,49 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
     auto [hec, hbytes] = co_await http::async_read_header(c->stream, buffer, parser, use_nothrow);
     beast::error_code ec = hec;
     size_t bytes = hbytes;
+    HttpRequest req;
+    bool close_after = false;
+    if (!ec) {
+      const auto& head = parser.get();
+      req.method = std::string(head.method_string());
+      req.target = std::string(head.target());
+      size_t q = req.target.find('?');
+      req.path = req.target.substr(0, q);
+      if (q != std::string::npos) req.query = req.target.substr(q + 1);
+      req.headers.reserve(16);
+      for (const auto& f : head) {
+        std::string name(f.name_string());
+        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        req.headers.emplace_back(std::move(name), std::string(f.value()));
+      }
+      if (auto te = head[http::field::transfer_encoding]; !te.empty()) {
+        // RFC 9112 6.3: a request whose last transfer coding is not chunked has no reliable
+        // length (and a front end may frame it otherwise: request smuggling) — 400 and close.
+        // With Content-Length as well, the coding wins and the connection closes afterwards.
+        std::string codings(te);
+        for (auto& ch : codings) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        size_t last = codings.rfind(',');
+        std::string_view final_coding = std::string_view(codings).substr(last == std::string::npos ? 0 : last + 1);
+        while (!final_coding.empty() && (final_coding.front() == ' ' || final_coding.front() == '\t')) final_coding.remove_prefix(1);
+        while (!final_coding.empty() && (final_coding.back() == ' ' || final_coding.back() == '\t')) final_coding.remove_suffix(1);
+        if (final_coding != "chunked") {
+          co_await write_early_error(c->stream, http::status::bad_request, "invalid_request_error",
+                                     "Transfer-Encoding must end with chunked");
+          break;
+        }
+        if (head.count(http::field::content_length) > 0) close_after = true;
+      }
+      if (options.credentials_ok && !options.credentials_ok(req)) {
+        // Refused before the body: none of it is buffered (a bounded one is read and discarded
+        // so that the client sees the answer rather than a reset); the connection closes.
+        auto length = parser.content_length();
+        if (length && *length <= kMaxDrainBytes) co_await drain(c->stream, buffer, *length);
+        co_await write_early_error(c->stream, http::status::unauthorized, "authentication_error",
+                                   "missing or invalid API key (send Authorization: Bearer <key> "
+                                   "or x-api-key: <key>)");
+        break;
+      }
+    }
     if (!ec) {
       auto length = parser.content_length();
       if (length && *length > options.max_body) {
@@ -427,20 +471,8 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
     }
     c->busy = true;
     auto& msg = parser.get();
-    HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    size_t q = req.target.find('?');
-    req.path = req.target.substr(0, q);
-    if (q != std::string::npos) req.query = req.target.substr(q + 1);
-    req.headers.reserve(16);
-    for (const auto& f : msg) {
-      std::string name(f.name_string());
-      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      req.headers.emplace_back(std::move(name), std::string(f.value()));
-    }
     req.body = std::move(msg.body());
-    req.keep_alive = msg.keep_alive();
+    req.keep_alive = msg.keep_alive() && !close_after;
     req.request_id = make_request_id();
 
     BeastResponder responder(this, c->stream, req);

@@ -37,6 +37,10 @@ struct ServerOptions {
   std::chrono::seconds idle_timeout{120};
   size_t max_connections = 10000;
   std::chrono::milliseconds drain_timeout{10000};  // stop(): how long in-flight requests get
+  // Called with each request's head (method, target, headers; no body yet). False refuses it
+  // with 401 before its body is read — a client without valid credentials cannot make the
+  // server buffer bodies — and closes the connection. Unset: every request is read.
+  std::function<bool(const HttpRequest& head)> credentials_ok;
 };
 
 class HttpServer {

@@ -178,24 +178,33 @@ Status ApiKeys::restore(Catalog* catalog, std::string_view dump) {
 
 Status ApiKeys::reload_locked() {
   std::vector<Entry> fresh;
+  int rc = SQLITE_OK;
   {
     std::lock_guard clk(catalog_->mutex());
     sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(catalog_->db(), "SELECT hash, tenant FROM api_keys WHERE revoked=0", -1,
-                       &st, nullptr);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    rc = sqlite3_prepare_v2(catalog_->db(), "SELECT hash, tenant FROM api_keys WHERE revoked=0",
+                            -1, &st, nullptr);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
       std::string h = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
       std::string raw;
       for (size_t i = 0; i + 1 < h.size(); i += 2) {
         raw.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
       }
       fresh.push_back(Entry{raw, reinterpret_cast<const char*>(sqlite3_column_text(st, 1))});
+      rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
   }
+  last_reload_ = std::chrono::steady_clock::now();
+  if (rc != SQLITE_DONE) {
+    // Fail closed: an unreadable key table must not look like "no keys" (the server would run
+    // open). The previous list stays; before any list was read, every key is refused.
+    failed_ = true;
+    return Status::io_error("api keys: cannot read the key table");
+  }
+  failed_ = false;
   active_ = std::move(fresh);
   loaded_ = true;
-  last_reload_ = std::chrono::steady_clock::now();
   return Status::ok();
 }
 
@@ -203,7 +212,7 @@ bool ApiKeys::any_active() {
   std::lock_guard lk(mu_);
   auto now = std::chrono::steady_clock::now();
   if (!loaded_ || now - last_reload_ >= std::chrono::seconds(1)) reload_locked();
-  return !active_.empty();
+  return !active_.empty() || (failed_ && !loaded_);
 }
 
 std::optional<std::string> ApiKeys::tenant_for(const std::string& key) {

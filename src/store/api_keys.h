@@ -42,7 +42,8 @@ class ApiKeys {
   // a revocation in the dump is kept. kCorruption when `dump` is not one.
   static Status restore(Catalog* catalog, std::string_view dump);
 
-  // True when at least one active key exists (otherwise the server runs open).
+  // True when at least one active key exists (otherwise the server runs open), or the table
+  // has never been read (fail closed).
   bool any_active();
   // The tenant of an active key, or nullopt.
   std::optional<std::string> tenant_for(const std::string& key);
@@ -59,6 +60,7 @@ class ApiKeys {
   std::mutex mu_;
   std::vector<Entry> active_;
   bool loaded_ = false;
+  bool failed_ = false;  // the last reload could not read the table (the old list stays)
   std::chrono::steady_clock::time_point last_reload_{};
 };
 

@@ -194,7 +194,7 @@ class Server:
     def __init__(self, binary: Path, data_dir: Path, log_path: Path, args: list[str] | tuple = (),
                  *, name: str = "server", env: dict | None = None,
                  log: Callable[[str], None] | None = None, announce: bool = False,
-                 ready_timeout: float | None = None):
+                 ready_timeout: float | None = None, listen_host: str = HOST):
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
@@ -204,6 +204,7 @@ class Server:
         self.log = log or make_log(name)
         self.announce = announce        # log "ready on port ..." after each start
         self.ready_timeout = READY_TIMEOUT if ready_timeout is None else ready_timeout
+        self.listen_host = listen_host  # what --listen names; requests still go to HOST
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
@@ -216,7 +217,7 @@ class Server:
                 lf.write(f"\n===== start {self.starts} {self.name} on port {self.port} =====\n".encode())
                 lf.flush()
                 self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--listen", f"{HOST}:{self.port}",
+                    [str(self.binary), "serve", "--listen", f"{self.listen_host}:{self.port}",
                      "--data-dir", str(self.data_dir), *self.args],
                     stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT, env=self.env)
             deadline = time.monotonic() + self.ready_timeout
