@@ -126,7 +126,8 @@ def main():
     [t.join() for t in ts]
     load_s = time.perf_counter() - t0
     c = st.Client(srv, api_key)
-    metrics = harness.request(srv.port, "GET", "/metrics")[2].decode()
+    metrics = harness.request(srv.port, "GET", "/metrics",
+                              headers={"authorization": f"Bearer {api_key}"})[2].decode()
     live_indexed = int(re.search(r"^ds_indexed_events_total (\d+)", metrics, re.M).group(1))
     print(f"loaded over HTTP in {load_s:.1f} s ({n_events / load_s:.0f} events/s); the live "
           f"indexer had indexed {live_indexed} of them by then", flush=True)
