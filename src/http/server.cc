@@ -299,7 +299,11 @@ asio::awaitable<void> write_early_error(beast::tcp_stream& stream, http::status 
   res.set(http::field::content_type, "application/json");
   res.set("request-id", id);
   res.set("x-content-type-options", "nosniff");
-  if (status == http::status::unauthorized) res.set(http::field::www_authenticate, "Bearer");
+  if (status == http::status::unauthorized) {
+    res.set(http::field::www_authenticate, "Bearer");
+    // Browser clients with a wrong key must be able to read why (the body holds nothing else).
+    res.set(http::field::access_control_allow_origin, "*");
+  }
   res.keep_alive(false);
   res.body() = "{\"type\":\"error\",\"error\":{\"type\":\"" + type + "\",\"message\":\"" + message +
                "\"},\"request_id\":\"" + id + "\"}";
