@@ -43,8 +43,8 @@ struct ApiContext {
   // loopback address, or with --allow-unauthenticated. Decided at start-up; revoking the last
   // key of a server that may not run open refuses every request instead of opening it.
   bool open_allowed = false;
-  // Open because of the loopback rule (not --allow-unauthenticated): browsers are the remaining
-  // way in, so cross-site requests and foreign Host names (DNS rebinding) are refused.
+  // Listening on loopback: when open, browsers are the remaining way in, so cross-site requests
+  // and foreign Host names (DNS rebinding) are refused.
   bool open_loopback_only = false;
   std::atomic<bool> ready{false};
   std::atomic<bool> shutting_down{false};

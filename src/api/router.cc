@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "core/subscriptions.h"
 
 #include "api/http_util.h"
 #include "api/search_api.h"
@@ -80,45 +81,97 @@ std::string route_label(const std::string& p) {
   return "other";
 }
 
-// Paths answered without an API key (everything else needs one when keys exist).
-bool needs_no_key(const HttpRequest& req) {
+// Requests answered without an API key (everything else needs one when keys exist), judged from
+// the head: bodiless preflights and health checks, and subscription token routes whose bearer
+// token verifies (or that read the public JWKS).
+bool needs_no_key(ApiContext& ctx, const HttpRequest& req) {
   const std::string& p = req.path;
-  return req.method == "OPTIONS" || p == "/healthz" || p == "/readyz" || is_token_route(p);
+  const std::string* length = req.header("content-length");
+  const bool bodiless = req.header("transfer-encoding") == nullptr && (!length || *length == "0");
+  if (req.method == "OPTIONS" || p == "/healthz" || p == "/readyz") return bodiless;
+  if (!is_token_route(p)) return false;
+  if (p.ends_with("/jwks.json")) return bodiless;
+  const std::string* a = req.header("authorization");
+  if (ctx.subscriptions == nullptr || a == nullptr || a->size() <= 7 ||
+      strncasecmp(a->c_str(), "Bearer ", 7) != 0) {
+    return false;
+  }
+  return ctx.subscriptions->token_tenant(a->substr(7)).has_value();
+}
+
+// Lower-cased, without one trailing dot ("LocalHost." is "localhost").
+std::string host_name_key(std::string_view name) {
+  std::string n(name);
+  for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (!n.empty() && n.back() == '.') n.pop_back();
+  return n;
+}
+
+// Four decimal parts 0-255: an IPv4 literal (sets *first to its first part).
+bool ipv4_literal(std::string_view s, int* first) {
+  int parts = 0;
+  size_t i = 0;
+  while (parts < 4) {
+    size_t j = i;
+    while (j < s.size() && j - i < 3 && s[j] >= '0' && s[j] <= '9') ++j;
+    if (j == i) return false;
+    int v = std::stoi(std::string(s.substr(i, j - i)));
+    if (v > 255) return false;
+    if (parts == 0) *first = v;
+    ++parts;
+    if (j == s.size()) return parts == 4;
+    if (s[j] != '.') return false;
+    i = j + 1;
+  }
+  return false;
+}
+
+// Names this machine answers to without DNS (a rebound attacker domain cannot be one).
+bool local_name(const std::string& n) {
+  return n == "localhost" || n.ends_with(".localhost") || n == "localhost.localdomain" ||
+         n == "host.docker.internal";
 }
 
 bool loopback_host_name(std::string_view host) {
   if (!host.empty() && host.front() == '[') return true;  // an IPv6 literal: no rebinding
-  host = host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':'));
-  if (host == "localhost" || host.ends_with(".localhost")) return true;
+  if (size_t colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
+  std::string n = host_name_key(host);
+  if (local_name(n)) return true;
   // A name with a dot that is not an IPv4 literal could be an attacker's domain rebound to this
   // machine; IP literals and single-label names cannot.
-  bool dotted = host.find('.') != std::string_view::npos;
-  bool ipv4 = !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
-  return !dotted || ipv4;
+  int first = 0;
+  return n.find('.') == std::string::npos || ipv4_literal(n, &first);
 }
 
+// An Origin on this machine: http(s)://localhost, *.localhost, 127.0.0.0/8 or [::1], any port.
 bool loopback_origin(std::string_view origin) {
   for (std::string_view scheme : {"http://", "https://"}) {
     if (!origin.starts_with(scheme)) continue;
     std::string_view host = origin.substr(scheme.size());
-    host = host.substr(0, host.find('/'));
-    std::string_view name = host.starts_with('[') ? host.substr(0, host.find(']') + 1)
-                                                   : host.substr(0, host.find(':'));
-    return name == "localhost" || name.ends_with(".localhost") || name == "[::1]" ||
-           name.starts_with("127.");
+    if (host.find('/') != std::string_view::npos || host.find('@') != std::string_view::npos) {
+      return false;  // an Origin is scheme://host[:port], nothing more
+    }
+    if (host.starts_with('[')) return host.substr(0, host.find(']') + 1) == "[::1]";
+    std::string n = host_name_key(host.substr(0, host.find(':')));
+    int first = 0;
+    return local_name(n) || (ipv4_literal(n, &first) && first == 127);
   }
   return false;
 }
 
 // Open on loopback (no keys): a web page the developer visits can still send requests here.
-// Refused: a cross-site Origin (not loopback, not --cors-origin) — writes need no preflight — and
-// a Host name that could be a rebound attacker domain. nullopt: the request may go on.
+// Refused: a request (not a preflight) with a cross-site Origin (not loopback, not --cors-origin)
+// — simple writes need no preflight — and a Host name that could be a rebound attacker domain.
+// nullopt: the request may go on.
 std::optional<HttpResponse> browser_refusal(ApiContext& ctx, const HttpRequest& req) {
   if (!ctx.open_loopback_only || (ctx.keys && ctx.keys->any_active())) return std::nullopt;
   const char* why = nullptr;
   if (const std::string* h = req.header("host"); h && !loopback_host_name(*h)) {
     why = "this server runs without API keys and answers only requests addressed to it by a "
           "loopback name or address (Host)";
+  } else if (req.method == "OPTIONS") {
+    // A preflight only describes what would be allowed (the protocol's conformance suite asks
+    // one from any origin); the request that follows it carries the Origin and is refused.
   } else if (const std::string* o = req.header("origin");
              o && *o != "null" && !loopback_origin(*o) && !cors_origin_allowed(*o)) {
     why = "this server runs without API keys and refuses cross-site browser requests; create an "
@@ -151,7 +204,7 @@ bool still_authorized(ApiContext& ctx, const HttpRequest& req, const std::string
 }
 
 bool credentials_ok(ApiContext& ctx, const HttpRequest& head) {
-  return needs_no_key(head) || authenticate(ctx, head).has_value();
+  return needs_no_key(ctx, head) || authenticate(ctx, head).has_value();
 }
 
 std::optional<HttpResponse> rate_limit_refusal(ApiContext& ctx, const std::string& tenant,
@@ -231,7 +284,7 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
     add_common_headers(req, &r);
     co_return co_await res.send(std::move(r));
   }
-  if (p == "/metrics" && ctx.keys && ctx.keys->any_active() && !authenticate(ctx, req)) {
+  if (p == "/metrics" && !authenticate(ctx, req)) {
     // Counts of every tenant's traffic: any tenant's key may read them (Prometheus sends one as
     // a bearer token), nobody without one.
     HttpResponse r = error_response(401, "authentication_error",

@@ -844,8 +844,16 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
   LiveWait live_wait(co_await asio::this_coro::executor);
   res.watch_peer_close([&live_wait] { live_wait.interrupt(); });
   auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(ctx.options.sse_heartbeat * 1000));
+  auto next_key_check = steady_clock::now() + std::chrono::seconds(1);
   std::string out;
   for (;;) {
+    // This stream is never recycled (the SDKs read it as one), so its key is checked again
+    // every second, busy or quiet: a revoked one stops receiving within about a second (or a
+    // heartbeat, on a quiet stream).
+    if (auto now = steady_clock::now(); now >= next_key_check) {
+      if (!still_authorized(ctx, req, tenant)) break;
+      next_key_check = now + std::chrono::seconds(1);
+    }
     QueryResult r;
     if (Status s = query_asc(*stream, pos, kMaxLimit, filter, &r, kMaxLiveScanBytes); !s) {
       std::string e = deleted_event(pos);
@@ -873,9 +881,6 @@ asio::awaitable<void> stream_events(ApiContext& ctx, const std::string& tenant,
     if (res.shutting_down()) break;
     bool woke = co_await live_wait.wait(stream, pos, steady_clock::now() + heartbeat);
     if (res.shutting_down()) break;
-    // This stream is never recycled (the SDKs read it as one), so the key is checked again at
-    // each quiet heartbeat: a revoked one stops receiving within a heartbeat.
-    if (!woke && !still_authorized(ctx, req, tenant)) break;
     if (!woke && !co_await res.write("event: ping\ndata: {\"type\":\"ping\"}\n\n")) break;
   }
   co_await res.finish();

@@ -448,7 +448,7 @@ int run_serve(const ServeOptions& o) {
   ctx.signing_keys = signing_keys.get();
   ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
   ctx.open_allowed = is_loopback(so.host) || o.allow_unauthenticated;
-  ctx.open_loopback_only = is_loopback(so.host) && !o.allow_unauthenticated;
+  ctx.open_loopback_only = is_loopback(so.host);
   // Unauthenticated requests are refused from their head: their bodies are never buffered.
   so.credentials_ok = [&ctx](const HttpRequest& head) { return credentials_ok(ctx, head); };
   if (!keys.any_active()) {

@@ -320,8 +320,9 @@ asio::awaitable<void> drain(beast::tcp_stream& stream, beast::flat_buffer& buffe
   buffer.consume(have);
   length -= have;
   std::vector<char> scratch(64 * 1024);
+  // One deadline for the whole body: a client trickling it cannot hold the connection longer.
+  stream.expires_after(std::chrono::seconds(30));
   while (length > 0) {
-    stream.expires_after(std::chrono::seconds(30));
     size_t want = static_cast<size_t>(std::min<uint64_t>(length, scratch.size()));
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch.data(), want), use_nothrow);
     if (ec) co_return;
@@ -390,7 +391,6 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
     beast::error_code ec = hec;
     size_t bytes = hbytes;
     HttpRequest req;
-    bool close_after = false;
     if (!ec) {
       const auto& head = parser.get();
       req.method = std::string(head.method_string());
@@ -404,28 +404,43 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
         for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         req.headers.emplace_back(std::move(name), std::string(f.value()));
       }
-      if (auto te = head[http::field::transfer_encoding]; !te.empty()) {
-        // RFC 9112 6.3: a request whose last transfer coding is not chunked has no reliable
-        // length (and a front end may frame it otherwise: request smuggling) — 400 and close.
-        // With Content-Length as well, the coding wins and the connection closes afterwards.
-        std::string codings(te);
+      // RFC 9112 6.3: a request whose last transfer coding is not chunked has no reliable
+      // length (and a front end may frame it otherwise: request smuggling) — 400 and close.
+      // Every Transfer-Encoding field counts (an empty first one must not hide a second). Beast
+      // itself refuses Transfer-Encoding together with Content-Length.
+      if (head.count(http::field::transfer_encoding) > 0) {
+        std::string codings;
+        auto [first, last] = head.equal_range(http::field::transfer_encoding);
+        for (auto it = first; it != last; ++it) {
+          if (!codings.empty()) codings += ',';
+          codings.append(it->value().data(), it->value().size());
+        }
         for (auto& ch : codings) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        size_t last = codings.rfind(',');
-        std::string_view final_coding = std::string_view(codings).substr(last == std::string::npos ? 0 : last + 1);
-        while (!final_coding.empty() && (final_coding.front() == ' ' || final_coding.front() == '\t')) final_coding.remove_prefix(1);
-        while (!final_coding.empty() && (final_coding.back() == ' ' || final_coding.back() == '\t')) final_coding.remove_suffix(1);
+        std::string_view final_coding(codings);
+        if (size_t comma = final_coding.rfind(','); comma != std::string_view::npos) {
+          final_coding.remove_prefix(comma + 1);
+        }
+        while (!final_coding.empty() && (final_coding.front() == ' ' || final_coding.front() == '\t')) {
+          final_coding.remove_prefix(1);
+        }
+        while (!final_coding.empty() && (final_coding.back() == ' ' || final_coding.back() == '\t')) {
+          final_coding.remove_suffix(1);
+        }
         if (final_coding != "chunked") {
           co_await write_early_error(c->stream, http::status::bad_request, "invalid_request_error",
                                      "Transfer-Encoding must end with chunked");
           break;
         }
-        if (head.count(http::field::content_length) > 0) close_after = true;
       }
       if (options.credentials_ok && !options.credentials_ok(req)) {
         // Refused before the body: none of it is buffered (a bounded one is read and discarded
         // so that the client sees the answer rather than a reset); the connection closes.
+        // (Not with Expect: 100-continue: that client sends no body before a 100, RFC 9110
+        // 10.1.1.)
         auto length = parser.content_length();
-        if (length && *length <= kMaxDrainBytes) co_await drain(c->stream, buffer, *length);
+        if (length && *length <= kMaxDrainBytes && head[http::field::expect].empty()) {
+          co_await drain(c->stream, buffer, *length);
+        }
         co_await write_early_error(c->stream, http::status::unauthorized, "authentication_error",
                                    "missing or invalid API key (send Authorization: Bearer <key> "
                                    "or x-api-key: <key>)");
@@ -476,7 +491,7 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> c) {
     c->busy = true;
     auto& msg = parser.get();
     req.body = std::move(msg.body());
-    req.keep_alive = msg.keep_alive() && !close_after;
+    req.keep_alive = msg.keep_alive();
     req.request_id = make_request_id();
 
     BeastResponder responder(this, c->stream, req);

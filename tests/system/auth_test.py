@@ -98,7 +98,11 @@ def test_open_loopback_server_refuses_cross_site_and_rebound_requests(ctx):
         refused = [
             ({"Origin": "https://evil.example"}, "GET"),
             ({"Origin": "null"}, "GET"),
+            ({"Origin": "http://127.evil.example"}, "GET"),  # registrable names that look local
+            ({"Origin": "http://127.0.0.1.evil.example"}, "GET"),
+            ({"Origin": "http://localhost.evil.example"}, "GET"),
             ({"Host": f"rebind.evil.example:{port}"}, "GET"),
+            ({"Host": f"127.0.0.1.evil.example:{port}"}, "GET"),
         ]
         for headers, method in refused:
             st, _, body = srv.request(method, "/v1/sessions", headers=headers)
@@ -108,17 +112,23 @@ def test_open_loopback_server_refuses_cross_site_and_rebound_requests(ctx):
         st, _, _ = srv.request("POST", "/v1/sessions/x/events", '[{"type":"user.message"}]',
                                {"content-type": "text/plain", "Origin": "https://evil.example"})
         assert st == 403, st
-        st, _, _ = srv.request("OPTIONS", "/v1/sessions", headers={
+        # A preflight is answered (the protocol's conformance suite asks one from any origin);
+        # the request it announces is refused.
+        st, _, _ = srv.request("OPTIONS", "/v1/sessions/mine", headers={
             "Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"})
-        assert st == 403, f"preflight from a foreign origin: {st}"
+        assert st in (200, 204), f"preflight from a foreign origin: {st}"
+        st, _, _ = srv.request("DELETE", "/v1/sessions/mine", headers={"Origin": "https://evil.example"})
+        assert st == 403, f"DELETE from a foreign origin: {st}"
         served = [
             {},
             {"Host": f"127.0.0.1:{port}"},
             {"Host": f"localhost:{port}"},
             {"Host": "x"},
             {"Host": f"[::1]:{port}"},
+            {"Host": f"LocalHost.:{port}"},
             {"Origin": f"http://127.0.0.1:{port}"},
             {"Origin": f"http://localhost:{port}"},
+            {"Origin": f"http://app.localhost:{port}"},
             {"Origin": "https://ui.example.com"},
         ]
         for headers in served:
@@ -177,7 +187,7 @@ def test_a_revoked_key_stops_receiving_the_event_stream(ctx):
     key = harness.create_key(ctx.binary, data, "acme")
     other = harness.create_key(ctx.binary, data, "acme")
     srv = harness.Server(ctx.binary, data, ctx.tmp / "revoke.log",
-                         ["--access-log", "false", "--sse-heartbeat", "0.5"], name="revoke")
+                         ["--access-log", "false", "--sse-heartbeat", "30"], name="revoke")
     srv.start()
     try:
         j = {"content-type": "application/json", "x-api-key": other}
@@ -186,6 +196,15 @@ def test_a_revoked_key_stops_receiving_the_event_stream(ctx):
         s.sendall(f"GET /v1/sessions/rv/events/stream HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n".encode())
         head = s.recv(4096)
         assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        # Events keep arriving (a busy stream wakes before every heartbeat).
+        stop = threading.Event()
+
+        def keep_appending():
+            while not stop.is_set():
+                srv.request("POST", "/v1/sessions/rv/events", '[{"type":"user.message"}]', j)
+                time.sleep(0.05)
+        appender = threading.Thread(target=keep_appending, daemon=True)
+        appender.start()
         harness.cli(ctx.binary, "keys", "revoke", "--data-dir", str(data), key)
         t0 = time.monotonic()
         s.settimeout(10)
@@ -199,6 +218,8 @@ def test_a_revoked_key_stops_receiving_the_event_stream(ctx):
                 ended = True
                 break
         s.close()
+        stop.set()
+        appender.join(5)
         assert ended, "the stream of a revoked key went on"
         assert time.monotonic() - t0 < 5, f"ended {time.monotonic() - t0:.1f} s after the revocation"
     finally:
@@ -218,6 +239,12 @@ def test_a_transfer_coding_not_ending_in_chunked_is_refused_and_closes(ctx):
             out = raw(srv.port, req)
             assert out.startswith(b"HTTP/1.1 400"), (te, out[:200])
             assert out.count(b"HTTP/1.1 ") == 1, f"{te}: a second response followed: {out[:400]!r}"
+        # An empty first Transfer-Encoding field must not hide the second one.
+        req = (b"POST /v1/stream/te HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+               b"Transfer-Encoding:\r\nTransfer-Encoding: gzip\r\n\r\n" + smuggled)
+        out = raw(srv.port, req)
+        assert out.startswith(b"HTTP/1.1 400"), out[:200]
+        assert out.count(b"HTTP/1.1 ") == 1, f"a second response followed: {out[:400]!r}"
     finally:
         srv.stop()
 
