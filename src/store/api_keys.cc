@@ -72,6 +72,7 @@ Status ApiKeys::create(const std::string& tenant, std::string* key) {
   *key = k;
   std::lock_guard lk(mu_);
   loaded_ = false;
+  fresh_until_ns_.store(0, std::memory_order_release);
   return Status::ok();
 }
 
@@ -108,6 +109,7 @@ Status ApiKeys::revoke(const std::string& key_or_prefix) {
   if (sqlite3_changes(catalog_->db()) == 0) return Status::not_found("no active key matches");
   std::lock_guard lk(mu_);
   loaded_ = false;
+  fresh_until_ns_.store(0, std::memory_order_release);
   return Status::ok();
 }
 
@@ -209,10 +211,21 @@ Status ApiKeys::reload_locked() {
 }
 
 bool ApiKeys::any_active() {
+  // Asked several times by every request: without the mutex while the answer is fresh.
+  const int64_t now_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (now_ns < fresh_until_ns_.load(std::memory_order_acquire)) {
+    return any_active_.load(std::memory_order_relaxed);
+  }
   std::lock_guard lk(mu_);
   auto now = std::chrono::steady_clock::now();
   if (!loaded_ || now - last_reload_ >= std::chrono::seconds(1)) reload_locked();
-  return !active_.empty() || (failed_ && !loaded_);
+  const bool any = !active_.empty() || (failed_ && !loaded_);
+  any_active_.store(any, std::memory_order_relaxed);
+  if (loaded_ && !failed_) {
+    fresh_until_ns_.store((last_reload_ + std::chrono::seconds(1)).time_since_epoch().count(),
+                          std::memory_order_release);
+  }
+  return any;
 }
 
 std::optional<std::string> ApiKeys::tenant_for(const std::string& key) {

@@ -6,6 +6,7 @@
 // within a second, without a restart. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -62,6 +63,9 @@ class ApiKeys {
   bool loaded_ = false;
   bool failed_ = false;  // the last reload could not read the table (the old list stays)
   std::chrono::steady_clock::time_point last_reload_{};
+  // any_active()'s lock-free answer, valid until fresh_until_ns_ (steady clock).
+  std::atomic<bool> any_active_{false};
+  std::atomic<int64_t> fresh_until_ns_{0};
 };
 
 }  // namespace ds
