@@ -179,7 +179,7 @@ Status ApiKeys::restore(Catalog* catalog, std::string_view dump) {
 }
 
 Status ApiKeys::reload_locked() {
-  std::vector<Entry> fresh;
+  std::unordered_map<std::string, std::string> fresh;
   int rc = SQLITE_OK;
   {
     std::lock_guard clk(catalog_->mutex());
@@ -192,7 +192,7 @@ Status ApiKeys::reload_locked() {
       for (size_t i = 0; i + 1 < h.size(); i += 2) {
         raw.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
       }
-      fresh.push_back(Entry{raw, reinterpret_cast<const char*>(sqlite3_column_text(st, 1))});
+      fresh.emplace(std::move(raw), reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
       rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
@@ -236,12 +236,11 @@ std::optional<std::string> ApiKeys::tenant_for(const std::string& key) {
   if (std::chrono::steady_clock::now() - last_reload_ >= std::chrono::seconds(1)) loaded_ = false;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!loaded_) reload_locked();
-    std::optional<std::string> found;
-    for (const auto& e : active_) {
-      // Constant-time comparison of the hashes (no early exit on the first differing byte).
-      if (CRYPTO_memcmp(e.hash.data(), h.data(), h.size()) == 0) found = e.tenant;
+    if (auto it = active_.find(h);
+        it != active_.end() && it->first.size() == h.size() &&
+        CRYPTO_memcmp(it->first.data(), h.data(), h.size()) == 0) {
+      return it->second;
     }
-    if (found) return found;
     // Unknown key: maybe created since the last load. Re-read at most once a second.
     if (std::chrono::steady_clock::now() - last_reload_ < std::chrono::seconds(1)) break;
     loaded_ = false;

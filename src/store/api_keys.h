@@ -1,7 +1,8 @@
 // ApiKeys: tenants' API keys, stored hashed (SHA-256) in the catalog's `api_keys` table.
 //
 // A key is shown once, when created; only its hash and a short display prefix are kept. Lookups
-// compare hashes in constant time. The server caches the table and re-reads it at most once a
+// go by the key's SHA-256 digest (a hash map), and the digest found is compared again in constant
+// time. The server caches the table and re-reads it at most once a
 // second, so keys created or revoked by `durable-sessions keys` while the server runs take effect
 // within a second, without a restart. Thread-safe.
 #pragma once
@@ -11,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <vector>
 
@@ -50,16 +52,15 @@ class ApiKeys {
   std::optional<std::string> tenant_for(const std::string& key);
 
  private:
-  struct Entry {
-    std::string hash;  // raw 32-byte SHA-256
-    std::string tenant;
-  };
   Status reload_locked();
   static Status ensure_schema(Catalog* catalog);
 
   Catalog* catalog_;
   std::mutex mu_;
-  std::vector<Entry> active_;
+  // Active keys: raw 32-byte SHA-256 digest -> tenant. Looked up by digest, so a lookup costs
+  // the same with ten keys or a hundred thousand; its timing depends on the digest only, which
+  // an attacker cannot steer towards a stored one.
+  std::unordered_map<std::string, std::string> active_;
   bool loaded_ = false;
   bool failed_ = false;  // the last reload could not read the table (the old list stays)
   std::chrono::steady_clock::time_point last_reload_{};
