@@ -399,7 +399,7 @@ void add_common_headers(const HttpRequest& req, HttpResponse* res) {
     res->fixed_headers = kCommon;
     return;
   }
-  if (origin && std::find(allowed.begin(), allowed.end(), *origin) != allowed.end()) {
+  if (origin && cors_origin_allowed(*origin)) {
     res->set("Access-Control-Allow-Origin", *origin);
     res->set("Vary", "Origin");
   }

@@ -1,5 +1,6 @@
 #include "api/router.h"
 
+#include <arpa/inet.h>
 #include <strings.h>
 
 #include <chrono>
@@ -40,6 +41,12 @@ std::optional<std::string> authenticate(ApiContext& ctx, const HttpRequest& req)
   }
   if (key.empty()) return std::nullopt;
   return ctx.keys->tenant_for(key);
+}
+
+// The tenant of a request: as the head check found it, else authenticated now.
+std::optional<std::string> tenant_of(ApiContext& ctx, const HttpRequest& req) {
+  if (req.principal) return req.principal;
+  return authenticate(ctx, req);
 }
 
 // The name of a single-valued header that the request carries more than once, or nullptr.
@@ -107,23 +114,12 @@ std::string host_name_key(std::string_view name) {
   return n;
 }
 
-// Four decimal parts 0-255: an IPv4 literal (sets *first to its first part).
-bool ipv4_literal(std::string_view s, int* first) {
-  int parts = 0;
-  size_t i = 0;
-  while (parts < 4) {
-    size_t j = i;
-    while (j < s.size() && j - i < 3 && s[j] >= '0' && s[j] <= '9') ++j;
-    if (j == i) return false;
-    int v = std::stoi(std::string(s.substr(i, j - i)));
-    if (v > 255) return false;
-    if (parts == 0) *first = v;
-    ++parts;
-    if (j == s.size()) return parts == 4;
-    if (s[j] != '.') return false;
-    i = j + 1;
-  }
-  return false;
+// A dotted-decimal IPv4 literal (inet_pton: four parts, nothing else); *first is its first part.
+bool ipv4_literal(const std::string& s, int* first) {
+  in_addr a{};
+  if (inet_pton(AF_INET, s.c_str(), &a) != 1) return false;
+  *first = static_cast<int>(reinterpret_cast<const unsigned char*>(&a.s_addr)[0]);
+  return true;
 }
 
 // Names this machine answers to without DNS (a rebound attacker domain cannot be one).
@@ -203,8 +199,10 @@ bool still_authorized(ApiContext& ctx, const HttpRequest& req, const std::string
   return t && *t == tenant;
 }
 
-bool credentials_ok(ApiContext& ctx, const HttpRequest& head) {
-  return needs_no_key(ctx, head) || authenticate(ctx, head).has_value();
+bool credentials_ok(ApiContext& ctx, HttpRequest& head) {
+  if (needs_no_key(ctx, head)) return true;
+  head.principal = authenticate(ctx, head);
+  return head.principal.has_value();
 }
 
 std::optional<HttpResponse> rate_limit_refusal(ApiContext& ctx, const std::string& tenant,
@@ -284,7 +282,7 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
     add_common_headers(req, &r);
     co_return co_await res.send(std::move(r));
   }
-  if (p == "/metrics" && !authenticate(ctx, req)) {
+  if (p == "/metrics" && !tenant_of(ctx, req)) {
     // Counts of every tenant's traffic: any tenant's key may read them (Prometheus sends one as
     // a bearer token), nobody without one.
     HttpResponse r = error_response(401, "authentication_error",
@@ -310,7 +308,7 @@ asio::awaitable<void> dispatch(ApiContext& ctx, HttpRequest& req, Responder& res
   }
   // Wake tokens (not API keys) authorise subscription acks and callbacks; the JWKS is public.
   if (is_token_route(p)) co_return co_await handle_token_route(ctx, req, res, tenant_out);
-  auto tenant = authenticate(ctx, req);
+  auto tenant = tenant_of(ctx, req);
   if (!tenant) {
     HttpResponse r = error_response(401, "authentication_error",
                                     "missing or invalid API key (send Authorization: Bearer <key> "

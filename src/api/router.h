@@ -15,8 +15,9 @@ namespace ds {
 boost::asio::awaitable<void> route(ApiContext& ctx, HttpRequest& req, Responder& res);
 
 // For the HTTP layer, with a request's head before its body is read: false when route() would
-// refuse it as unauthenticated (401), so its body need not be read or buffered at all.
-bool credentials_ok(ApiContext& ctx, const HttpRequest& head);
+// refuse it as unauthenticated (401), so its body need not be read or buffered at all. When it
+// authenticates an API key, it records the tenant in head.principal for route().
+bool credentials_ok(ApiContext& ctx, HttpRequest& head);
 
 // For long-lived responses: whether the request's credentials still act for `tenant` (a key
 // revoked since the request began does not).

@@ -289,6 +289,8 @@ int run_serve(const ServeOptions& o) {
   streams.start_expiry();
 
   ApiKeys keys(catalog.get());
+  // Whether the server may run open (no keys): only on loopback or when told to.
+  const bool open_allowed = is_loopback(so.host) || o.allow_unauthenticated;
 
   // Subscriptions (Durable Streams §6-7): their records are in the catalog, the webhook signing
   // and wake-token keys in the data dir.
@@ -300,7 +302,6 @@ int run_serve(const ServeOptions& o) {
   Subscriptions::Options subscription_options;
   // The development exception (webhooks to this machine) holds only while the server runs open:
   // with API keys, tenants must not reach its loopback services.
-  const bool open_allowed = is_loopback(so.host) || o.allow_unauthenticated;
   subscription_options.webhook_targets = [&o, &keys, open_allowed] {
     return o.webhook_allow_private                 ? WebhookTargets::kAny
            : keys.any_active() || !open_allowed    ? WebhookTargets::kPublic
@@ -447,10 +448,10 @@ int run_serve(const ServeOptions& o) {
   ctx.subscriptions = &subscriptions;
   ctx.signing_keys = signing_keys.get();
   ctx.tier = o.durability == "s3" ? tier.get() : nullptr;
-  ctx.open_allowed = is_loopback(so.host) || o.allow_unauthenticated;
+  ctx.open_allowed = open_allowed;
   ctx.open_loopback_only = is_loopback(so.host);
   // Unauthenticated requests are refused from their head: their bodies are never buffered.
-  so.credentials_ok = [&ctx](const HttpRequest& head) { return credentials_ok(ctx, head); };
+  so.credentials_ok = [&ctx](HttpRequest& head) { return credentials_ok(ctx, head); };
   if (!keys.any_active()) {
     if (!is_loopback(so.host) && !o.allow_unauthenticated) {
       spdlog::error("no API keys exist: refusing to run open on non-loopback address {}. Create a "

@@ -104,21 +104,8 @@ Subscriptions::~Subscriptions() { stop(); }
 
 Status Subscriptions::open() {
   if (Status s = ensure_table(catalog_); !s) return s;
-  std::vector<std::tuple<std::string, std::string, std::string>> rows;
-  {
-    std::lock_guard cl(catalog_->mutex());
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(catalog_->db(), "SELECT tenant, id, record FROM subscriptions", -1, &st,
-                           nullptr) != SQLITE_OK) {
-      return Status::io_error(std::string("catalog: ") + sqlite3_errmsg(catalog_->db()));
-    }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
-                        reinterpret_cast<const char*>(sqlite3_column_text(st, 1)),
-                        reinterpret_cast<const char*>(sqlite3_column_text(st, 2)));
-    }
-    sqlite3_finalize(st);
-  }
+  std::vector<Committed> rows;
+  if (Status s = committed(&rows); !s) return s;
   std::lock_guard lk(mu_);
   // Each tenant's streams, listed once (StreamStore::list walks every stream).
   std::map<std::string, std::vector<std::pair<std::string, std::shared_ptr<Stream>>>> listed;

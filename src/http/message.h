@@ -20,6 +20,9 @@ struct HttpRequest {
   std::string body;
   std::string request_id;
   bool keep_alive = true;
+  // Whom the request acts for, when ServerOptions::credentials_ok already established it from
+  // the head (so that it is not worked out twice); unset otherwise.
+  std::optional<std::string> principal;
 
   // First value of a header, or nullptr. `name` must be lower-case.
   const std::string* header(std::string_view name) const;

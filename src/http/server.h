@@ -39,8 +39,9 @@ struct ServerOptions {
   std::chrono::milliseconds drain_timeout{10000};  // stop(): how long in-flight requests get
   // Called with each request's head (method, target, headers; no body yet). False refuses it
   // with 401 before its body is read — a client without valid credentials cannot make the
-  // server buffer bodies — and closes the connection. Unset: every request is read.
-  std::function<bool(const HttpRequest& head)> credentials_ok;
+  // server buffer bodies — and closes the connection. It may set head.principal, which the
+  // handler then sees. Unset: every request is read.
+  std::function<bool(HttpRequest& head)> credentials_ok;
 };
 
 class HttpServer {

@@ -31,8 +31,9 @@
 //   small JSON objects, so that a restore brings back who may read what and where consumers
 //   stood. Each pass uploads the objects of a source whose content changed since its last upload
 //   and deletes the ones it no longer lists (table tier_mirror remembers what is in the bucket,
-//   by content hash, so a crash only repeats a PUT or a DELETE). mirror_now() does the same on
-//   the caller's thread, for callers that must not answer before the bucket has the change.
+//   by content hash, so a crash only repeats a PUT or a DELETE). when_mirrored() calls back once
+//   a source's current content is there, for callers that must not answer before the bucket has
+//   the change.
 // Thread-safe. One thread for the periodic passes, upload_threads for waiting appends.
 #pragma once
 
@@ -120,10 +121,8 @@ class Tier {
   // Adds a mirrored source (any time; the next pass mirrors it). What it refers to must outlive
   // the tier's thread (stop()).
   void add_mirror(MirrorSource source);
-  // Mirrors source `name` now, on this thread: ok once the bucket holds its current content.
-  Status mirror_now(const std::string& name);
-  // The same on the tier's mirror thread: `done` runs there (or inline when stopping) once the
-  // bucket holds the source's content as of this call, or with the failure.
+  // Mirrors source `name` on the tier's mirror thread: `done` runs there (or inline when
+  // stopping) once the bucket holds the source's content as of this call, or with the failure.
   void when_mirrored(const std::string& name, std::function<void(Status)> done);
 
   // Key prefixes (with trailing '/').
@@ -221,6 +220,8 @@ class Tier {
   Status restore_writer(const std::shared_ptr<Stream>& stream, const boost::json::object& meta,
                         uint64_t restored_next);
   Status mirror(size_t index);  // mirror_mu_ held
+  // Mirrors source `name` now, on this thread: ok once the bucket holds its current content.
+  Status mirror_now(const std::string& name);
   Status append_sync(const std::shared_ptr<Stream>& s, std::vector<std::string> msgs, bool close);
 
   TierOptions options_;

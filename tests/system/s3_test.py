@@ -30,6 +30,7 @@ build/unit_tests), DS_KEEP_DATA=1.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import itertools
@@ -290,6 +291,22 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
         self._reply(204)
 
 
+@contextlib.contextmanager
+def faulty_s3_server(data_dir: Path, *extra: str, prefix: str):
+    """A FaultyS3 stand-in and a server on it (extra flags, bucket prefix); afterwards the stand-in
+    is healed, the server stopped and the stand-in shut down."""
+    fake = FaultyS3()
+    srv = None
+    try:
+        srv = Server(data_dir, fake.endpoint, *extra, prefix=prefix)
+        yield fake, srv
+    finally:
+        fake.mode = "ok"
+        if srv is not None:
+            srv.stop()
+        fake.shutdown()
+
+
 # ---- tests -----------------------------------------------------------------------------------
 
 
@@ -462,9 +479,7 @@ def test_faults_local_mode_keeps_appending_and_backlog_drains(ctx: Ctx):
 
 
 def test_faults_durability_s3_answers_503_with_retry_after(ctx: Ctx):
-    fake = FaultyS3()
-    srv = Server(ctx.root / "data-faults-s3", fake.endpoint, "--durability", "s3", prefix="g")
-    try:
+    with faulty_s3_server(ctx.root / "data-faults-s3", "--durability", "s3", prefix="g") as (fake, srv):
         fake.mode = "5xx"
         st, h, body = srv.append("strict", [{"type": "x"}])
         assert st == 503 and "retry-after" in h, (st, h, body)
@@ -494,9 +509,6 @@ def test_faults_durability_s3_answers_503_with_retry_after(ctx: Ctx):
         assert st == 204, st
         with fake.lock:
             assert "g/tenants/default/subscriptions/s1.json" not in fake.objects, "DELETE answered first"
-    finally:
-        srv.stop()
-        fake.shutdown()
 
 
 def test_kill9_during_uploads_loses_nothing_and_objects_are_whole(ctx: Ctx):
@@ -894,9 +906,7 @@ def passes_after(srv, n: int = 2, timeout: float = 15) -> None:
 def test_durability_s3_a_recreated_name_keeps_its_new_objects(ctx: Ctx):
     """Delete a session (or stream) and create it again at once: the old objects are deleted
     before the new ones are written, never after (the new, acknowledged events were wiped)."""
-    fake = FaultyS3()
-    srv = Server(ctx.root / "data-recreate", fake.endpoint, "--durability", "s3", prefix="r")
-    try:
+    with faulty_s3_server(ctx.root / "data-recreate", "--durability", "s3", prefix="r") as (fake, srv):
         for i in range(3):
             assert srv.append("dup", [{"type": "old", "i": i}])[0] == 204
         assert srv.request("PUT", "/v1/stream/dupstream", [{"old": 1}],
@@ -918,9 +928,6 @@ def test_durability_s3_a_recreated_name_keeps_its_new_objects(ctx: Ctx):
         assert [json.loads(js[i])["data"] for i in sorted(js)] == [{"new": 1}], js
         assert "r/tenants/default/sessions/dup/session.json" in objs
         assert srv.metric("ds_s3_pending_deletions") == 0
-    finally:
-        srv.stop()
-        fake.shutdown()
 
 
 def test_kill9_right_after_upload_and_delete_leaves_no_ghost_in_the_bucket(ctx: Ctx):
@@ -948,10 +955,8 @@ def test_kill9_right_after_upload_and_delete_leaves_no_ghost_in_the_bucket(ctx: 
 
 
 def test_durability_s3_session_create_update_and_stream_close_wait_for_the_bucket(ctx: Ctx):
-    fake = FaultyS3()
-    srv = Server(ctx.root / "data-s3-control", fake.endpoint, "--durability", "s3", prefix="c")
-    jh = {"content-type": "application/json"}
-    try:
+    with faulty_s3_server(ctx.root / "data-s3-control", "--durability", "s3", prefix="c") as (fake, srv):
+        jh = {"content-type": "application/json"}
         assert srv.request("PUT", "/v1/stream/tobeclosed", [{"a": 1}], headers=jh)[0] == 201
         fake.mode = "5xx"
         st, h, body = srv.request("PUT", "/v1/sessions/made", {"title": "T", "initial_events": [
@@ -995,15 +1000,10 @@ def test_durability_s3_session_create_update_and_stream_close_wait_for_the_bucke
         assert meta["record"]["title"] == "U" and meta["record"]["metadata"] == {"k": "v"}, meta
         assert [json.loads(lines[i])["type"] for i in sorted(lines)] == \
             ["user.message", "session.updated", "session.updated"], lines
-    finally:
-        srv.stop()
-        fake.shutdown()
 
 
 def test_backlog_metrics_count_new_sessions_during_an_outage(ctx: Ctx):
-    fake = FaultyS3()
-    srv = Server(ctx.root / "data-backlog", fake.endpoint, prefix="b")
-    try:
+    with faulty_s3_server(ctx.root / "data-backlog", prefix="b") as (fake, srv):
         fake.mode = "5xx"
         for sid in ("n1", "n2", "n3"):
             assert srv.append(sid, [{"type": "x", "i": i} for i in range(5)])[0] == 204
@@ -1012,9 +1012,6 @@ def test_backlog_metrics_count_new_sessions_during_an_outage(ctx: Ctx):
         assert srv.metric("ds_s3_upload_lag_seconds") > 0
         fake.mode = "ok"
         wait_for(lambda: srv.metric("ds_s3_backlog_events") == 0, 15, "the backlog to drain")
-    finally:
-        srv.stop()
-        fake.shutdown()
 
 
 def test_sigterm_with_a_hung_bucket_stops_within_the_drain_bound(ctx: Ctx):
@@ -1059,11 +1056,9 @@ def test_sigterm_with_a_hung_bucket_stops_within_the_drain_bound(ctx: Ctx):
 def test_durability_s3_subscription_changes_waiting_on_the_bucket_do_not_block_the_others(ctx: Ctx):
     """--durability s3 with a bucket that does not answer: subscription changes wait for it, but
     on the tier's mirror thread, so reads and claims of other subscriptions still answer."""
-    fake = FaultyS3()
-    srv = Server(ctx.root / "data-sub-hang", fake.endpoint, "--durability", "s3", prefix="sh")
-    jh = {"content-type": "application/json"}
-    sub = {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake"}
-    try:
+    with faulty_s3_server(ctx.root / "data-sub-hang", "--durability", "s3", prefix="sh") as (fake, srv):
+        jh = {"content-type": "application/json"}
+        sub = {"type": "pull-wake", "pattern": "jobs/*", "wake_stream": "wake"}
         assert srv.request("PUT", "/v1/stream/wake", [], headers=jh)[0] == 201
         assert srv.request("PUT", "/v1/stream/__ds/subscriptions/s0", sub)[0] == 201
         fake.mode = "hang"
@@ -1085,10 +1080,6 @@ def test_durability_s3_subscription_changes_waiting_on_the_bucket_do_not_block_t
         for t in threads:
             t.join(90)
         assert all(results.get(i) in (201, 503) for i in range(4)), results
-    finally:
-        fake.mode = "ok"
-        srv.stop()
-        fake.shutdown()
 
 
 TESTS = [

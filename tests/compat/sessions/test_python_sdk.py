@@ -258,42 +258,16 @@ def test_tenant_isolation(client: Anthropic, client_b: Anthropic):
     client.beta.sessions.delete(s.id)
 
 
-def test_stream_ends_with_session_deleted(client: Anthropic):
-    s = new_session(client, metadata={"role": "stream-delete"})
-    stream = client.beta.sessions.events.stream(s.id, timeout=10)
+def stream_types_while(client: Anthropic, session_id: str, action) -> list[str]:
+    """The event types the SDK's stream of the session yields while `action` runs on another
+    thread (it starts 0.2 s after the stream opens); the stream must end by itself."""
+    stream = client.beta.sessions.events.stream(session_id, timeout=10)
 
-    def delete_later():
+    def later():
         time.sleep(0.2)
-        client.beta.sessions.delete(s.id)
+        action()
 
-    t = threading.Thread(target=delete_later)
-    t.start()
-    got = []
-    try:
-        for ev in stream:  # must end by itself after session.deleted
-            got.append(ev.type)
-    finally:
-        stream.close()
-        t.join()
-    assert got and got[-1] == "session.deleted", got
-
-
-def test_stored_error_and_ping_events_do_not_break_the_sdk_stream(client: Anthropic):
-    # The SDK raises on an SSE message named `error` and drops one named `ping`: stored events of
-    # those types must still arrive as ordinary events, and the stream must go on.
-    s = new_session(client, metadata={"role": "stream-error-type"})
-    stream = client.beta.sessions.events.stream(s.id, timeout=10)
-
-    def append_later():
-        time.sleep(0.2)
-        client.beta.sessions.events.send(s.id, events=[
-            {"type": "error", "error": {"type": "x", "message": "user data"}},
-            {"type": "ping"},
-            {"type": "user.message", "content": [{"type": "text", "text": "after"}]}])
-        time.sleep(0.2)
-        client.beta.sessions.delete(s.id)
-
-    t = threading.Thread(target=append_later)
+    t = threading.Thread(target=later)
     t.start()
     got = []
     try:
@@ -302,6 +276,29 @@ def test_stored_error_and_ping_events_do_not_break_the_sdk_stream(client: Anthro
     finally:
         stream.close()
         t.join()
+    return got
+
+
+def test_stream_ends_with_session_deleted(client: Anthropic):
+    s = new_session(client, metadata={"role": "stream-delete"})
+    got = stream_types_while(client, s.id, lambda: client.beta.sessions.delete(s.id))
+    assert got and got[-1] == "session.deleted", got
+
+
+def test_stored_error_and_ping_events_do_not_break_the_sdk_stream(client: Anthropic):
+    # The SDK raises on an SSE message named `error` and drops one named `ping`: stored events of
+    # those types must still arrive as ordinary events, and the stream must go on.
+    s = new_session(client, metadata={"role": "stream-error-type"})
+
+    def append_then_delete():
+        client.beta.sessions.events.send(s.id, events=[
+            {"type": "error", "error": {"type": "x", "message": "user data"}},
+            {"type": "ping"},
+            {"type": "user.message", "content": [{"type": "text", "text": "after"}]}])
+        time.sleep(0.2)
+        client.beta.sessions.delete(s.id)
+
+    got = stream_types_while(client, s.id, append_then_delete)
     assert got == ["error", "ping", "user.message", "session.deleted"], got
 
 
