@@ -1,22 +1,43 @@
 #include "search/bm25_source.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ds {
 
-Bm25Source::Bm25Source(std::string term, double k1, double b, DocLengths::View lengths,
-                       std::string bonus, double bonus_factor, PostingCache* cache)
+size_t seek_posting(const std::vector<TextPosting>& list, size_t from, uint32_t did) {
+  const size_t n = list.size();
+  if (from >= n || list[from].did >= did) return from;
+  // Gallop: list[lo].did < did; widen until list[hi].did >= did or the end.
+  size_t lo = from, step = 1, hi = from + 1;
+  while (hi < n && list[hi].did < did) {
+    lo = hi;
+    step *= 2;
+    hi = lo + step;
+  }
+  hi = std::min(hi, n);
+  auto it = std::lower_bound(list.begin() + static_cast<std::ptrdiff_t>(lo + 1),
+                             list.begin() + static_cast<std::ptrdiff_t>(hi), did,
+                             [](const TextPosting& p, uint32_t d) { return p.did < d; });
+  return static_cast<size_t>(it - list.begin());
+}
+
+Bm25Source::Bm25Source(std::string term, double k1, double b, const TextView* view,
+                       std::string bonus, double bonus_factor)
     : term_(std::move(term)),
       k1_(k1),
       b_(b),
-      lengths_(std::move(lengths)),
+      view_(view),
       bonus_(std::move(bonus)),
-      bonus_factor_(bonus_factor),
-      cache_(cache) {}
+      bonus_factor_(bonus_factor) {}
 
-bool Bm25Source::Term::init(const Xapian::Database& db, const std::string& term, double k1,
-                            double len_const, double len_per) {
-  termfreq = db.get_termfreq(term);
+bool Bm25Source::Term::init(const Xapian::Database& db, const TextView& view,
+                            const std::string& term, double k1, double len_const,
+                            double len_per) {
+  postings = view.postings(term);
+  list = &postings->list;
+  double wdf_max = postings->max_wdf;
+  termfreq = static_cast<Xapian::doccount>(list->size());
   if (termfreq == 0) {
     idf_k1 = max = 0;
     return false;
@@ -25,7 +46,6 @@ bool Bm25Source::Term::init(const Xapian::Database& db, const std::string& term,
   double t = (static_cast<double>(db.get_doccount()) - n + 0.5) / (n + 0.5);
   if (t < 2) t = t * 0.5 + 1;
   idf_k1 = std::log(t) * (k1 + 1);
-  double wdf_max = db.get_wdf_upper_bound(term);
   double denom = len_const + len_per * db.get_doclength_lower_bound() + wdf_max;
   max = denom > 0 ? idf_k1 * wdf_max / denom : 0;
   return true;
@@ -33,74 +53,50 @@ bool Bm25Source::Term::init(const Xapian::Database& db, const std::string& term,
 
 void Bm25Source::init(const Xapian::Database& db) {
   started_ = false;
+  pos_ = 0;
+  bonus_pos_ = 0;
   double avlen = db.get_avlength();
   len_const_ = k1_ * (1 - b_);
   len_per_ = avlen > 0 ? k1_ * b_ / avlen : 0;
-  main_.init(db, term_, k1_, len_const_, len_per_);
-  list_.reset();
-  pos_ = 0;
-  if (cache_ != nullptr) list_ = cache_->get(db, term_, main_.termfreq);
-  if (!list_) {
-    it_ = db.postlist_begin(term_);
-    end_ = db.postlist_end(term_);
-  }
-  has_bonus_ = !bonus_.empty() && bonus_factor_ > 0 &&
-               extra_.init(db, bonus_, k1_, len_const_, len_per_);
-  bonus_list_.reset();
-  bonus_pos_ = 0;
-  if (has_bonus_) {
-    if (cache_ != nullptr) bonus_list_ = cache_->get(db, bonus_, extra_.termfreq);
-    if (!bonus_list_) {
-      bonus_it_ = db.postlist_begin(bonus_);
-      bonus_end_ = db.postlist_end(bonus_);
-    }
-  }
+  main_.init(db, *view_, term_, k1_, len_const_, len_per_);
+  has_bonus_ = !bonus_.empty() && bonus_factor_ > 0 && main_.termfreq > 0 &&
+               extra_.init(db, *view_, bonus_, k1_, len_const_, len_per_);
   set_maxweight(main_.max + (has_bonus_ ? bonus_factor_ * extra_.max : 0));
 }
 
 void Bm25Source::next(double) {
   if (!started_) {
     started_ = true;
-  } else if (list_) {
-    ++pos_;
   } else {
-    ++it_;
+    ++pos_;
   }
 }
 
 void Bm25Source::skip_to(Xapian::docid did, double) {
   started_ = true;
-  if (list_) {
-    pos_ = list_->seek(pos_, did);
-  } else {
-    it_.skip_to(did);
-  }
+  pos_ = seek_posting(*main_.list, pos_, did);
 }
 
 double Bm25Source::weight(const Term& t, double wdf, Xapian::docid did) const {
-  double denom = len_const_ + len_per_ * lengths_[did] + wdf;
+  double denom = len_const_ + len_per_ * view_->lengths()[did] + wdf;
   return denom > 0 ? t.idf_k1 * wdf / denom : 0;
 }
 
 double Bm25Source::get_weight() const {
-  Xapian::docid did = get_docid();
-  double w = weight(main_, list_ ? (*list_)[pos_].wdf : it_.get_wdf(), did);
-  if (has_bonus_ && bonus_list_) {
-    bonus_pos_ = bonus_list_->seek(bonus_pos_, did);
-    if (bonus_pos_ < bonus_list_->size() && (*bonus_list_)[bonus_pos_].did == did) {
-      w += bonus_factor_ * weight(extra_, (*bonus_list_)[bonus_pos_].wdf, did);
-    }
-  } else if (has_bonus_ && bonus_it_ != bonus_end_) {
-    bonus_it_.skip_to(did);
-    if (bonus_it_ != bonus_end_ && *bonus_it_ == did) {
-      w += bonus_factor_ * weight(extra_, bonus_it_.get_wdf(), did);
+  const TextPosting& p = (*main_.list)[pos_];
+  double w = weight(main_, p.wdf, p.did);
+  if (has_bonus_) {
+    const std::vector<TextPosting>& bonus = *extra_.list;
+    bonus_pos_ = seek_posting(bonus, bonus_pos_, p.did);
+    if (bonus_pos_ < bonus.size() && bonus[bonus_pos_].did == p.did) {
+      w += bonus_factor_ * weight(extra_, bonus[bonus_pos_].wdf, p.did);
     }
   }
   return w;
 }
 
 Xapian::PostingSource* Bm25Source::clone() const {
-  return new Bm25Source(term_, k1_, b_, lengths_, bonus_, bonus_factor_, cache_);
+  return new Bm25Source(term_, k1_, b_, view_, bonus_, bonus_factor_);
 }
 
 std::string Bm25Source::get_description() const {

@@ -8,12 +8,17 @@ DocLengths::DocLengths()
 DocLengths::View DocLengths::update(const Xapian::Database& db) {
   std::lock_guard lk(mu_);
   std::string uuid = db.get_uuid();
-  if (uuid != uuid_) {
+  Xapian::docid last = db.get_lastdocid();
+  // Ids are never reused, so last id − document count only grows, by one per deletion.
+  const Xapian::docid deleted = last - db.get_doccount();
+  if (uuid != uuid_ || deleted != deleted_) {
+    // Recreated, or documents were deleted since the table was read: start a new table (views
+    // already handed out keep the old one), in which deleted documents read 0.
     uuid_ = std::move(uuid);
+    deleted_ = deleted;
     loaded_ = 0;
     chunks_ = std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>();
   }
-  Xapian::docid last = db.get_lastdocid();
   if (last > loaded_) {
     size_t need = static_cast<size_t>(last / kChunk) + 1;
     if (chunks_->size() < need) {

@@ -8,8 +8,14 @@
 //
 // Document ids only grow (Xapian never reuses one) and a document's length never changes (the
 // index only adds and deletes documents), so the table is append-only: update() reads the lengths
-// of the documents added since its previous call, from the caller's database handle. A database
-// with another UUID (recreated) starts a new table.
+// of the documents added since its previous call, from the caller's database handle. A handle
+// that shows another number of deleted documents than the table was read with (last id −
+// document count), or a database with another UUID (recreated), starts a new table, read whole.
+//
+// Guarantee: in a View from update(db), a document id reads 0 exactly when db does not have the
+// document (deleted, never added, or above the view's limit) or the document is empty (length
+// 0, so it has no text postings). The text postings (text_view.h) use it as the list of live
+// documents.
 //
 // Memory: 4 bytes per document id ever assigned (4 MB per million events), in 16 KiB chunks.
 //
@@ -58,6 +64,7 @@ class DocLengths {
   std::mutex mu_;
   std::string uuid_;
   Xapian::docid loaded_ = 0;
+  Xapian::docid deleted_ = 0;  // last id − document count of the handle the table was read from
   // Replaced (copied, then grown) when chunks are added; old views keep the old vector. Chunks
   // are never moved; a chunk's slots above loaded_ are written while views read slots below.
   std::shared_ptr<std::vector<std::shared_ptr<uint32_t[]>>> chunks_;

@@ -16,9 +16,11 @@
 #include "search/conjunction.h"
 #include "search/doc_lengths.h"
 #include "search/doc_range.h"
-#include "search/posting_cache.h"
+#include "search/phrase_source.h"
 #include "search/revision_gate.h"
 #include "search/side_thread.h"
+#include "search/text_store.h"
+#include "search/text_view.h"
 
 namespace ds {
 
@@ -27,7 +29,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFormatKey = "ds:format";
-constexpr const char* kFormat = "1";
+// 1: words in Xapian (TermGenerator); 2: words in text segments (text_store.h).
+constexpr const char* kFormat = "2";
+constexpr const char* kSegmentsKey = "ds:segments";
 constexpr const char* kMarkPrefix = "p:";
 constexpr size_t kMaxTermBytes = 245;  // Xapian glass: longer terms make add_document throw
 constexpr Xapian::doccount kCheckAtLeast = 1000;
@@ -103,13 +107,12 @@ struct SearchIndex::Tenant {
   // Readers hold it shared while they read, commits exclusively (revision_gate.h).
   RevisionGate gate;
   DocLengths lengths;
-  std::unique_ptr<PostingCache> postings;
+  std::unique_ptr<TextStore> text;
+  Xapian::docid next_did = 0;  // the next add's id is at least this
 };
 
 SearchIndex::SearchIndex(IndexOptions options)
-    : options_(std::move(options)),
-      side_(std::make_unique<SideThread>()),
-      cache_budget_(std::make_shared<PostingCache::Budget>(options_.posting_cache_bytes)) {}
+    : options_(std::move(options)), side_(std::make_unique<SideThread>()) {}
 
 SearchIndex::~SearchIndex() { close(); }
 
@@ -198,7 +201,6 @@ std::string SearchIndex::tenant_dir_name(const std::string& tenant) {
 Status SearchIndex::open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out) {
   auto t = std::make_shared<Tenant>();
   t->name = tenant;
-  t->postings = std::make_unique<PostingCache>(cache_budget_, options_.posting_cache_min_docs);
   t->path = options_.root + "/" + tenant_dir_name(tenant);
   int flags = Xapian::DB_CREATE_OR_OPEN | Xapian::DB_BACKEND_GLASS;
   if (!options_.fsync) flags |= Xapian::DB_NO_SYNC;
@@ -214,6 +216,10 @@ Status SearchIndex::open_writer(const std::string& tenant, std::shared_ptr<Tenan
         format = kFormat;
       }
       if (format != kFormat) throw Xapian::DatabaseVersionError("index format " + format);
+      t->text = std::make_unique<TextStore>(t->path + "/text", options_.fsync);
+      if (Status s = t->text->open(t->writer->get_metadata(kSegmentsKey)); !s) {
+        throw Xapian::DatabaseCorruptError(s.message());
+      }
       *out = std::move(t);
       return Status::ok();
     } catch (const Xapian::DatabaseLockError& e) {
@@ -287,21 +293,10 @@ Status SearchIndex::tenant_for_write(const std::string& tenant, Tenant** out) {
   return Status::ok();
 }
 
-Xapian::Document SearchIndex::make_document(const std::string& tenant,
+Xapian::Document SearchIndex::make_skeleton(const std::string& tenant,
                                             const std::string& session_id, uint64_t position,
-                                            std::string_view type, const std::string& text) {
-  thread_local Xapian::TermGenerator tg = [] {
-    Xapian::TermGenerator g;
-    g.set_stemmer(Xapian::Stem("english"));
-    g.set_stemming_strategy(Xapian::TermGenerator::STEM_SOME);
-    return g;
-  }();
+                                            std::string_view type, uint32_t length) {
   Xapian::Document doc;
-  tg.set_document(doc);
-  tg.index_text(text);
-  // Drop the generator's reference: Xapian reference counts are not atomic, and the document
-  // may be added on another thread.
-  tg.set_document(Xapian::Document());
   std::string term;
   term.reserve(2 + std::max({session_id.size(), type.size(), tenant.size()}));
   // Xapian refuses a document with a term over 245 bytes, and the indexer would retry it
@@ -314,26 +309,23 @@ Xapian::Document SearchIndex::make_document(const std::string& tenant,
   add_filter(kPrefixSession, session_id);
   add_filter(kPrefixType, type);
   add_filter(kPrefixTenant, tenant);
+  // The text's length as the document's length: the one term with a wdf.
+  if (length > 0) doc.add_term(std::string(kPrefixLength), length);
   doc.set_data(session_id + "\n" + std::to_string(position));
   return doc;
 }
 
 Status SearchIndex::add(const std::string& tenant, const std::string& session_id,
                         uint64_t position, std::string_view type, const std::string& text) {
-  Xapian::Document doc;
-  try {
-    doc = make_document(tenant, session_id, position, type, text);
-  } catch (const Xapian::Error& e) {
-    return Status::io_error("search index: " + e.get_msg());
-  }
-  return add(tenant, doc);
-}
-
-Status SearchIndex::add(const std::string& tenant, const Xapian::Document& doc) {
   Tenant* t = nullptr;
   if (Status s = tenant_for_write(tenant, &t); !s) return s;
   try {
-    t->writer->add_document(doc);
+    // An id above every earlier one, also above one whose Xapian add failed after its words
+    // went to the segment builder (those postings belong to no document: not live).
+    const Xapian::docid did = std::max(t->writer->get_lastdocid() + 1, t->next_did);
+    const uint32_t length = t->text->add(did, text);
+    t->next_did = did + 1;
+    t->writer->replace_document(did, make_skeleton(tenant, session_id, position, type, length));
   } catch (const Xapian::Error& e) {
     return Status::io_error("search index " + t->path + ": " + e.get_msg());
   }
@@ -374,26 +366,76 @@ Status SearchIndex::commit() {
   Status result;
   for (auto& t : all) {
     if (!t->in_txn) continue;
-    std::lock_guard gate(t->gate);
-    try {
-      t->writer->commit_transaction();
-    } catch (const Xapian::Error& e) {
-      result = Status::io_error("search index " + t->path + ": commit: " + e.get_msg());
-      // Xapian ends the transaction before its commit can fail, and keeps the changes pending:
-      // the next begin_transaction(true) would commit them, while the indexer, told the batch
-      // failed, adds its events again (duplicates) — and a half-written batch could be published
-      // with marks claiming events it lacks. Discard them: the batch is redone whole.
-      try {
-        t->writer->begin_transaction(false);
-        t->writer->cancel_transaction();
-      } catch (const Xapian::Error& e2) {
-        spdlog::error("search index {}: cannot discard a failed commit's changes: {}", t->path,
-                      e2.get_msg());
-      }
+    // The batch's words go to a new segment file first; the commit lists it (text_store.h).
+    std::string manifest;
+    Status s = t->text->flush(&manifest);
+    s = commit_transaction(t.get(), s ? &manifest : nullptr, s);
+    t->text->committed(manifest, s.is_ok());
+    if (!s) {
+      result = s;
+      continue;
     }
-    t->in_txn = false;
+    merge_text(t.get());
   }
   return result;
+}
+
+Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, Status prepared) {
+  std::lock_guard gate(t->gate);
+  bool open = true;  // the transaction; commit_transaction() ends it even when it fails
+  try {
+    if (!prepared) throw Xapian::DatabaseError(prepared.message());
+    t->writer->set_metadata(kSegmentsKey, *manifest);
+    open = false;
+    t->in_txn = false;
+    t->writer->commit_transaction();
+    return Status::ok();
+  } catch (const Xapian::Error& e) {
+    // After a failed commit Xapian keeps the changes pending: the next begin_transaction(true)
+    // would commit them, while the indexer, told the batch failed, adds its events again
+    // (duplicates) — and a half-written batch could be published with marks claiming events it
+    // lacks, or a segment list naming a file that was removed. Discard them: the batch is redone
+    // whole.
+    try {
+      if (!open) t->writer->begin_transaction(false);
+      t->writer->cancel_transaction();
+    } catch (const Xapian::Error& e2) {
+      spdlog::error("search index {}: cannot discard a failed commit's changes: {}", t->path,
+                    e2.get_msg());
+    }
+    t->in_txn = false;
+    return Status::io_error("search index " + t->path + ": commit: " + e.get_msg());
+  }
+}
+
+void SearchIndex::merge_text(Tenant* t) {
+  // Documents of deleted sessions are not carried into the merged segment: the lengths table
+  // read from the writer (at the commit just made) reads 0 for them.
+  for (;;) {
+    std::string manifest;
+    bool planned = false;
+    Status s;
+    try {
+      DocLengths::View live = t->lengths.update(*t->writer);
+      s = t->text->plan_merge([&](uint32_t did) { return live[did] != 0; }, &manifest, &planned);
+      if (s && planned) {
+        // A flushed transaction: its commit_transaction() commits to disk.
+        std::lock_guard gate(t->gate);
+        t->writer->begin_transaction(true);
+        t->in_txn = true;
+      }
+    } catch (const Xapian::Error& e) {
+      s = Status::io_error(e.get_msg());
+    }
+    if (s && planned) s = commit_transaction(t, &manifest, Status::ok());
+    if (planned) t->text->committed(manifest, s.is_ok());
+    if (!s) {
+      // The segments stay as they are: searches are unaffected, only slower with many segments.
+      spdlog::warn("search index {}: text segment merge: {}", t->path, s.message());
+      return;
+    }
+    if (!planned) return;
+  }
 }
 
 std::shared_ptr<SearchIndex::Tenant> SearchIndex::tenant_for_read(const std::string& tenant) {
@@ -473,13 +515,13 @@ Xapian::doccount collect(const Xapian::Database& db, const Xapian::Query& q, dou
 // match_conjunction; returns the exact number of matches.
 Xapian::doccount collect_conjunction(const Xapian::Database& db,
                                      const std::vector<std::pair<std::string, std::string>>& terms,
-                                     double k1, double b, const DocLengths::View& lengths,
-                                     PostingCache* cache, Xapian::docid lo, Xapian::docid hi,
+                                     double k1, double b, const TextView& view,
+                                     Xapian::docid lo, Xapian::docid hi,
                                      size_t first, size_t count, std::vector<RankedHit>* out) {
   std::vector<std::unique_ptr<Bm25Source>> owned;
   std::vector<Bm25Source*> sources;
   for (const auto& [term, bonus] : terms) {
-    owned.push_back(std::make_unique<Bm25Source>(term, k1, b, lengths, bonus, kExactFormBonus, cache));
+    owned.push_back(std::make_unique<Bm25Source>(term, k1, b, &view, bonus, kExactFormBonus));
     owned.back()->init(db);
     sources.push_back(owned.back().get());
   }
@@ -514,12 +556,15 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
   const double k1 = options_.bm25_k1, b = options_.bm25_b;
   // The query for documents [lo, hi] (0, 0: all). Built per thread: Xapian's reference counts
   // are not atomic, so the halves share no query objects.
-  auto make_query = [&](const DocLengths::View& lengths, Xapian::docid lo, Xapian::docid hi) {
-    Xapian::Query q = req.query.build([&](const std::string& term, const std::string& bonus) {
-      return Xapian::Query(
-          (new Bm25Source(term, k1, b, lengths, bonus, kExactFormBonus, t->postings.get()))
-              ->release());
-    });
+  auto make_query = [&](const TextView& view, Xapian::docid lo, Xapian::docid hi) {
+    Xapian::Query q = req.query.build(
+        [&](const std::string& term, const std::string& bonus) {
+          return Xapian::Query(
+              (new Bm25Source(term, k1, b, &view, bonus, kExactFormBonus))->release());
+        },
+        [&](const std::vector<std::string>& words) {
+          return Xapian::Query((new PhraseSource(words, k1, b, &view))->release());
+        });
     if (!req.session_ids.empty()) {
       std::vector<Xapian::Query> s;
       for (const auto& id : req.session_ids) s.emplace_back(std::string(kPrefixSession) + id);
@@ -545,13 +590,12 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
   }
   // Hits [first, first + count) of documents [lo, hi] (0, 0: all) of `on`; returns the number
   // of matches (Xapian's estimate, or exact for a conjunction).
-  auto run = [&](const Xapian::Database& on, const DocLengths::View& lengths, Xapian::docid lo,
+  auto run = [&](const Xapian::Database& on, const TextView& view, Xapian::docid lo,
                  Xapian::docid hi, size_t first, size_t count, std::vector<RankedHit>* out) {
     if (!conjunction.empty()) {
-      return collect_conjunction(on, conjunction, k1, b, lengths, t->postings.get(), lo, hi, first,
-                                 count, out);
+      return collect_conjunction(on, conjunction, k1, b, view, lo, hi, first, count, out);
     }
-    return collect(on, make_query(lengths, lo, hi), k1, b, first, count, out);
+    return collect(on, make_query(view, lo, hi), k1, b, first, count, out);
   };
   try {
     for (int attempt = 0;; ++attempt) {
@@ -569,7 +613,12 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
           db2->reopen();
           split = db2->get_revision() == db->get_revision();
         }
-        DocLengths::View lengths = t->lengths.update(*db);
+        // This revision's segments, and its live documents.
+        std::vector<std::shared_ptr<const TextSegment>> segments;
+        if (Status s = t->text->segments(db->get_metadata(kSegmentsKey), &segments); !s) {
+          throw Xapian::DatabaseCorruptError(s.message());
+        }
+        const TextView view(std::move(segments), t->lengths.update(*db));
         std::vector<RankedHit> ranked;
         if (split) {
           Xapian::docid last = db->get_lastdocid();
@@ -582,7 +631,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
           bool done = false;
           split = side_->try_run([&] {
             try {
-              upper_total = run(*db2, lengths, mid + 1, last, 0, wanted, &upper);
+              upper_total = run(*db2, view, mid + 1, last, 0, wanted, &upper);
             } catch (...) {
               upper_error = std::current_exception();
             }
@@ -594,7 +643,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
             std::exception_ptr lower_error;
             Xapian::doccount lower_total = 0;
             try {
-              lower_total = run(*db, lengths, 1, mid, 0, wanted, &ranked);
+              lower_total = run(*db, view, 1, mid, 0, wanted, &ranked);
             } catch (...) {
               lower_error = std::current_exception();
             }
@@ -613,7 +662,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
           }
         }
         if (!split) {
-          out->total_hits = run(*db, lengths, 0, 0, req.offset, req.limit, &ranked);
+          out->total_hits = run(*db, view, 0, 0, req.offset, req.limit, &ranked);
         }
         // Snippets need the query's terms and their statistics, which Bm25Source leaves do not
         // expose: the plain-term query with no hits asked for (runs no match).

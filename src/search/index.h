@@ -39,7 +39,6 @@
 #include <string>
 #include <vector>
 
-#include "search/posting_cache.h"
 #include "search/query.h"
 #include "search/side_thread.h"
 #include "store/status.h"
@@ -117,18 +116,17 @@ class SearchIndex {
   // indexed positions of each tenant's sessions.
   Status open(std::map<std::string, std::map<std::string, SessionMark>>* marks);
 
-  // The document of one event (term generation). Any thread (each thread has its own term
-  // generator); hand the result to add() — the document must not be shared between threads
-  // after that.
-  static Xapian::Document make_document(const std::string& tenant, const std::string& session_id,
+  // The Xapian document of one event whose text has `length` (the sum of its words' wdf): its
+  // filter terms, its data, and an "XL" term with wdf `length`, so that Xapian's document
+  // length, average length and length bounds are those of the text.
+  static Xapian::Document make_skeleton(const std::string& tenant, const std::string& session_id,
                                         uint64_t position, std::string_view type,
-                                        const std::string& text);
+                                        uint32_t length);
 
   // ---- writer side (one thread) ----
   // Adds one event. Not visible to searches before commit().
   Status add(const std::string& tenant, const std::string& session_id, uint64_t position,
              std::string_view type, const std::string& text);
-  Status add(const std::string& tenant, const Xapian::Document& doc);  // from make_document
   // Removes every document of the session and its mark.
   Status remove_session(const std::string& tenant, const std::string& session_id);
   Status set_mark(const std::string& tenant, const std::string& session_id, SessionMark mark);
@@ -153,6 +151,12 @@ class SearchIndex {
   std::shared_ptr<Tenant> tenant_for_read(const std::string& tenant);
   Status open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out);
   Status check_unclean_marker();
+  // Sets the segment list to *manifest and commits t's open transaction, under the gate; on
+  // failure (also when `prepared` is an error) discards the transaction's changes.
+  Status commit_transaction(Tenant* t, const std::string* manifest, Status prepared);
+  // Merges t's segments while the merge policy asks for it (text_store.h), each merge in a
+  // commit of its own.
+  void merge_text(Tenant* t);
   void close();
 
   IndexOptions options_;
@@ -160,7 +164,6 @@ class SearchIndex {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Tenant>> tenants_;
   std::unique_ptr<SideThread> side_;  // second halves of split searches
-  std::shared_ptr<PostingCache::Budget> cache_budget_;  // shared by the tenants' caches
 };
 
 }  // namespace ds

@@ -120,25 +120,26 @@ std::string word_term(const std::string& w) {
 }
 
 // `leaf` null: plain term leaves, and each stemmed word's exact form goes to `exact` (for the
-// OP_AND_MAYBE bonus); otherwise the leaf gets the exact form. An excluded item gets plain leaves
-// (`leaf` and `exact` null).
+// OP_AND_MAYBE bonus); otherwise the leaf gets the exact form, and phrases go to `phrase`. An
+// excluded item gets no bonus (`exact` null).
 Xapian::Query text_query(const Item& it, const ParsedQuery::Leaf* leaf,
-                         std::vector<std::string>* exact) {
+                         const ParsedQuery::PhraseLeaf* phrase, std::vector<std::string>* exact) {
   if (it.words.size() == 1) {
     const std::string& w = it.words[0];
-    bool bonus = !it.quoted && gets_stemmed(w);
+    bool bonus = !it.quoted && gets_stemmed(w) && !it.negated;
     std::string term = it.quoted ? w : word_term(w);
     if (leaf) return (*leaf)(term, bonus ? w : std::string());
     if (bonus && exact) exact->push_back(w);
     return Xapian::Query(term);
   }
+  if (phrase) return (*phrase)(it.words);
   return Xapian::Query(Xapian::Query::OP_PHRASE, it.words.begin(), it.words.end(),
                        static_cast<Xapian::termcount>(it.words.size()));
 }
 
-// The query of a plan; `leaf` as for text_query.
+// The query of a plan; `leaf` and `phrase` as for text_query.
 Xapian::Query assemble(const std::vector<std::vector<Item>>& clauses,
-                       const ParsedQuery::Leaf* leaf);
+                       const ParsedQuery::Leaf* leaf, const ParsedQuery::PhraseLeaf* phrase);
 
 bool same_item(const Item& a, const Item& b) {
   return a.kind == b.kind && a.negated == b.negated && a.words == b.words &&
@@ -152,9 +153,9 @@ struct QueryPlan {
   std::vector<std::vector<Item>> clauses;
 };
 
-Xapian::Query ParsedQuery::build(const Leaf& leaf) const {
+Xapian::Query ParsedQuery::build(const Leaf& leaf, const PhraseLeaf& phrase) const {
   if (!plan) return Xapian::Query();  // not parsed: matches nothing
-  return assemble(plan->clauses, &leaf);
+  return assemble(plan->clauses, &leaf, &phrase);
 }
 
 std::vector<std::pair<std::string, std::string>> ParsedQuery::conjunction() const {
@@ -176,7 +177,7 @@ std::vector<std::pair<std::string, std::string>> ParsedQuery::conjunction() cons
 namespace {
 
 Xapian::Query assemble(const std::vector<std::vector<Item>>& clauses,
-                       const ParsedQuery::Leaf* leaf) {
+                       const ParsedQuery::Leaf* leaf, const ParsedQuery::PhraseLeaf* phrase) {
   std::vector<Xapian::Query> must, must_not, types, not_types;
   std::vector<std::string> exact;
   for (const auto& c : clauses) {
@@ -189,14 +190,14 @@ Xapian::Query assemble(const std::vector<std::vector<Item>>& clauses,
       continue;
     }
     if (first.negated) {
-      must_not.push_back(text_query(first, nullptr, nullptr));
+      must_not.push_back(text_query(first, leaf, phrase, nullptr));
       continue;
     }
     if (c.size() == 1) {
-      must.push_back(text_query(first, leaf, &exact));
+      must.push_back(text_query(first, leaf, phrase, &exact));
     } else {
       std::vector<Xapian::Query> alts;
-      for (const auto& it : c) alts.push_back(text_query(it, leaf, &exact));
+      for (const auto& it : c) alts.push_back(text_query(it, leaf, phrase, &exact));
       must.push_back(Xapian::Query(Xapian::Query::OP_OR, alts.begin(), alts.end()));
     }
   }
@@ -333,7 +334,7 @@ Status parse_query_unchecked(std::string_view text, ParsedQuery* out) {
     if (!repeat) plan->clauses.push_back(std::move(c));
   }
   out->plan = std::move(plan);
-  out->query = assemble(out->plan->clauses, nullptr);
+  out->query = assemble(out->plan->clauses, nullptr, nullptr);
   return Status::ok();
 }
 

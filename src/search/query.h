@@ -12,12 +12,13 @@
 // as its own clause ("error error") counts once.
 //
 // ParsedQuery::query uses plain Xapian term leaves (weighted by the Enquire's weighting scheme),
-// the exact-form bonus as OP_AND_MAYBE(…, OP_SCALE_WEIGHT(OR of exact forms, kExactFormBonus)).
-// build() makes the query with the caller's leaf for every ranked single term instead (stemmed
-// words, single quoted words); a stemmed word's leaf also gets its exact form and must add the
-// bonus itself (SearchIndex gives Bm25Source leaves, which do). Both score every document the
-// same. Phrases keep plain term leaves (they need positions); excluded terms and type filters are
-// not ranked and stay plain too.
+// the exact-form bonus as OP_AND_MAYBE(…, OP_SCALE_WEIGHT(OR of exact forms, kExactFormBonus)):
+// the query as it reads in a Xapian database holding the words (snippets and tests use it).
+// build() makes the query with the caller's leaves for every word and phrase instead — the index
+// keeps words outside Xapian (text_view.h): `leaf` for every single term (stemmed words, single
+// quoted words, excluded words), `phrase` for every phrase. A stemmed word's leaf also gets its
+// exact form and must add the bonus itself (SearchIndex gives Bm25Source leaves, which do, and
+// PhraseSource leaves). Both score every document the same. Type filters stay plain terms (XT, in Xapian).
 //
 // Rejected with kInvalid and a message meant for the API user: an empty query, an unterminated
 // quote, an empty phrase, OR/NOT without a term on each side, a lone '-', an empty or malformed
@@ -47,16 +48,19 @@ inline constexpr std::string_view kPrefixSession = "XS";  // boolean: session id
 inline constexpr std::string_view kPrefixType = "XT";     // boolean: event type
 inline constexpr std::string_view kPrefixTenant = "XK";   // boolean: tenant
 inline constexpr std::string_view kPrefixStem = "Z";      // stemmed words (TermGenerator's)
+inline constexpr std::string_view kPrefixLength = "XL";   // wdf: the text's length
 
 struct QueryPlan;  // the parsed clauses (query.cc)
 
 struct ParsedQuery {
   // `bonus`: the exact form to add kExactFormBonus × its weight for, or empty.
   using Leaf = std::function<Xapian::Query(const std::string& term, const std::string& bonus)>;
+  using PhraseLeaf = std::function<Xapian::Query(const std::vector<std::string>& words)>;
 
   Xapian::Query query;  // ranked part, type filters applied; plain term leaves
-  // The same query with `leaf(term, bonus)` for every ranked single term.
-  Xapian::Query build(const Leaf& leaf) const;
+  // The same query with `leaf(term, bonus)` for every single term and `phrase(words)` for every
+  // phrase.
+  Xapian::Query build(const Leaf& leaf, const PhraseLeaf& phrase) const;
   // For a query that only ANDs single words (no OR group, phrase, exclusion or type:), the
   // (term, bonus) of each, in the order build() passes them to its leaf; else empty.
   std::vector<std::pair<std::string, std::string>> conjunction() const;

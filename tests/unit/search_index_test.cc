@@ -23,10 +23,8 @@ class SearchIndexTest : public ::testing::Test {
  protected:
   void SetUp() override { reopen(); }
 
-  // cache_min_docs: posting lists of terms in at least this many documents are cached (1, the
-  // default here: every list, so that every test runs the cached path; 0: no cache).
   void reopen(double k1 = 1.2, double b = 0.75, uint64_t split_min_docs = 0,
-              uint32_t cache_min_docs = 1, const std::string& root = "index") {
+              const std::string& root = "index") {
     index_.reset();
     IndexOptions o;
     o.root = dir_ / root;
@@ -34,8 +32,6 @@ class SearchIndexTest : public ::testing::Test {
     o.bm25_b = b;
     o.fsync = false;
     o.split_min_docs = split_min_docs;
-    o.posting_cache_min_docs = cache_min_docs;
-    if (cache_min_docs == 0) o.posting_cache_bytes = 0;
     o.direct_conjunctions = direct_conjunctions_;
     index_ = std::make_unique<SearchIndex>(o);
     marks_.clear();
@@ -68,8 +64,10 @@ class SearchIndexTest : public ::testing::Test {
 
   // Events i in [from, to) over sessions s0..s6: 1–9 of the seven `words` each, mixed by i, then
   // filler; every third a tool use. Commits.
-  void add_mixed(const char* const (&words)[7], int from, int to) {
+  // commit_every: also commits after every this many events (0: only at the end).
+  void add_mixed(const char* const (&words)[7], int from, int to, int commit_every = 0) {
     for (int i = from; i < to; ++i) {
+      if (commit_every > 0 && i > from && (i - from) % commit_every == 0) commit();
       std::string text;
       for (int k = 0; k <= i % 9; ++k) text += std::string(words[(i + k * (1 + i % 2)) % 7]) + " ";
       text += filler(i % 13);
@@ -283,6 +281,63 @@ TEST_F(SearchIndexTest, DamagedTenantIndexIsRecreatedEmpty) {
   EXPECT_EQ(search("one").hits.size(), 1u);
 }
 
+// A text segment a commit lists that is damaged (a flipped byte) or missing makes the tenant's
+// index unusable: it is recreated empty (the indexer rebuilds it from the logs), like a damaged
+// Xapian database.
+TEST_F(SearchIndexTest, DamagedOrMissingTextSegmentRecreatesTheTenantIndex) {
+  for (bool remove : {false, true}) {
+    SCOPED_TRACE(remove ? "missing" : "damaged");
+    reopen(1.2, 0.75, 0, remove ? "missing" : "damaged");
+    add("s", "one two three");
+    ASSERT_TRUE(index_->set_mark("t", "s", SessionMark{1, 1}));
+    commit();
+    ASSERT_EQ(search("one").hits.size(), 1u);
+    index_.reset();
+    std::string text = dir_ / (remove ? "missing" : "damaged") + "/t/text";
+    size_t seen = 0;
+    for (const auto& f : std::filesystem::directory_iterator(text)) {
+      ++seen;
+      if (remove) {
+        std::filesystem::remove(f.path());
+      } else {
+        std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+        io.seekg(static_cast<std::streamoff>(std::filesystem::file_size(f.path()) / 2));
+        char c = 0;
+        io.read(&c, 1);
+        io.seekp(static_cast<std::streamoff>(std::filesystem::file_size(f.path()) / 2));
+        c = static_cast<char>(c ^ 0x20);
+        io.write(&c, 1);
+      }
+    }
+    ASSERT_EQ(seen, 1u);
+    reopen(1.2, 0.75, 0, remove ? "missing" : "damaged");
+    EXPECT_TRUE(marks_["t"].empty());
+    EXPECT_EQ(search("one").hits.size(), 0u);
+    add("s", "one again");
+    commit();
+    EXPECT_EQ(search("one").hits.size(), 1u);
+  }
+}
+
+// Files in text/ that no commit lists — a segment written before a crash kept its commit from
+// happening, a merge's inputs a crash kept from being removed, a temporary file — are removed on
+// open; the listed ones stay and are searched.
+TEST_F(SearchIndexTest, SegmentFilesNoCommitListsAreRemovedOnOpen) {
+  add("s", "kept words");
+  commit();
+  index_.reset();
+  std::string text = dir_ / "index" + "/t/text";
+  std::ofstream(text + "/999.seg") << "a segment never committed";
+  std::ofstream(text + "/1000.seg.tmp") << "half written";
+  reopen();
+  EXPECT_FALSE(std::filesystem::exists(text + "/999.seg"));
+  EXPECT_FALSE(std::filesystem::exists(text + "/1000.seg.tmp"));
+  EXPECT_EQ(search("kept").hits.size(), 1u);
+  add("s", "more words");  // new segment numbers do not collide with the removed ones' files
+  commit();
+  EXPECT_EQ(search("words").hits.size(), 2u);
+}
+
 // Without fsync (the default), <root>/UNCLEAN holds the boot id while the index is open; a clean
 // close removes it. Found from another boot, the index is dropped (to be rebuilt from the logs);
 // from this boot (only the process died; the page cache kept the writes) it is kept.
@@ -353,10 +408,11 @@ TEST_F(SearchIndexTest, SplitSearchEqualsOnePass) {
   }
 }
 
-// The posting cache changes where postings are read from, never the results: the same
-// operations with and without it (in two directories) give the same hits, scores and totals,
-// through additions, a deleted session (which drops the cache) and more additions after it.
-TEST_F(SearchIndexTest, PostingCacheGivesTheSameResultsThroughAdditionsAndDeletions) {
+// How the words are split into segment files, and merges of them, never change the results: the
+// same operations committed event by event (a segment each, merged eight at a time, in cascades,
+// dropping a deleted session's documents) and in four large commits (in two directories) give
+// the same hits, scores and totals, through additions, a deleted session and more additions.
+TEST_F(SearchIndexTest, SegmentsAndTheirMergesGiveTheSameResults) {
   const char* words[] = {"stripe", "webhooks", "refund", "timeout", "error", "retry", "deploy"};
   const std::vector<std::string> queries = {
       "stripe", "stripe webhook", "error OR retry", "refund -timeout", "webhooks deploy",
@@ -365,9 +421,9 @@ TEST_F(SearchIndexTest, PostingCacheGivesTheSameResultsThroughAdditionsAndDeleti
   std::vector<Hits> runs[2];
   std::vector<uint64_t> totals[2];
   for (int cached = 0; cached < 2; ++cached) {
-    reopen(1.2, 0.75, 0, cached ? 1 : 0, cached ? "cached" : "plain");
+    reopen(1.2, 0.75, 0, cached ? "small" : "large");
     next_.clear();
-    auto add_batch = [&](int from, int to) { add_mixed(words, from, to); };
+    auto add_batch = [&](int from, int to) { add_mixed(words, from, to, cached ? 1 : 0); };
     auto run_all = [&] {
       for (const auto& q : queries) {
         for (size_t limit : {3, 50}) {
@@ -386,9 +442,9 @@ TEST_F(SearchIndexTest, PostingCacheGivesTheSameResultsThroughAdditionsAndDeleti
     };
     add_batch(0, 150);
     run_all();
-    add_batch(150, 260);  // the cached lists are extended
+    add_batch(150, 260);
     run_all();
-    ASSERT_TRUE(index_->remove_session("t", "s1"));  // a deletion drops them
+    ASSERT_TRUE(index_->remove_session("t", "s1"));
     commit();
     run_all();
     add_batch(260, 300);
@@ -420,7 +476,7 @@ TEST_F(SearchIndexTest, DirectConjunctionsGiveXapiansResults) {
     direct_conjunctions_ = direct == 1;
     next_.clear();
     for (uint64_t split : {0, 1}) {
-      reopen(1.2, 0.75, split, 1, direct ? "direct" : "xapian");
+      reopen(1.2, 0.75, split, direct ? "direct" : "xapian");
       auto add_batch = [&](int from, int to) { add_mixed(words, from, to); };
       auto run_all = [&] {
         for (const auto& q : queries) {
@@ -509,7 +565,7 @@ TEST_F(SearchIndexTest, ConcurrentSplitSearchesWhileIndexing) {
 // revision gate long searches here end in DatabaseModifiedError after every retry (or read blocks
 // the writer is rewriting).
 TEST_F(SearchIndexTest, SearchesNeverFailWhileCommitsFollowEachOther) {
-  reopen(1.2, 0.75, /*split_min_docs=*/1, /*cache_min_docs=*/0);
+  reopen(1.2, 0.75, /*split_min_docs=*/1);
   for (int i = 0; i < 20000; ++i) add("s" + std::to_string(i % 50), "common words " + filler(i % 17));
   commit();
   std::atomic<bool> stop{false};

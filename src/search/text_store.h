@@ -1,0 +1,88 @@
+// TextStore: one tenant's text postings on disk — immutable segment files (text_segment.h) under
+// <tenant index dir>/text/ — and which of them each revision of the tenant's Xapian database
+// lists.
+//
+// A revision lists its segments in its metadata (a "manifest": file numbers in document order,
+// space-separated), written in the same Xapian commit as the documents they index. Crash
+// ordering: a new segment file is complete (and fsynced when `sync`) before the commit that
+// lists it, and a file is removed only after a commit that no longer lists it. So every
+// committed revision's segments exist, and a file no committed revision lists (a crash between
+// the two steps) is garbage: open() removes it.
+//
+// Merges keep the number of segments logarithmic in the number of documents: after a commit,
+// when the newest kMergeFactor segments are all of the same size class (document count, powers
+// of kMergeFactor), they are merged into one (the documents keep() rejects — deleted sessions —
+// are dropped) and the merged file replaces them in the next commit. A document is merged about
+// log_8(documents / batch size) times over its life.
+//
+// Threads: the writer side (add, flush, committed, plan_merge) is for one thread at a time (the
+// indexer); segments() from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "search/text_segment.h"
+#include "store/status.h"
+
+namespace ds {
+
+class TextStore {
+ public:
+  static constexpr size_t kMergeFactor = 8;
+
+  TextStore(std::string dir, bool sync) : dir_(std::move(dir)), sync_(sync) {}
+
+  // Takes `manifest` (the last committed revision's) as the committed state, removes every
+  // segment file it does not list, and opens (verifies) every one it lists: an error when one is
+  // missing or damaged.
+  Status open(const std::string& manifest);
+
+  // ---- writer side ----
+  // Adds document `did` (above every id added before) with `text`; returns its length (the sum
+  // of its terms' wdf). Not in any segment before flush().
+  uint32_t add(uint32_t did, std::string_view text);
+  bool pending() const { return builder_ && !builder_->empty(); }
+  // Writes what was added since the last flush as a new segment file, and sets *manifest to the
+  // committed segments plus it (just the committed ones when nothing was added). The caller
+  // commits *manifest, then calls committed().
+  Status flush(std::string* manifest);
+  // When the merge policy wants one, writes the merged segment and sets *manifest to the
+  // committed list with it in place of its inputs (true); false when no merge is due. The caller
+  // commits *manifest, then calls committed().
+  Status plan_merge(const std::function<bool(uint32_t did)>& keep, std::string* manifest,
+                    bool* planned);
+  // The commit of `manifest` from flush() or plan_merge() succeeded (`ok`: files it no longer
+  // lists are removed) or failed (files it added are removed; documents added since the last
+  // flush are dropped, the caller adds them again).
+  void committed(const std::string& manifest, bool ok);
+  // Drops documents added since the last flush (a failed batch the caller redoes).
+  void discard();
+
+  // ---- readers ----
+  // The segments `manifest` lists, in order; opened on first use and shared.
+  Status segments(const std::string& manifest,
+                  std::vector<std::shared_ptr<const TextSegment>>* out);
+
+  static std::vector<uint64_t> parse_manifest(const std::string& manifest);
+
+ private:
+  std::string path_of(uint64_t number) const;
+  static std::string format_manifest(const std::vector<uint64_t>& numbers);
+
+  const std::string dir_;
+  const bool sync_;
+  std::unique_ptr<SegmentBuilder> builder_;
+  std::vector<uint64_t> committed_;  // the last committed manifest
+  uint64_t next_number_ = 1;
+  std::mutex mu_;  // open_
+  std::map<uint64_t, std::shared_ptr<const TextSegment>> open_;
+};
+
+}  // namespace ds
