@@ -5,23 +5,6 @@
 
 namespace ds {
 
-size_t seek_posting(const std::vector<TextPosting>& list, size_t from, uint32_t did) {
-  const size_t n = list.size();
-  if (from >= n || list[from].did >= did) return from;
-  // Gallop: list[lo].did < did; widen until list[hi].did >= did or the end.
-  size_t lo = from, step = 1, hi = from + 1;
-  while (hi < n && list[hi].did < did) {
-    lo = hi;
-    step *= 2;
-    hi = lo + step;
-  }
-  hi = std::min(hi, n);
-  auto it = std::lower_bound(list.begin() + static_cast<std::ptrdiff_t>(lo + 1),
-                             list.begin() + static_cast<std::ptrdiff_t>(hi), did,
-                             [](const TextPosting& p, uint32_t d) { return p.did < d; });
-  return static_cast<size_t>(it - list.begin());
-}
-
 Bm25Source::Bm25Source(std::string term, double k1, double b, const TextView* view,
                        std::string bonus, double bonus_factor)
     : term_(std::move(term)),
@@ -34,10 +17,9 @@ Bm25Source::Bm25Source(std::string term, double k1, double b, const TextView* vi
 bool Bm25Source::Term::init(const Xapian::Database& db, const TextView& view,
                             const std::string& term, double k1, double len_const,
                             double len_per) {
-  postings = view.postings(term);
-  list = &postings->list;
-  double wdf_max = postings->max_wdf;
-  termfreq = static_cast<Xapian::doccount>(list->size());
+  list = view.postings(term);
+  double wdf_max = list.max_wdf;
+  termfreq = static_cast<Xapian::doccount>(list.size);
   if (termfreq == 0) {
     idf_k1 = max = 0;
     return false;
@@ -74,7 +56,7 @@ void Bm25Source::next(double) {
 
 void Bm25Source::skip_to(Xapian::docid did, double) {
   started_ = true;
-  pos_ = seek_posting(*main_.list, pos_, did);
+  pos_ = main_.list.seek(pos_, did);
 }
 
 double Bm25Source::weight(const Term& t, double wdf, Xapian::docid did) const {
@@ -83,12 +65,12 @@ double Bm25Source::weight(const Term& t, double wdf, Xapian::docid did) const {
 }
 
 double Bm25Source::get_weight() const {
-  const TextPosting& p = (*main_.list)[pos_];
+  const TextPosting& p = main_.list[pos_];
   double w = weight(main_, p.wdf, p.did);
   if (has_bonus_) {
-    const std::vector<TextPosting>& bonus = *extra_.list;
-    bonus_pos_ = seek_posting(bonus, bonus_pos_, p.did);
-    if (bonus_pos_ < bonus.size() && bonus[bonus_pos_].did == p.did) {
+    const PostingList& bonus = extra_.list;
+    bonus_pos_ = bonus.seek(bonus_pos_, p.did);
+    if (bonus_pos_ < bonus.size && bonus[bonus_pos_].did == p.did) {
       w += bonus_factor_ * weight(extra_, bonus[bonus_pos_].wdf, p.did);
     }
   }

@@ -18,8 +18,8 @@
 // is the weight OP_AND_MAYBE(term, OP_SCALE_WEIGHT(bonus, factor)) gives, computed in one
 // source.
 //
-// init() takes the term's (and the bonus term's) live postings from the view, which decodes
-// each list once per search (8 bytes a posting). Use with Xapian::Query(source->release()); the view must belong to the
+// init() takes the term's (and the bonus term's) live postings from the view (from the posting
+// cache, or decoded once per search). Use with Xapian::Query(source->release()); the view must belong to the
 // revision of the database the query runs on, and outlive the query.
 #pragma once
 
@@ -43,19 +43,17 @@ class Bm25Source final : public Xapian::PostingSource {
   Xapian::doccount get_termfreq_max() const override { return main_.termfreq; }
   void next(double min_wt) override;
   void skip_to(Xapian::docid did, double min_wt) override;
-  bool at_end() const override { return pos_ >= main_.list->size(); }
-  Xapian::docid get_docid() const override { return (*main_.list)[pos_].did; }
+  bool at_end() const override { return pos_ >= main_.list.size; }
+  Xapian::docid get_docid() const override { return main_.list[pos_].did; }
   double get_weight() const override;
   Xapian::PostingSource* clone() const override;
   std::string name() const override { return "ds::Bm25Source"; }
   std::string get_description() const override;
 
  private:
-  static inline const std::vector<TextPosting> kNone;
   // One term's postings and BM25 parameters in one revision.
   struct Term {
-    std::shared_ptr<const TermPostings> postings;
-    const std::vector<TextPosting>* list = &kNone;  // postings->list after init()
+    PostingList list;
     Xapian::doccount termfreq = 0;
     double idf_k1 = 0;  // idf × (k1 + 1)
     double max = 0;     // upper bound of the weight
@@ -82,8 +80,5 @@ class Bm25Source final : public Xapian::PostingSource {
   mutable size_t bonus_pos_ = 0;  // only moves forward, to the documents get_weight() is asked about
 };
 
-// The first index ≥ `from` of `list` whose document is ≥ `did` (list.size() when none), by
-// galloping: cheap for the short hops of an AND and the long ones alike.
-size_t seek_posting(const std::vector<TextPosting>& list, size_t from, uint32_t did);
 
 }  // namespace ds

@@ -1,9 +1,15 @@
 #include "search/doc_lengths.h"
 
+#include <atomic>
+
 namespace ds {
 
+namespace {
+std::atomic<uint64_t> tables{0};
+}  // namespace
+
 DocLengths::DocLengths()
-    : chunks_(std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>()) {}
+    : table_(++tables), chunks_(std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>()) {}
 
 DocLengths::View DocLengths::update(const Xapian::Database& db) {
   std::lock_guard lk(mu_);
@@ -16,6 +22,7 @@ DocLengths::View DocLengths::update(const Xapian::Database& db) {
     // already handed out keep the old one), in which deleted documents read 0.
     uuid_ = std::move(uuid);
     deleted_ = deleted;
+    table_ = ++tables;
     loaded_ = 0;
     chunks_ = std::make_shared<std::vector<std::shared_ptr<uint32_t[]>>>();
   }
@@ -38,6 +45,7 @@ DocLengths::View DocLengths::update(const Xapian::Database& db) {
   View v;
   v.chunks_ = chunks_;
   v.limit_ = loaded_;
+  v.table_ = table_;
   return v;
 }
 

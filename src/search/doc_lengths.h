@@ -46,11 +46,15 @@ class DocLengths {
       return (*chunks_)[did / kChunk][did % kChunk];
     }
     Xapian::docid limit() const { return limit_; }
+    // Which table the view reads: a later table (after deletions, or of a recreated database)
+    // has a higher number.
+    uint64_t table() const { return table_; }
 
    private:
     friend class DocLengths;
     std::shared_ptr<const std::vector<std::shared_ptr<uint32_t[]>>> chunks_;
     Xapian::docid limit_ = 0;
+    uint64_t table_ = 0;
   };
 
   DocLengths();
@@ -64,7 +68,8 @@ class DocLengths {
   std::mutex mu_;
   std::string uuid_;
   Xapian::docid loaded_ = 0;
-  Xapian::docid deleted_ = 0;  // last id − document count of the handle the table was read from
+  Xapian::docid deleted_ = 0;
+  uint64_t table_;  // this table's number, from a process-wide counter  // last id − document count of the handle the table was read from
   // Replaced (copied, then grown) when chunks are added; old views keep the old vector. Chunks
   // are never moved; a chunk's slots above loaded_ are written while views read slots below.
   std::shared_ptr<std::vector<std::shared_ptr<uint32_t[]>>> chunks_;

@@ -17,6 +17,7 @@
 #include "search/doc_lengths.h"
 #include "search/doc_range.h"
 #include "search/phrase_source.h"
+#include "search/posting_cache.h"
 #include "search/revision_gate.h"
 #include "search/side_thread.h"
 #include "search/text_store.h"
@@ -108,11 +109,14 @@ struct SearchIndex::Tenant {
   RevisionGate gate;
   DocLengths lengths;
   std::unique_ptr<TextStore> text;
+  std::unique_ptr<PostingCache> postings;
   Xapian::docid next_did = 0;  // the next add's id is at least this
 };
 
 SearchIndex::SearchIndex(IndexOptions options)
-    : options_(std::move(options)), side_(std::make_unique<SideThread>()) {}
+    : options_(std::move(options)),
+      side_(std::make_unique<SideThread>()),
+      cache_budget_(std::make_shared<PostingCache::Budget>(options_.posting_cache_bytes)) {}
 
 SearchIndex::~SearchIndex() { close(); }
 
@@ -201,6 +205,7 @@ std::string SearchIndex::tenant_dir_name(const std::string& tenant) {
 Status SearchIndex::open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out) {
   auto t = std::make_shared<Tenant>();
   t->name = tenant;
+  t->postings = std::make_unique<PostingCache>(cache_budget_, options_.posting_cache_min_docs);
   t->path = options_.root + "/" + tenant_dir_name(tenant);
   int flags = Xapian::DB_CREATE_OR_OPEN | Xapian::DB_BACKEND_GLASS;
   if (!options_.fsync) flags |= Xapian::DB_NO_SYNC;
@@ -618,7 +623,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         if (Status s = t->text->segments(db->get_metadata(kSegmentsKey), &segments); !s) {
           throw Xapian::DatabaseCorruptError(s.message());
         }
-        const TextView view(std::move(segments), t->lengths.update(*db));
+        const TextView view(std::move(segments), t->lengths.update(*db), t->postings.get());
         std::vector<RankedHit> ranked;
         if (split) {
           Xapian::docid last = db->get_lastdocid();

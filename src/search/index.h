@@ -1,17 +1,21 @@
-// SearchIndex: the full-text index of session events — one Xapian (glass) database per tenant
-// under <root>/<tenant>/, ranked with BM25.
+// SearchIndex: the full-text index of session events — per tenant, one Xapian (glass) database
+// and the text segments beside it (<root>/<tenant>/ and <root>/<tenant>/text/), ranked with BM25.
 //
-// Each indexed event is one document: its extracted text (see event_text.h) indexed with English
-// stems (Z-prefixed) and exact forms with positions; boolean terms XS<session id>, XT<event
-// type> and XK<tenant>; document data "<session id>\n<position>". Searches score single terms
-// with Bm25Source over an in-memory table of document lengths (DocLengths, one per tenant, read
-// incrementally from the database); the scores are Xapian's BM25Weight's. For every session the
-// database's metadata key "p:<session id>" holds "<catalog id> <next position>": all events of
-// that session below that position are in the index. Documents and positions change together in
-// one Xapian transaction, so after a crash they still agree.
+// Each indexed event is one Xapian document holding its "skeleton": boolean terms XS<session
+// id>, XT<event type> and XK<tenant>, an XL term whose wdf is the text's length (so Xapian's
+// document lengths and average length are the text's), and data "<session id>\n<position>". The
+// words of its extracted text (see event_text.h) — English stems (Z-prefixed) and exact forms
+// with positions, exactly the terms TermGenerator would give — are in the tenant's text segments
+// (text_store.h, text_segment.h), which each Xapian revision lists in its metadata. Searches score
+// words with Bm25Source and phrases with PhraseSource over the revision's segments (text_view.h);
+// the scores are the ones Xapian's BM25Weight would give with the words in Xapian. For every
+// session the database's metadata key "p:<session id>" holds "<catalog id> <next position>": all
+// events of that session below that position are in the index. Documents, positions and the
+// segment list change together in one Xapian commit, so after a crash they still agree.
 //
-// The index is derived data. A tenant database that cannot be opened (damaged, wrong format) is
-// removed and recreated empty, and the indexer rebuilds it from the logs.
+// The index is derived data. A tenant database that cannot be opened (damaged, wrong format, or
+// a segment its last commit lists missing or damaged) is removed and recreated empty, and the
+// indexer rebuilds it from the logs.
 //
 // Durability (IndexOptions::fsync, default off): without fsync, Xapian commits are only in the
 // page cache, which survives a crash of the process but not of the machine. So while the index is
@@ -39,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "search/posting_cache.h"
 #include "search/query.h"
 #include "search/side_thread.h"
 #include "store/status.h"
@@ -164,6 +169,7 @@ class SearchIndex {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Tenant>> tenants_;
   std::unique_ptr<SideThread> side_;  // second halves of split searches
+  std::shared_ptr<PostingCache::Budget> cache_budget_;  // shared by the tenants' caches
 };
 
 }  // namespace ds

@@ -23,8 +23,10 @@ class SearchIndexTest : public ::testing::Test {
  protected:
   void SetUp() override { reopen(); }
 
+  // cache_min_docs: posting lists of words in at least this many documents are cached (1, the
+  // default here: every list, so that every test runs the cached path; 0: no cache).
   void reopen(double k1 = 1.2, double b = 0.75, uint64_t split_min_docs = 0,
-              const std::string& root = "index") {
+              const std::string& root = "index", uint32_t cache_min_docs = 1) {
     index_.reset();
     IndexOptions o;
     o.root = dir_ / root;
@@ -32,6 +34,8 @@ class SearchIndexTest : public ::testing::Test {
     o.bm25_b = b;
     o.fsync = false;
     o.split_min_docs = split_min_docs;
+    o.posting_cache_min_docs = cache_min_docs;
+    if (cache_min_docs == 0) o.posting_cache_bytes = 0;
     o.direct_conjunctions = direct_conjunctions_;
     index_ = std::make_unique<SearchIndex>(o);
     marks_.clear();
@@ -408,22 +412,24 @@ TEST_F(SearchIndexTest, SplitSearchEqualsOnePass) {
   }
 }
 
-// How the words are split into segment files, and merges of them, never change the results: the
-// same operations committed event by event (a segment each, merged eight at a time, in cascades,
-// dropping a deleted session's documents) and in four large commits (in two directories) give
-// the same hits, scores and totals, through additions, a deleted session and more additions.
+// How the words are split into segment files, merges of them, and the posting cache never change
+// the results: the same operations committed event by event (a segment each, merged eight at a
+// time, in cascades, dropping a deleted session's documents), in four large commits, and in four
+// large commits without the posting cache (in three directories) give the same hits, scores and
+// totals, through additions, a deleted session (which drops the cache) and more additions.
 TEST_F(SearchIndexTest, SegmentsAndTheirMergesGiveTheSameResults) {
   const char* words[] = {"stripe", "webhooks", "refund", "timeout", "error", "retry", "deploy"};
   const std::vector<std::string> queries = {
       "stripe", "stripe webhook", "error OR retry", "refund -timeout", "webhooks deploy",
       "\"stripe webhooks\"", "webhook type:agent.tool_use", "lorem3 error timeout"};
   using Hits = std::vector<std::tuple<std::string, uint64_t, double>>;
-  std::vector<Hits> runs[2];
-  std::vector<uint64_t> totals[2];
-  for (int cached = 0; cached < 2; ++cached) {
-    reopen(1.2, 0.75, 0, cached ? "small" : "large");
+  std::vector<Hits> runs[3];
+  std::vector<uint64_t> totals[3];
+  for (int cached = 0; cached < 3; ++cached) {
+    const char* dirs[] = {"small", "large", "uncached"};
+    reopen(1.2, 0.75, 0, dirs[cached], cached == 2 ? 0 : 1);
     next_.clear();
-    auto add_batch = [&](int from, int to) { add_mixed(words, from, to, cached ? 1 : 0); };
+    auto add_batch = [&](int from, int to) { add_mixed(words, from, to, cached == 0 ? 1 : 0); };
     auto run_all = [&] {
       for (const auto& q : queries) {
         for (size_t limit : {3, 50}) {
@@ -451,11 +457,14 @@ TEST_F(SearchIndexTest, SegmentsAndTheirMergesGiveTheSameResults) {
     run_all();
   }
   ASSERT_EQ(runs[0].size(), runs[1].size());
+  ASSERT_EQ(runs[0].size(), runs[2].size());
   size_t nonempty = 0;
   for (size_t i = 0; i < runs[0].size(); ++i) {
     SCOPED_TRACE(i);
     ASSERT_EQ(runs[0][i], runs[1][i]);  // same hits, same order, bit-identical scores
+    ASSERT_EQ(runs[0][i], runs[2][i]);
     EXPECT_EQ(totals[0][i], totals[1][i]);
+    EXPECT_EQ(totals[0][i], totals[2][i]);
     if (!runs[0][i].empty()) ++nonempty;
   }
   EXPECT_GT(nonempty, runs[0].size() * 3 / 4);
