@@ -415,31 +415,14 @@ Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, S
 
 void SearchIndex::merge_text(Tenant* t) {
   // Documents of deleted sessions are not carried into the merged segment: the lengths table
-  // read from the writer (at the commit just made) reads 0 for them.
-  for (;;) {
-    std::string manifest;
-    bool planned = false;
-    Status s;
-    try {
-      DocLengths::View live = t->lengths.update(*t->writer);
-      s = t->text->plan_merge([&](uint32_t did) { return live[did] != 0; }, &manifest, &planned);
-      if (s && planned) {
-        // A flushed transaction: its commit_transaction() commits to disk.
-        std::lock_guard gate(t->gate);
-        t->writer->begin_transaction(true);
-        t->in_txn = true;
-      }
-    } catch (const Xapian::Error& e) {
-      s = Status::io_error(e.get_msg());
-    }
-    if (s && planned) s = commit_transaction(t, &manifest, Status::ok());
-    if (planned) t->text->committed(manifest, s.is_ok());
-    if (!s) {
-      // The segments stay as they are: searches are unaffected, only slower with many segments.
-      spdlog::warn("search index {}: text segment merge: {}", t->path, s.message());
-      return;
-    }
-    if (!planned) return;
+  // read from the writer (at the commit just made) reads 0 for them. Documents deleted later
+  // stay in it, not live (text_view.h), until a later merge.
+  try {
+    DocLengths::View live = t->lengths.update(*t->writer);
+    t->text->start_merge([live](uint32_t did) { return live[did] != 0; });
+  } catch (const Xapian::Error& e) {
+    // The segments stay as they are: searches are unaffected, only slower with many segments.
+    spdlog::warn("search index {}: text segment merge: {}", t->path, e.get_msg());
   }
 }
 

@@ -159,8 +159,8 @@ class SearchIndex {
   // Sets the segment list to *manifest and commits t's open transaction, under the gate; on
   // failure (also when `prepared` is an error) discards the transaction's changes.
   Status commit_transaction(Tenant* t, const std::string* manifest, Status prepared);
-  // Merges t's segments while the merge policy asks for it (text_store.h), each merge in a
-  // commit of its own.
+  // Starts a merge of t's segments when the merge policy asks for one (text_store.h); the
+  // merged file is listed by a later commit.
   void merge_text(Tenant* t);
   void close();
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <filesystem>
 #include <set>
 
@@ -93,6 +94,25 @@ void TextStore::discard() {
 
 Status TextStore::flush(std::string* manifest) {
   std::vector<uint64_t> list = committed_;
+  bool done = false;
+  if (merge_) {
+    std::lock_guard lk(merge_->mu);
+    done = merge_->done;
+  }
+  if (done) {
+    wait_merge();
+    std::unique_ptr<Merge> m = std::move(merge_);
+    auto at = std::search(list.begin(), list.end(), m->inputs.begin(), m->inputs.end());
+    if (m->status && at != list.end()) {
+      // The inputs are still listed, in a row (only merges remove segments): the merged file
+      // takes their place.
+      at = list.erase(at, at + static_cast<std::ptrdiff_t>(m->inputs.size()));
+      list.insert(at, m->output);
+    } else {
+      std::error_code ec;
+      fs::remove(path_of(m->output), ec);
+    }
+  }
   if (pending()) {
     uint64_t n = next_number_++;
     size_t docs = builder_->docs();
@@ -107,28 +127,50 @@ Status TextStore::flush(std::string* manifest) {
   return Status::ok();
 }
 
-Status TextStore::plan_merge(const std::function<bool(uint32_t did)>& keep,
-                             std::string* manifest, bool* planned) {
-  *planned = false;
-  if (committed_.size() < kMergeFactor) return Status::ok();
+void TextStore::start_merge(std::function<bool(uint32_t did)> keep) {
+  if (merge_ || committed_.size() < kMergeFactor) return;
   std::vector<std::shared_ptr<const TextSegment>> segs;
-  if (Status s = segments(format_manifest(committed_), &segs); !s) return s;
+  if (Status s = segments(format_manifest(committed_), &segs); !s) {
+    spdlog::warn("text segments {}: cannot merge: {}", dir_, s.message());
+    return;
+  }
   const size_t first = segs.size() - kMergeFactor;
   const unsigned cls = size_class(segs[first]->docs());
   for (size_t i = first + 1; i < segs.size(); ++i) {
-    if (size_class(segs[i]->docs()) != cls) return Status::ok();
+    if (size_class(segs[i]->docs()) != cls) return;
   }
-  std::vector<std::shared_ptr<const TextSegment>> in(segs.begin() + static_cast<std::ptrdiff_t>(first),
-                                                     segs.end());
-  uint64_t n = next_number_++;
-  if (Status s = merge_segments(in, keep, path_of(n), sync_); !s) return s;
-  std::vector<uint64_t> list(committed_.begin(),
-                             committed_.begin() + static_cast<std::ptrdiff_t>(first));
-  list.push_back(n);
-  *manifest = format_manifest(list);
-  *planned = true;
-  return Status::ok();
+  auto m = std::make_unique<Merge>();
+  m->inputs.assign(committed_.begin() + static_cast<std::ptrdiff_t>(first), committed_.end());
+  m->output = next_number_++;
+  std::vector<std::shared_ptr<const TextSegment>> in(
+      segs.begin() + static_cast<std::ptrdiff_t>(first), segs.end());
+  Merge* raw = m.get();
+  const std::string path = path_of(m->output);
+  const bool sync = sync_;
+  m->thread = std::thread([raw, in = std::move(in), keep = std::move(keep), path, sync] {
+    auto start = std::chrono::steady_clock::now();
+    uint64_t docs = 0;
+    for (const auto& seg : in) docs += seg->docs();
+    Status s = merge_segments(in, keep, path, sync);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (s) {
+      spdlog::debug("text segments: merged {} segments ({} documents) into {} in {:.3f} s",
+                    in.size(), docs, path, secs);
+    } else {
+      spdlog::warn("text segments: merge into {} failed: {}", path, s.message());
+    }
+    std::lock_guard lk(raw->mu);
+    raw->status = s;
+    raw->done = true;
+  });
+  merge_ = std::move(m);
 }
+
+void TextStore::wait_merge() {
+  if (merge_ && merge_->thread.joinable()) merge_->thread.join();
+}
+
+TextStore::~TextStore() { wait_merge(); }
 
 void TextStore::committed(const std::string& manifest, bool ok) {
   std::vector<uint64_t> now = parse_manifest(manifest);

@@ -11,12 +11,15 @@
 //
 // Merges keep the number of segments logarithmic in the number of documents: after a commit,
 // when the newest kMergeFactor segments are all of the same size class (document count, powers
-// of kMergeFactor), they are merged into one (the documents keep() rejects — deleted sessions —
-// are dropped) and the merged file replaces them in the next commit. A document is merged about
-// log_8(documents / batch size) times over its life.
+// of kMergeFactor), they are merged into one on a thread of the store's own (the documents keep()
+// rejects — deleted sessions — are dropped), and the next flush() puts the merged file in their
+// place, so the writer never waits for a merge (a merge of a million events takes seconds, and
+// searches waiting for fresh events would wait with it). One merge at a time per store; a
+// document is merged about log_8(documents / batch size) times over its life. A merge holds its
+// output in memory until it writes it (about the size of the file).
 //
-// Threads: the writer side (add, flush, committed, plan_merge) is for one thread at a time (the
-// indexer); segments() from any thread.
+// Threads: the writer side (add, flush, committed, start_merge, discard) is for one thread at a
+// time (the indexer); segments() from any thread. The destructor waits for a running merge.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "search/text_segment.h"
@@ -38,6 +42,9 @@ class TextStore {
   static constexpr size_t kMergeFactor = 8;
 
   TextStore(std::string dir, bool sync) : dir_(std::move(dir)), sync_(sync) {}
+  ~TextStore();
+  TextStore(const TextStore&) = delete;
+  TextStore& operator=(const TextStore&) = delete;
 
   // Takes `manifest` (the last committed revision's) as the committed state, removes every
   // segment file it does not list, and opens (verifies) every one it lists: an error when one is
@@ -50,18 +57,20 @@ class TextStore {
   uint32_t add(uint32_t did, std::string_view text);
   bool pending() const { return builder_ && !builder_->empty(); }
   // Writes what was added since the last flush as a new segment file, and sets *manifest to the
-  // committed segments plus it (just the committed ones when nothing was added). The caller
-  // commits *manifest, then calls committed().
+  // committed segments plus it (just the committed ones when nothing was added), with a
+  // finished merge's file in place of its inputs. The caller commits *manifest, then calls
+  // committed().
   Status flush(std::string* manifest);
-  // When the merge policy wants one, writes the merged segment and sets *manifest to the
-  // committed list with it in place of its inputs (true); false when no merge is due. The caller
-  // commits *manifest, then calls committed().
-  Status plan_merge(const std::function<bool(uint32_t did)>& keep, std::string* manifest,
-                    bool* planned);
-  // The commit of `manifest` from flush() or plan_merge() succeeded (`ok`: files it no longer
-  // lists are removed) or failed (files it added are removed; documents added since the last
-  // flush are dropped, the caller adds them again).
+  // The commit of `manifest` from flush() succeeded (`ok`: files it no longer lists are removed)
+  // or failed (files it added are removed; documents added since the last flush are dropped, the
+  // caller adds them again).
   void committed(const std::string& manifest, bool ok);
+  // After a commit: when no merge is running and the policy wants one, starts merging the
+  // newest segments (keep(did) false: the document is dropped; it is called on the merge's
+  // thread, so it must read state that stays valid, e.g. a DocLengths::View).
+  void start_merge(std::function<bool(uint32_t did)> keep);
+  // Waits for a running merge (tests; the destructor does too).
+  void wait_merge();
   // Drops documents added since the last flush (a failed batch the caller redoes).
   void discard();
 
@@ -76,8 +85,19 @@ class TextStore {
   std::string path_of(uint64_t number) const;
   static std::string format_manifest(const std::vector<uint64_t>& numbers);
 
+  // A merge on its own thread: inputs are committed_[first, first + count).
+  struct Merge {
+    std::vector<uint64_t> inputs;
+    uint64_t output = 0;
+    std::thread thread;
+    std::mutex mu;
+    bool done = false;  // under mu
+    Status status;      // under mu, once done
+  };
+
   const std::string dir_;
   const bool sync_;
+  std::unique_ptr<Merge> merge_;
   std::unique_ptr<SegmentBuilder> builder_;
   std::vector<uint64_t> committed_;  // the last committed manifest
   uint64_t next_number_ = 1;
