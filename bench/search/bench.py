@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Search benchmark: durable-sessions (Xapian BM25, through the HTTP API) vs SQLite FTS5 bm25().
+"""Search benchmark: durable-sessions (BM25 over its own text segments, Xapian for filters; through the HTTP API) vs SQLite FTS5 bm25().
 
 Steps (one run, same corpus, same machine):
  1. Load the corpus into a fresh server over HTTP (POST /v1/sessions/{id}/events, 500 events
@@ -297,7 +297,7 @@ def main():
           f"Corpus: {n_events:,} synthetic agent events over {len(sessions):,} sessions "
           f"(bench/search/gen_corpus.py, Zipfian vocabulary). Machine: {out['cpu']} cores, load "
           f"average {' '.join(out['loadavg_at_end'])} at the end of the run.", "",
-          "| metric | durable-sessions (Xapian BM25) | SQLite FTS5 bm25() |", "|---|---|---|",
+          "| metric | durable-sessions (BM25) | SQLite FTS5 bm25() |", "|---|---|---|",
           f"| indexing rate | {rate:,.0f} events/s (rebuild from the logs, incl. reading + "
           f"extraction; {out['ours_rebuild_events_per_cpu_s'] or 0:,.0f} per indexer CPU-second) "
           f"| {n_events / fts_secs:,.0f} events/s (INSERT of pre-extracted text) |",
