@@ -110,7 +110,6 @@ struct SearchIndex::Tenant {
   DocLengths lengths;
   std::unique_ptr<TextStore> text;
   std::unique_ptr<PostingCache> postings;
-  Xapian::docid next_did = 0;  // the next add's id is at least this
 };
 
 SearchIndex::SearchIndex(IndexOptions options)
@@ -327,9 +326,8 @@ Status SearchIndex::add(const std::string& tenant, const std::string& session_id
   try {
     // An id above every earlier one, also above one whose Xapian add failed after its words
     // went to the segment builder (those postings belong to no document: not live).
-    const Xapian::docid did = std::max(t->writer->get_lastdocid() + 1, t->next_did);
+    const Xapian::docid did = std::max(t->writer->get_lastdocid() + 1, t->text->next_doc());
     const uint32_t length = t->text->add(did, text);
-    t->next_did = did + 1;
     t->writer->replace_document(did, make_skeleton(tenant, session_id, position, type, length));
   } catch (const Xapian::Error& e) {
     return Status::io_error("search index " + t->path + ": " + e.get_msg());
@@ -374,8 +372,13 @@ Status SearchIndex::commit() {
     // The batch's words go to a new segment file first; the commit lists it (text_store.h).
     std::string manifest;
     Status s = t->text->flush(&manifest);
-    s = commit_transaction(t.get(), s ? &manifest : nullptr, s);
-    t->text->committed(manifest, s.is_ok());
+    bool discarded = true;
+    s = commit_transaction(t.get(), s ? &manifest : nullptr, s, &discarded);
+    if (discarded) {
+      t->text->committed(manifest, s.is_ok());
+    } else {
+      t->text->commit_unknown();  // the list may still be committed later: keep its files
+    }
     if (!s) {
       result = s;
       continue;
@@ -385,8 +388,10 @@ Status SearchIndex::commit() {
   return result;
 }
 
-Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, Status prepared) {
+Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, Status prepared,
+                                       bool* discarded) {
   std::lock_guard gate(t->gate);
+  *discarded = true;
   bool open = true;  // the transaction; commit_transaction() ends it even when it fails
   try {
     if (!prepared) throw Xapian::DatabaseError(prepared.message());
@@ -407,6 +412,7 @@ Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, S
     } catch (const Xapian::Error& e2) {
       spdlog::error("search index {}: cannot discard a failed commit's changes: {}", t->path,
                     e2.get_msg());
+      *discarded = false;
     }
     t->in_txn = false;
     return Status::io_error("search index " + t->path + ": commit: " + e.get_msg());

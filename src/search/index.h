@@ -157,8 +157,10 @@ class SearchIndex {
   Status open_writer(const std::string& tenant, std::shared_ptr<Tenant>* out);
   Status check_unclean_marker();
   // Sets the segment list to *manifest and commits t's open transaction, under the gate; on
-  // failure (also when `prepared` is an error) discards the transaction's changes.
-  Status commit_transaction(Tenant* t, const std::string* manifest, Status prepared);
+  // failure (also when `prepared` is an error) discards the transaction's changes
+  // (*discarded false: that failed too, the changes may still be committed later).
+  Status commit_transaction(Tenant* t, const std::string* manifest, Status prepared,
+                            bool* discarded);
   // Starts a merge of t's segments when the merge policy asks for one (text_store.h); the
   // merged file is listed by a later commit.
   void merge_text(Tenant* t);

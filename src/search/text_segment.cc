@@ -440,7 +440,7 @@ Status TextSegment::parse() {
   std::string prev;
   for (uint64_t r = 0; r < restart_count_; ++r) {
     const uint8_t* ix = restarts_ + r * kRestartBytes;
-    if (load<uint64_t>(ix) != uint64_t(c.at() - dict_) && r > 0)
+    if (r > 0 && load<uint64_t>(ix) != uint64_t(c.at() - dict_))
       return Status::corruption("restart index does not match the dictionary");
     if (r > 0 && (load<uint64_t>(ix + 8) != c.pst_end() || load<uint64_t>(ix + 16) != c.pos_end()))
       return Status::corruption("restart index does not match the postings");
@@ -455,7 +455,7 @@ Status TextSegment::parse() {
     }
     if (c.error()) return Status::corruption("bad dictionary entry");
   }
-  if (uint64_t(c.at() - dict_) != dict_bytes_ && terms_ != 0)
+  if (terms_ != 0 && uint64_t(c.at() - dict_) != dict_bytes_)
     return Status::corruption("dictionary size mismatch");
   if (terms_ == 0 && dict_bytes_ != 0) return Status::corruption("dictionary size mismatch");
   if (terms_ != 0 && (c.pst_end() != pst_bytes_ || c.pos_end() != pos_bytes_))

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -19,16 +20,37 @@ constexpr const char* kSuffix = ".seg";
 // its dictionary (stem cache) is only worth its memory for busy tenants.
 constexpr size_t kKeepBuilderDocs = 1000;
 
-unsigned size_class(uint32_t docs) {
-  unsigned c = 0;
-  for (uint64_t d = std::max<uint32_t>(docs, 1); d >= TextStore::kMergeFactor;
-       d /= TextStore::kMergeFactor) {
-    ++c;
-  }
-  return c;
+// A segment's level: log base kMergeFactor of its document count.
+double level(uint32_t docs) {
+  return std::log(static_cast<double>(std::max<uint32_t>(docs, 1))) /
+         std::log(static_cast<double>(TextStore::kMergeFactor));
 }
 
 }  // namespace
+
+bool TextStore::pick_merge(const std::vector<std::shared_ptr<const TextSegment>>& segs,
+                           size_t* first) {
+  // Levels from the oldest segment on: the run up to the newest segment whose level is within
+  // 0.75 of the largest remaining level forms one level (smaller segments in between belong to
+  // it); within a level, kMergeFactor segments in a row are merged. The same rule as Lucene's
+  // LogMergePolicy, so that batches of mixed sizes (timer-cut, cut early for a waiting search)
+  // are merged as well as uniform ones.
+  size_t start = 0;
+  const size_t n = segs.size();
+  while (start < n) {
+    double max_level = 0;
+    for (size_t i = start; i < n; ++i) max_level = std::max(max_level, level(segs[i]->docs()));
+    double bottom = max_level <= 0.75 ? -1 : max_level - 0.75;
+    size_t upto = n - 1;
+    while (upto > start && level(segs[upto]->docs()) < bottom) --upto;
+    if (upto + 1 - start >= kMergeFactor) {
+      *first = start;
+      return true;
+    }
+    start = upto + 1;
+  }
+  return false;
+}
 
 std::vector<uint64_t> TextStore::parse_manifest(const std::string& manifest) {
   std::vector<uint64_t> out;
@@ -80,11 +102,14 @@ Status TextStore::open(const std::string& manifest) {
   // Every listed segment is opened (and its checksum verified) now: a damaged or missing one
   // makes the caller rebuild the tenant's index, rather than fail searches later.
   std::vector<std::shared_ptr<const TextSegment>> all;
-  return segments(manifest, &all);
+  if (Status s = segments(manifest, &all); !s) return s;
+  for (const auto& seg : all) next_doc_ = std::max(next_doc_, seg->last_doc() + 1);
+  return Status::ok();
 }
 
 uint32_t TextStore::add(uint32_t did, std::string_view text) {
   if (!builder_) builder_ = std::make_unique<SegmentBuilder>();
+  next_doc_ = std::max(next_doc_, did + 1);
   return builder_->add(did, text);
 }
 
@@ -94,6 +119,16 @@ void TextStore::discard() {
 
 Status TextStore::flush(std::string* manifest) {
   std::vector<uint64_t> list = committed_;
+  if (pending()) {
+    uint64_t n = next_number_++;
+    size_t docs = builder_->docs();
+    if (Status s = builder_->write(path_of(n), sync_); !s) {
+      builder_->clear();
+      return s;  // a finished merge stays for the next flush
+    }
+    if (docs < kKeepBuilderDocs) builder_.reset();
+    list.push_back(n);
+  }
   bool done = false;
   if (merge_) {
     std::lock_guard lk(merge_->mu);
@@ -104,24 +139,14 @@ Status TextStore::flush(std::string* manifest) {
     std::unique_ptr<Merge> m = std::move(merge_);
     auto at = std::search(list.begin(), list.end(), m->inputs.begin(), m->inputs.end());
     if (m->status && at != list.end()) {
-      // The inputs are still listed, in a row (only merges remove segments): the merged file
-      // takes their place.
+      // The inputs are still listed, in a row (only merges remove segments, one at a time): the
+      // merged file takes their place.
       at = list.erase(at, at + static_cast<std::ptrdiff_t>(m->inputs.size()));
       list.insert(at, m->output);
     } else {
       std::error_code ec;
       fs::remove(path_of(m->output), ec);
     }
-  }
-  if (pending()) {
-    uint64_t n = next_number_++;
-    size_t docs = builder_->docs();
-    if (Status s = builder_->write(path_of(n), sync_); !s) {
-      builder_->clear();
-      return s;
-    }
-    if (docs < kKeepBuilderDocs) builder_.reset();
-    list.push_back(n);
   }
   *manifest = format_manifest(list);
   return Status::ok();
@@ -134,16 +159,14 @@ void TextStore::start_merge(std::function<bool(uint32_t did)> keep) {
     spdlog::warn("text segments {}: cannot merge: {}", dir_, s.message());
     return;
   }
-  const size_t first = segs.size() - kMergeFactor;
-  const unsigned cls = size_class(segs[first]->docs());
-  for (size_t i = first + 1; i < segs.size(); ++i) {
-    if (size_class(segs[i]->docs()) != cls) return;
-  }
+  size_t first = 0;
+  if (!pick_merge(segs, &first)) return;
+  const auto from = static_cast<std::ptrdiff_t>(first);
+  const auto to = from + static_cast<std::ptrdiff_t>(kMergeFactor);
   auto m = std::make_unique<Merge>();
-  m->inputs.assign(committed_.begin() + static_cast<std::ptrdiff_t>(first), committed_.end());
+  m->inputs.assign(committed_.begin() + from, committed_.begin() + to);
   m->output = next_number_++;
-  std::vector<std::shared_ptr<const TextSegment>> in(
-      segs.begin() + static_cast<std::ptrdiff_t>(first), segs.end());
+  std::vector<std::shared_ptr<const TextSegment>> in(segs.begin() + from, segs.begin() + to);
   Merge* raw = m.get();
   const std::string path = path_of(m->output);
   const bool sync = sync_;
@@ -171,6 +194,12 @@ void TextStore::wait_merge() {
 }
 
 TextStore::~TextStore() { wait_merge(); }
+
+void TextStore::commit_unknown() {
+  // Whether the list is in the database is not known: remove nothing (open() removes what no
+  // commit lists), keep the committed state, drop the batch (the caller redoes it).
+  discard();
+}
 
 void TextStore::committed(const std::string& manifest, bool ok) {
   std::vector<uint64_t> now = parse_manifest(manifest);

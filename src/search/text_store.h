@@ -10,13 +10,15 @@
 // the two steps) is garbage: open() removes it.
 //
 // Merges keep the number of segments logarithmic in the number of documents: after a commit,
-// when the newest kMergeFactor segments are all of the same size class (document count, powers
-// of kMergeFactor), they are merged into one on a thread of the store's own (the documents keep()
-// rejects — deleted sessions — are dropped), and the next flush() puts the merged file in their
-// place, so the writer never waits for a merge (a merge of a million events takes seconds, and
-// searches waiting for fresh events would wait with it). One merge at a time per store; a
-// document is merged about log_8(documents / batch size) times over its life. A merge holds its
-// output in memory until it writes it (about the size of the file).
+// segments are grouped into levels by document count (log base kMergeFactor; Lucene's
+// LogMergePolicy rule, so that batches of mixed sizes group too, see pick_merge), and when a
+// level has kMergeFactor segments in a row, they are merged into one on a thread of the store's
+// own (the documents keep() rejects — deleted sessions — are dropped). The next flush() puts the
+// merged file in their place, so the writer never waits for a merge (a merge of a million events
+// takes seconds, and searches waiting for fresh events would wait with it). Only runs of
+// adjacent segments are merged: the segments' document ranges stay ascending and disjoint. One
+// merge at a time per store; a document is merged about log_8(documents / batch size) times over
+// its life. A merge holds its output in memory until it writes it (about the size of the file).
 //
 // Threads: the writer side (add, flush, committed, start_merge, discard) is for one thread at a
 // time (the indexer); segments() from any thread. The destructor waits for a running merge.
@@ -56,6 +58,10 @@ class TextStore {
   // of its terms' wdf). Not in any segment before flush().
   uint32_t add(uint32_t did, std::string_view text);
   bool pending() const { return builder_ && !builder_->empty(); }
+  // Above every document id in a listed segment or added since open(): the writer's next id
+  // must be at least this, so that no id is in two segments — also after an add whose Xapian
+  // document failed (its words may be in a committed segment, its id not in Xapian).
+  uint32_t next_doc() const { return next_doc_; }
   // Writes what was added since the last flush as a new segment file, and sets *manifest to the
   // committed segments plus it (just the committed ones when nothing was added), with a
   // finished merge's file in place of its inputs. The caller commits *manifest, then calls
@@ -65,6 +71,10 @@ class TextStore {
   // or failed (files it added are removed; documents added since the last flush are dropped, the
   // caller adds them again).
   void committed(const std::string& manifest, bool ok);
+  // The commit of flush()'s list failed and its changes could not be discarded, so whether it
+  // is in the database is unknown: nothing is removed; documents added since the last flush are
+  // dropped.
+  void commit_unknown();
   // After a commit: when no merge is running and the policy wants one, starts merging the
   // newest segments (keep(did) false: the document is dropped; it is called on the merge's
   // thread, so it must read state that stays valid, e.g. a DocLengths::View).
@@ -80,6 +90,10 @@ class TextStore {
                   std::vector<std::shared_ptr<const TextSegment>>* out);
 
   static std::vector<uint64_t> parse_manifest(const std::string& manifest);
+  // The merge policy: true with *first set when segs[*first, *first + kMergeFactor) should be
+  // merged.
+  static bool pick_merge(const std::vector<std::shared_ptr<const TextSegment>>& segs,
+                         size_t* first);
 
  private:
   std::string path_of(uint64_t number) const;
@@ -101,6 +115,7 @@ class TextStore {
   std::unique_ptr<SegmentBuilder> builder_;
   std::vector<uint64_t> committed_;  // the last committed manifest
   uint64_t next_number_ = 1;
+  uint32_t next_doc_ = 1;
   std::mutex mu_;  // open_
   std::map<uint64_t, std::shared_ptr<const TextSegment>> open_;
 };

@@ -102,17 +102,75 @@ TEST_F(TextStoreTest, AFailedCommitOfAMergeKeepsItsInputs) {
   EXPECT_EQ(read(store_, manifest, "common").size(), 8u);
 }
 
-TEST_F(TextStoreTest, SegmentsOfDifferentSizeClassesAreNotMerged) {
+// Segments of the given document counts, oldest first.
+std::vector<std::shared_ptr<const TextSegment>> made(const std::string& dir,
+                                                     const std::vector<uint32_t>& docs) {
+  std::vector<std::shared_ptr<const TextSegment>> out;
+  uint32_t did = 1;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    SegmentBuilder b;
+    for (uint32_t k = 0; k < docs[i]; ++k) b.add(did++, "w");
+    static int made_files = 0;
+    std::string path = dir + "/m" + std::to_string(++made_files) + ".seg";
+    EXPECT_TRUE(b.write(path, false));
+    std::shared_ptr<const TextSegment> seg;
+    EXPECT_TRUE(TextSegment::open(path, &seg));
+    out.push_back(seg);
+  }
+  return out;
+}
+
+TEST_F(TextStoreTest, ThePolicyMergesEightInARowOfOneLevelAndSmallerOnesBetweenThem) {
+  size_t first = 99;
+  // Seven of one level: nothing to merge.
+  EXPECT_FALSE(TextStore::pick_merge(made(dir_.path(), {1, 1, 1, 1, 1, 1, 1}), &first));
+  // Eight: the oldest eight.
+  EXPECT_TRUE(TextStore::pick_merge(made(dir_.path(), {1, 1, 1, 1, 1, 1, 1, 1}), &first));
+  EXPECT_EQ(first, 0u);
+  // A large segment, then eight small ones: those eight.
+  EXPECT_TRUE(TextStore::pick_merge(made(dir_.path(), {4096, 2, 1, 3, 1, 1, 2, 1, 1}), &first));
+  EXPECT_EQ(first, 1u);
+  // Mixed batch sizes (a timer-cut batch of 8 after every seven of 1): the small ones between
+  // belong to the larger ones' level, so the run merges — it used to stall when only the newest
+  // eight of one size class were merged.
+  EXPECT_TRUE(TextStore::pick_merge(made(dir_.path(), {1, 1, 1, 1, 1, 1, 1, 8}), &first));
+  EXPECT_EQ(first, 0u);
+  // Levels with fewer than eight segments each: nothing.
+  EXPECT_FALSE(TextStore::pick_merge(made(dir_.path(), {4096, 512, 512, 64, 64, 8, 1}), &first));
+}
+
+// Commits of mixed sizes, merged as the policy asks (synchronously here): the number of
+// segments stays logarithmic, and the postings are those of every committed document.
+TEST_F(TextStoreTest, MixedBatchSizesKeepTheSegmentCountLogarithmic) {
   ASSERT_TRUE(store_.open(""));
-  for (uint32_t did = 1; did <= 7; ++did) commit_one(did);
-  // An eighth segment of 8 documents: another size class than the seven of one.
-  for (uint32_t did = 8; did < 16; ++did) store_.add(did, "common");
+  uint32_t did = 0;
+  std::string manifest;
+  for (int batch = 0; batch < 400; ++batch) {
+    int n = batch % 5 == 4 ? 60 : 1 + batch % 3;  // 1, 2, 3, 1, 60, …
+    for (int k = 0; k < n; ++k) store_.add(++did, "common");
+    ASSERT_TRUE(store_.flush(&manifest));
+    store_.committed(manifest, true);
+    store_.start_merge([](uint32_t) { return true; });
+    store_.wait_merge();
+  }
+  size_t segments = TextStore::parse_manifest(manifest).size();
+  EXPECT_LE(segments, 24u) << manifest;  // about 7 per level, 3 levels for ~5,000 documents
+  Postings all = read(store_, manifest, "common");
+  ASSERT_EQ(all.size(), did);
+  for (uint32_t i = 0; i < did; ++i) EXPECT_EQ(all[i].first, i + 1);
+}
+
+TEST_F(TextStoreTest, NextDocIsAboveEveryListedDocumentAfterReopen) {
+  ASSERT_TRUE(store_.open(""));
+  for (uint32_t did = 3; did <= 7; ++did) store_.add(did, "w");
   std::string manifest;
   ASSERT_TRUE(store_.flush(&manifest));
   store_.committed(manifest, true);
-  store_.start_merge([](uint32_t) { return true; });
-  store_.wait_merge();
-  EXPECT_EQ(files(text_), 8u);
+  EXPECT_EQ(store_.next_doc(), 8u);
+  TextStore again(text_, false);
+  EXPECT_EQ(again.next_doc(), 1u);
+  ASSERT_TRUE(again.open(manifest));
+  EXPECT_EQ(again.next_doc(), 8u);  // a Xapian database without documents 3..7 still skips them
 }
 
 TEST_F(TextStoreTest, OpenRemovesFilesNoCommitListsAndRefusesAMissingListedOne) {
