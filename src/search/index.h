@@ -108,7 +108,7 @@ class SearchResults {
  private:
   friend class SearchIndex;
   std::shared_ptr<Xapian::Database> lease_;  // the reader terms_ uses; back to the pool after
-  Xapian::MSet terms_;  // no hits: the plain-term query and its statistics, for snippets
+  Xapian::MSet terms_;  // no hits: the plain-term query's words, for snippets
 };
 
 class SearchIndex {
