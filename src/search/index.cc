@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <exception>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "search/posting_cache.h"
 #include "search/revision_gate.h"
 #include "search/side_thread.h"
+#include "search/snippet.h"
 #include "search/text_store.h"
 #include "search/text_view.h"
 
@@ -531,8 +533,7 @@ Xapian::doccount collect_conjunction(const Xapian::Database& db,
 
 Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
                            SearchResults* out) {
-  out->terms_ = Xapian::MSet();
-  out->lease_.reset();
+  out->snippet_weights_.clear();
   out->hits.clear();
   out->total_hits = 0;
   out->indexed_events = 0;
@@ -658,14 +659,16 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         if (!split) {
           out->total_hits = run(*db, view, 0, 0, req.offset, req.limit, &ranked);
         }
-        // Snippets need the query's words, which the Bm25Source and PhraseSource leaves do not
-        // expose: the plain-term query with no hits asked for (runs no match). Its words are not
-        // in this database (they are in the segments), so they all weigh the same in choosing
-        // a snippet's window.
-        Xapian::Enquire terms(*db);
-        terms.set_weighting_scheme(Xapian::BM25Weight(k1, 0, 1, b, 0));
-        terms.set_query(req.query.query);
-        out->terms_ = terms.get_mset(0, 0, 0u);
+        // Snippets weigh the query's words by their idf (BM25's, from the number of documents
+        // the segments list for them: deleted ones included, which is close enough here).
+        out->snippet_weights_.clear();
+        const double n_docs = static_cast<double>(out->indexed_events);
+        for (const std::string& term : req.query.snippet_terms()) {
+          double n = static_cast<double>(view.df_bound(term));
+          double ratio = (n_docs - n + 0.5) / (n + 0.5);
+          if (ratio < 2) ratio = ratio * 0.5 + 1;
+          out->snippet_weights_[term] = std::log(ratio);
+        }
         out->hits.clear();
         for (auto& h : ranked) out->hits.push_back(std::move(h.hit));
         break;
@@ -680,7 +683,6 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         // on fresh handles at the latest commit, and say so.
         spdlog::warn("search index {}: {} (attempt {})", t->path, e.get_msg(), attempt + 1);
         if (attempt >= kSearchAttempts) throw;
-        out->terms_ = Xapian::MSet();
         *db = Xapian::Database(t->path);
         if (db2) *db2 = Xapian::Database(t->path);
       }
@@ -688,26 +690,15 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
   } catch (const Xapian::Error& e) {
     *failed = true;
     if (failed2) *failed2 = true;
-    out->terms_ = Xapian::MSet();
+    out->snippet_weights_.clear();
     out->hits.clear();
     return Status::io_error("search index " + t->path + ": " + e.get_msg());
   }
-  out->lease_ = std::move(db);
   return Status::ok();
 }
 
 std::string SearchResults::snippet(const std::string& text) const {
-  // Windows are chosen by the query words in them (kept in terms_; no database access), all of
-  // the same weight: the words' statistics are in the segments, not in terms_'s database. Not
-  // SNIPPET_BACKGROUND_MODEL, which also weighs every other word of the text by its frequency in
-  // the index (a lookup per word, when the words were in Xapian 150 µs per snippet at a million
-  // events against 40 µs without).
-  try {
-    return terms_.snippet(text, 240, search_stemmer(), Xapian::MSet::SNIPPET_EXHAUSTIVE, "<mark>",
-                          "</mark>", "…");
-  } catch (const Xapian::Error&) {
-    return "";  // not expected without database access; the hit is still returned
-  }
+  return make_snippet(text, snippet_weights_);
 }
 
 }  // namespace ds

@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "search/posting_cache.h"
@@ -88,8 +89,7 @@ struct SearchHit {
   double score = 0;
 };
 
-// The result of one search; keeps what snippet() needs. Call snippet() on the thread that ran
-// the search: Xapian's reference counts are not atomic, so results move but are not copied.
+// The result of one search; keeps what snippet() needs.
 class SearchResults {
  public:
   SearchResults() = default;
@@ -102,13 +102,14 @@ class SearchResults {
   uint64_t total_hits = 0;       // estimate; exact below 1000 matches
   uint64_t indexed_events = 0;   // documents in the tenant's index
   // `text` (an event's extracted text) shortened around the matches, matches wrapped in
-  // <mark>…</mark>, everything else HTML-escaped.
+  // <mark>…</mark>, everything else HTML-escaped (snippet.h); rarer query words weigh more in
+  // choosing the excerpt.
   std::string snippet(const std::string& text) const;
 
  private:
   friend class SearchIndex;
-  std::shared_ptr<Xapian::Database> lease_;  // the reader terms_ uses; back to the pool after
-  Xapian::MSet terms_;  // no hits: the plain-term query's words, for snippets
+  // The query's words and stems (ParsedQuery::snippet_terms) → their idf in the index.
+  std::unordered_map<std::string, double> snippet_weights_;
 };
 
 class SearchIndex {

@@ -158,6 +158,24 @@ Xapian::Query ParsedQuery::build(const Leaf& leaf, const PhraseLeaf& phrase) con
   return assemble(plan->clauses, &leaf, &phrase);
 }
 
+std::vector<std::string> ParsedQuery::snippet_terms() const {
+  std::vector<std::string> out;
+  if (!plan) return out;
+  for (const auto& c : plan->clauses) {
+    for (const auto& it : c) {
+      if (it.kind != Item::Kind::kText || it.negated) continue;
+      if (it.words.size() == 1) {
+        const std::string& w = it.words[0];
+        out.push_back(it.quoted ? w : word_term(w));
+        if (!it.quoted && gets_stemmed(w)) out.push_back(w);
+      } else {
+        out.insert(out.end(), it.words.begin(), it.words.end());
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> ParsedQuery::conjunction() const {
   std::vector<std::pair<std::string, std::string>> out;
   if (!plan) return out;

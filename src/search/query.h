@@ -61,6 +61,10 @@ struct ParsedQuery {
   // The same query with `leaf(term, bonus)` for every single term and `phrase(words)` for every
   // phrase.
   Xapian::Query build(const Leaf& leaf, const PhraseLeaf& phrase) const;
+  // The index terms of the query's positive words, for snippets: each word's term (its "Z" stem,
+  // or the word itself when it has none or is quoted), a stemmed word's exact form too, and the
+  // words of phrases. Excluded words and type filters are not in it.
+  std::vector<std::string> snippet_terms() const;
   // For a query that only ANDs single words (no OR group, phrase, exclusion or type:), the
   // (term, bonus) of each, in the order build() passes them to its leaf; else empty.
   std::vector<std::pair<std::string, std::string>> conjunction() const;
