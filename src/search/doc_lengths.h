@@ -68,8 +68,8 @@ class DocLengths {
   std::mutex mu_;
   std::string uuid_;
   Xapian::docid loaded_ = 0;
-  Xapian::docid deleted_ = 0;
-  uint64_t table_;  // this table's number, from a process-wide counter  // last id − document count of the handle the table was read from
+  Xapian::docid deleted_ = 0;  // last id − document count of the handle the table was read from
+  uint64_t table_;             // this table's number, from a process-wide counter
   // Replaced (copied, then grown) when chunks are added; old views keep the old vector. Chunks
   // are never moved; a chunk's slots above loaded_ are written while views read slots below.
   std::shared_ptr<std::vector<std::shared_ptr<uint32_t[]>>> chunks_;

@@ -13,8 +13,8 @@
 // the cache's (DocLengths starts a new table after deletions) drops every list; a view with an
 // older table is not served (the caller decodes from the segments itself).
 //
-// Guarantee: a List from get(view, term) holds exactly the postings view.decode(term) gives:
-// the same document ids, ascending, with the same wdf.
+// Guarantee: a PostingList from get(view, term) holds exactly the postings view.decode(term)
+// gives: the same document ids, ascending, with the same wdf.
 //
 // What is cached: lists of words in at least `min_docs` documents (fewer are cheap to decode),
 // from a word's second request on (the first is decoded by the caller: a stream of one-off words
@@ -24,8 +24,8 @@
 // budget of 0 turns caching off. Words asked for once are remembered by name (at most kMaxSeen,
 // then forgotten together).
 //
-// Threads: get() from any thread (serialised inside). A List is immutable and stays valid while
-// get() extends or drops the word's list.
+// Threads: get() from any thread (serialised inside). A PostingList is immutable and stays valid
+// while get() extends or drops the word's list.
 #pragma once
 
 #include <atomic>
