@@ -29,25 +29,39 @@ double level(uint32_t docs) {
 }  // namespace
 
 bool TextStore::pick_merge(const std::vector<std::shared_ptr<const TextSegment>>& segs,
-                           size_t* first) {
-  // Levels from the oldest segment on: the run up to the newest segment whose level is within
-  // 0.75 of the largest remaining level forms one level (smaller segments in between belong to
-  // it); within a level, kMergeFactor segments in a row are merged. The same rule as Lucene's
-  // LogMergePolicy, so that batches of mixed sizes (timer-cut, cut early for a waiting search)
-  // are merged as well as uniform ones.
-  size_t start = 0;
+                           size_t* first, uint64_t max_bytes) {
+  // Segments of max_bytes or more are never merged: they split the list into ranges merged on
+  // their own. In a range, levels from the oldest segment on: the run up to the newest segment
+  // whose level is within 0.75 of the largest remaining level forms one level (smaller segments
+  // in between belong to it); within a level, kMergeFactor segments in a row are merged when
+  // they add up to at most max_bytes. The same rules as Lucene's LogMergePolicy (with its
+  // maximum merge size), so that batches of mixed sizes (timer-cut, cut early for a waiting
+  // search) are merged as well as uniform ones.
   const size_t n = segs.size();
-  while (start < n) {
-    double max_level = 0;
-    for (size_t i = start; i < n; ++i) max_level = std::max(max_level, level(segs[i]->docs()));
-    double bottom = max_level <= 0.75 ? -1 : max_level - 0.75;
-    size_t upto = n - 1;
-    while (upto > start && level(segs[upto]->docs()) < bottom) --upto;
-    if (upto + 1 - start >= kMergeFactor) {
-      *first = start;
-      return true;
+  for (size_t lo = 0; lo < n;) {
+    if (segs[lo]->bytes() >= max_bytes) {
+      ++lo;
+      continue;
     }
-    start = upto + 1;
+    size_t hi = lo;  // the range [lo, hi)
+    while (hi < n && segs[hi]->bytes() < max_bytes) ++hi;
+    for (size_t start = lo; start < hi;) {
+      double max_level = 0;
+      for (size_t i = start; i < hi; ++i) max_level = std::max(max_level, level(segs[i]->docs()));
+      double bottom = max_level <= 0.75 ? -1 : max_level - 0.75;
+      size_t upto = hi - 1;
+      while (upto > start && level(segs[upto]->docs()) < bottom) --upto;
+      for (size_t g = start; g + kMergeFactor <= upto + 1; g += kMergeFactor) {
+        uint64_t bytes = 0;
+        for (size_t i = g; i < g + kMergeFactor; ++i) bytes += segs[i]->bytes();
+        if (bytes <= max_bytes) {
+          *first = g;
+          return true;
+        }
+      }
+      start = upto + 1;
+    }
+    lo = hi;
   }
   return false;
 }

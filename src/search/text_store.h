@@ -18,7 +18,9 @@
 // takes seconds, and searches waiting for fresh events would wait with it). Only runs of
 // adjacent segments are merged: the segments' document ranges stay ascending and disjoint. One
 // merge at a time per store; a document is merged about log_8(documents / batch size) times over
-// its life. A merge holds its output in memory until it writes it (about the size of the file).
+// its life. A merge holds its output in memory until it writes it, so a merge reads at most
+// kMaxMergeBytes of segments: past that size segments stay as they are, and their number grows
+// with the index (one per few hundred MB) instead of logarithmically.
 //
 // Threads: the writer side (add, flush, committed, start_merge, discard) is for one thread at a
 // time (the indexer); segments() from any thread. The destructor waits for a running merge.
@@ -42,6 +44,9 @@ namespace ds {
 class TextStore {
  public:
   static constexpr size_t kMergeFactor = 8;
+  // The most segment bytes one merge reads (and holds in memory for its output); larger
+  // segments are not merged again.
+  static constexpr uint64_t kMaxMergeBytes = 512ull << 20;
 
   TextStore(std::string dir, bool sync) : dir_(std::move(dir)), sync_(sync) {}
   ~TextStore();
@@ -91,9 +96,9 @@ class TextStore {
 
   static std::vector<uint64_t> parse_manifest(const std::string& manifest);
   // The merge policy: true with *first set when segs[*first, *first + kMergeFactor) should be
-  // merged.
+  // merged. Merges add up to at most max_bytes of segment files.
   static bool pick_merge(const std::vector<std::shared_ptr<const TextSegment>>& segs,
-                         size_t* first);
+                         size_t* first, uint64_t max_bytes = kMaxMergeBytes);
 
  private:
   std::string path_of(uint64_t number) const;

@@ -139,6 +139,27 @@ TEST_F(TextStoreTest, ThePolicyMergesEightInARowOfOneLevelAndSmallerOnesBetweenT
   EXPECT_FALSE(TextStore::pick_merge(made(dir_.path(), {4096, 512, 512, 64, 64, 8, 1}), &first));
 }
 
+TEST_F(TextStoreTest, MergesStayWithinTheirByteLimit) {
+  auto segs = made(dir_.path(), {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+  uint64_t one = segs[0]->bytes();
+  size_t first = 99;
+  // Eight fit: merged.
+  EXPECT_TRUE(TextStore::pick_merge(segs, &first, 8 * one));
+  EXPECT_EQ(first, 0u);
+  // Eight do not fit: nothing, however many there are.
+  EXPECT_FALSE(TextStore::pick_merge(segs, &first, 8 * one - 1));
+  // A segment at the limit is never merged again, and splits the list: the eight after it are.
+  auto split = made(dir_.path(), {4, 1, 1, 1, 4096, 1, 1, 1, 1, 1, 1, 1, 1});
+  EXPECT_TRUE(TextStore::pick_merge(split, &first, split[4]->bytes()));
+  EXPECT_EQ(first, 5u);
+  // Seven small ones before a large one: one level's run of eight with it, merged without the
+  // limit (the large one read again); with the limit, not.
+  auto before = made(dir_.path(), {1, 1, 1, 1, 1, 1, 1, 4096, 1});
+  EXPECT_TRUE(TextStore::pick_merge(before, &first));
+  EXPECT_EQ(first, 0u);
+  EXPECT_FALSE(TextStore::pick_merge(before, &first, before[7]->bytes()));
+}
+
 // Commits of mixed sizes, merged as the policy asks (synchronously here): the number of
 // segments stays logarithmic, and the postings are those of every committed document.
 TEST_F(TextStoreTest, MixedBatchSizesKeepTheSegmentCountLogarithmic) {
