@@ -1,7 +1,6 @@
 #include "search/bm25_source.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace ds {
 
@@ -15,8 +14,7 @@ Bm25Source::Bm25Source(std::string term, double k1, double b, const TextView* vi
       bonus_factor_(bonus_factor) {}
 
 bool Bm25Source::Term::init(const Xapian::Database& db, const TextView& view,
-                            const std::string& term, double k1, double len_const,
-                            double len_per) {
+                            const std::string& term, const Bm25& bm25) {
   list = view.postings(term);
   double wdf_max = list.max_wdf;
   termfreq = static_cast<Xapian::doccount>(list.size);
@@ -24,12 +22,8 @@ bool Bm25Source::Term::init(const Xapian::Database& db, const TextView& view,
     idf_k1 = max = 0;
     return false;
   }
-  double n = termfreq;
-  double t = (static_cast<double>(db.get_doccount()) - n + 0.5) / (n + 0.5);
-  if (t < 2) t = t * 0.5 + 1;
-  idf_k1 = std::log(t) * (k1 + 1);
-  double denom = len_const + len_per * db.get_doclength_lower_bound() + wdf_max;
-  max = denom > 0 ? idf_k1 * wdf_max / denom : 0;
+  idf_k1 = bm25.term_factor(db.get_doccount(), termfreq);
+  max = bm25.weight(idf_k1, wdf_max, db.get_doclength_lower_bound());
   return true;
 }
 
@@ -37,12 +31,10 @@ void Bm25Source::init(const Xapian::Database& db) {
   started_ = false;
   pos_ = 0;
   bonus_pos_ = 0;
-  double avlen = db.get_avlength();
-  len_const_ = k1_ * (1 - b_);
-  len_per_ = avlen > 0 ? k1_ * b_ / avlen : 0;
-  main_.init(db, *view_, term_, k1_, len_const_, len_per_);
+  bm25_ = Bm25(k1_, b_, db.get_avlength());
+  main_.init(db, *view_, term_, bm25_);
   has_bonus_ = !bonus_.empty() && bonus_factor_ > 0 && main_.termfreq > 0 &&
-               extra_.init(db, *view_, bonus_, k1_, len_const_, len_per_);
+               extra_.init(db, *view_, bonus_, bm25_);
   set_maxweight(main_.max + (has_bonus_ ? bonus_factor_ * extra_.max : 0));
 }
 
@@ -60,8 +52,7 @@ void Bm25Source::skip_to(Xapian::docid did, double) {
 }
 
 double Bm25Source::weight(const Term& t, double wdf, Xapian::docid did) const {
-  double denom = len_const_ + len_per_ * view_->lengths()[did] + wdf;
-  return denom > 0 ? t.idf_k1 * wdf / denom : 0;
+  return bm25_.weight(t.idf_k1, wdf, view_->lengths()[did]);
 }
 
 double Bm25Source::get_weight() const {

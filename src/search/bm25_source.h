@@ -8,10 +8,7 @@
 // live documents with the term), document counts and lengths from the Xapian revision the view
 // belongs to (its documents' lengths are those of the text, doc_lengths.h).
 //
-// The formula (Xapian 1.4, no relevance set): with N documents, n of them containing the term,
-//   idf = log(t) where t = (N - n + 0.5) / (n + 0.5), and t < 2 is mapped to t / 2 + 1 (so the
-//         weight stays positive for terms in most documents);
-//   weight = idf × (k1 + 1) × wdf / (k1 × ((1 - b) + b × length / average length) + wdf).
+// The formula is in bm25.h.
 //
 // Exact-form bonus: with a `bonus` term (the unstemmed word of a stemmed term), a document that
 // also contains the bonus term gets `bonus_factor` × the bonus term's own BM25 weight added. This
@@ -28,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "search/bm25.h"
 #include "search/text_view.h"
 
 namespace ds {
@@ -60,7 +58,7 @@ class Bm25Source final : public Xapian::PostingSource {
     // Reads `term`'s postings from `view` and sets up its parameters; false when no live
     // document contains it.
     bool init(const Xapian::Database& db, const TextView& view, const std::string& term,
-              double k1, double len_const, double len_per);
+              const Bm25& bm25);
   };
   double weight(const Term& t, double wdf, Xapian::docid did) const;
 
@@ -72,8 +70,7 @@ class Bm25Source final : public Xapian::PostingSource {
   const double bonus_factor_;
   size_t pos_ = 0;
   bool started_ = false;
-  double len_const_ = 0;  // k1 × (1 - b)
-  double len_per_ = 0;    // k1 × b / average length
+  Bm25 bm25_;  // with this revision's average length, from init()
   Term main_;
   Term extra_;
   bool has_bonus_ = false;

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <condition_variable>
 #include <exception>
 #include <filesystem>
@@ -13,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "search/bm25.h"
 #include "search/bm25_source.h"
 #include "search/conjunction.h"
 #include "search/doc_lengths.h"
@@ -394,12 +394,12 @@ Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, S
                                        bool* discarded) {
   std::lock_guard gate(t->gate);
   *discarded = true;
-  bool open = true;  // the transaction; commit_transaction() ends it even when it fails
+  t->in_txn = false;  // committed or cancelled below
+  bool open = true;   // the transaction; commit_transaction() ends it even when it fails
   try {
     if (!prepared) throw Xapian::DatabaseError(prepared.message());
     t->writer->set_metadata(kSegmentsKey, *manifest);
     open = false;
-    t->in_txn = false;
     t->writer->commit_transaction();
     return Status::ok();
   } catch (const Xapian::Error& e) {
@@ -416,7 +416,6 @@ Status SearchIndex::commit_transaction(Tenant* t, const std::string* manifest, S
                     e2.get_msg());
       *discarded = false;
     }
-    t->in_txn = false;
     return Status::io_error("search index " + t->path + ": commit: " + e.get_msg());
   }
 }
@@ -664,10 +663,7 @@ Status SearchIndex::search(const std::string& tenant, const SearchRequest& req,
         out->snippet_weights_.clear();
         const double n_docs = static_cast<double>(out->indexed_events);
         for (const std::string& term : req.query.snippet_terms()) {
-          double n = static_cast<double>(view.df_bound(term));
-          double ratio = (n_docs - n + 0.5) / (n + 0.5);
-          if (ratio < 2) ratio = ratio * 0.5 + 1;
-          out->snippet_weights_[term] = std::log(ratio);
+          out->snippet_weights_[term] = Bm25::idf(n_docs, static_cast<double>(view.df_bound(term)));
         }
         out->hits.clear();
         for (auto& h : ranked) out->hits.push_back(std::move(h.hit));

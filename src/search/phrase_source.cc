@@ -1,7 +1,8 @@
 #include "search/phrase_source.h"
 
 #include <algorithm>
-#include <cmath>
+
+#include "search/bm25.h"
 
 namespace ds {
 
@@ -88,26 +89,16 @@ void PhraseSource::init(const Xapian::Database& db) {
   }
   // BM25 per word, as Bm25Source computes it (bm25_source.h). A word that occurs twice in the
   // phrase counts twice, each at query-term frequency 1: Xapian weighs every leaf on its own.
-  const double n_docs = db.get_doccount();
-  const double avlen = db.get_avlength();
-  const double len_const = k1_ * (1 - b_);
-  const double len_per = avlen > 0 ? k1_ * b_ / avlen : 0;
+  const Bm25 bm25(k1_, b_, db.get_avlength());
   std::vector<double> idf_k1(k);
-  for (size_t i = 0; i < k; ++i) {
-    double n = termfreq[i];
-    double t = (n_docs - n + 0.5) / (n + 0.5);
-    if (t < 2) t = t * 0.5 + 1;
-    idf_k1[i] = std::log(t) * (k1_ + 1);
-  }
+  for (size_t i = 0; i < k; ++i) idf_k1[i] = bm25.term_factor(db.get_doccount(), termfreq[i]);
   double max = 0;
   matches_.reserve(found.size());
   for (size_t m = 0; m < found.size(); ++m) {
     double len = view_->lengths()[found[m]];
     double w = 0;
     for (size_t i = 0; i < k; ++i) {
-      double wdf = found_wdf[m * k + i];
-      double denom = len_const + len_per * len + wdf;
-      if (denom > 0) w += idf_k1[i] * wdf / denom;
+      w += bm25.weight(idf_k1[i], found_wdf[m * k + i], len);
     }
     matches_.push_back({found[m], w});
     max = std::max(max, w);

@@ -119,17 +119,23 @@ std::string word_term(const std::string& w) {
   return std::string(kPrefixStem) + search_stemmer()(w);
 }
 
+// The (term, bonus) of a single-word item: its index term (the quoted word, or word_term) and
+// the exact form whose weight a stemmed, not excluded word adds as a bonus (else empty).
+std::pair<std::string, std::string> word_leaf(const Item& it) {
+  const std::string& w = it.words[0];
+  bool bonus = !it.quoted && gets_stemmed(w) && !it.negated;
+  return {it.quoted ? w : word_term(w), bonus ? w : std::string()};
+}
+
 // `leaf` null: plain term leaves, and each stemmed word's exact form goes to `exact` (for the
 // OP_AND_MAYBE bonus); otherwise the leaf gets the exact form, and phrases go to `phrase`. An
-// excluded item gets no bonus (`exact` null).
+// excluded item gets no bonus.
 Xapian::Query text_query(const Item& it, const ParsedQuery::Leaf* leaf,
                          const ParsedQuery::PhraseLeaf* phrase, std::vector<std::string>* exact) {
   if (it.words.size() == 1) {
-    const std::string& w = it.words[0];
-    bool bonus = !it.quoted && gets_stemmed(w) && !it.negated;
-    std::string term = it.quoted ? w : word_term(w);
-    if (leaf) return (*leaf)(term, bonus ? w : std::string());
-    if (bonus && exact) exact->push_back(w);
+    auto [term, bonus] = word_leaf(it);
+    if (leaf) return (*leaf)(term, bonus);
+    if (!bonus.empty() && exact) exact->push_back(bonus);
     return Xapian::Query(term);
   }
   if (phrase) return (*phrase)(it.words);
@@ -165,9 +171,9 @@ std::vector<std::string> ParsedQuery::snippet_terms() const {
     for (const auto& it : c) {
       if (it.kind != Item::Kind::kText || it.negated) continue;
       if (it.words.size() == 1) {
-        const std::string& w = it.words[0];
-        out.push_back(it.quoted ? w : word_term(w));
-        if (!it.quoted && gets_stemmed(w)) out.push_back(w);
+        auto [term, bonus] = word_leaf(it);
+        out.push_back(std::move(term));
+        if (!bonus.empty()) out.push_back(std::move(bonus));
       } else {
         out.insert(out.end(), it.words.begin(), it.words.end());
       }
@@ -184,10 +190,7 @@ std::vector<std::pair<std::string, std::string>> ParsedQuery::conjunction() cons
     if (c.size() != 1 || it.kind != Item::Kind::kText || it.negated || it.words.size() != 1) {
       return {};
     }
-    // As text_query() gives them to a leaf.
-    const std::string& w = it.words[0];
-    bool bonus = !it.quoted && gets_stemmed(w);
-    out.emplace_back(it.quoted ? w : word_term(w), bonus ? w : std::string());
+    out.push_back(word_leaf(it));  // as text_query() gives them to a leaf
   }
   return out;
 }
