@@ -370,7 +370,13 @@ Status SearchIndex::commit() {
   }
   Status result;
   for (auto& t : all) {
-    if (!t->in_txn) continue;
+    if (!t->in_txn) {
+      // Nothing added, but a finished merge is listed now rather than at the tenant's next
+      // batch, which may not come (its inputs and output would both stay on disk, and searches
+      // would read the inputs).
+      Tenant* same = nullptr;
+      if (!t->text->merge_done() || !tenant_for_write(t->name, &same)) continue;
+    }
     // The batch's words go to a new segment file first; the commit lists it (text_store.h).
     std::string manifest;
     Status s = t->text->flush(&manifest);

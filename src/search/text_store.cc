@@ -143,12 +143,7 @@ Status TextStore::flush(std::string* manifest) {
     if (docs < kKeepBuilderDocs) builder_.reset();
     list.push_back(n);
   }
-  bool done = false;
-  if (merge_) {
-    std::lock_guard lk(merge_->mu);
-    done = merge_->done;
-  }
-  if (done) {
+  if (merge_done()) {
     wait_merge();
     std::unique_ptr<Merge> m = std::move(merge_);
     auto at = std::search(list.begin(), list.end(), m->inputs.begin(), m->inputs.end());
@@ -201,6 +196,12 @@ void TextStore::start_merge(std::function<bool(uint32_t did)> keep) {
     raw->done = true;
   });
   merge_ = std::move(m);
+}
+
+bool TextStore::merge_done() const {
+  if (!merge_) return false;
+  std::lock_guard lk(merge_->mu);
+  return merge_->done;
 }
 
 void TextStore::wait_merge() {

@@ -84,6 +84,8 @@ class TextStore {
   // newest segments (keep(did) false: the document is dropped; it is called on the merge's
   // thread, so it must read state that stays valid, e.g. a DocLengths::View).
   void start_merge(std::function<bool(uint32_t did)> keep);
+  // A merge finished and waits for flush() to list its file.
+  bool merge_done() const;
   // Waits for a running merge (tests; the destructor does too).
   void wait_merge();
   // Drops documents added since the last flush (a failed batch the caller redoes).
@@ -109,7 +111,7 @@ class TextStore {
     std::vector<uint64_t> inputs;
     uint64_t output = 0;
     std::thread thread;
-    std::mutex mu;
+    mutable std::mutex mu;
     bool done = false;  // under mu
     Status status;      // under mu, once done
   };

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <atomic>
 #include <algorithm>
 #include <mutex>
@@ -321,6 +322,28 @@ TEST_F(SearchIndexTest, DamagedOrMissingTextSegmentRecreatesTheTenantIndex) {
     commit();
     EXPECT_EQ(search("one").hits.size(), 1u);
   }
+}
+
+// A merge that finishes after the last batch is listed by the next commit() even with nothing
+// added (the indexer calls commit() at least every rescan): the inputs go, the merged file stays.
+TEST_F(SearchIndexTest, AFinishedMergeIsListedWithoutAnotherBatch) {
+  for (int i = 0; i < 8; ++i) {
+    add("s", "word" + std::to_string(i) + " common");
+    commit();  // a segment each: eight of one level start a merge
+  }
+  std::string text = dir_ / "index" + "/t/text";
+  auto segments = [&] {
+    size_t n = 0;
+    for (const auto& f : std::filesystem::directory_iterator(text)) n += f.path().extension() == ".seg";
+    return n;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (segments() != 1 && std::chrono::steady_clock::now() < deadline) {
+    commit();  // nothing added
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(segments(), 1u);
+  EXPECT_EQ(search("common").total_hits, 8u);
 }
 
 // Files in text/ that no commit lists — a segment written before a crash kept its commit from
