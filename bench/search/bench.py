@@ -297,23 +297,28 @@ def main():
           f"Corpus: {n_events:,} synthetic agent events over {len(sessions):,} sessions "
           f"(bench/search/gen_corpus.py, Zipfian vocabulary). Machine: {out['cpu']} cores, load "
           f"average {' '.join(out['loadavg_at_end'])} at the end of the run.", "",
-          "| metric | durable-sessions (BM25) | SQLite FTS5 bm25() |", "|---|---|---|",
+          "| metric | durable-sessions (BM25) | SQLite FTS5 bm25() | ratio (ours better when > 1) |",
+          "|---|---|---|---|",
           f"| indexing rate | {rate:,.0f} events/s (rebuild from the logs, incl. reading + "
           f"extraction; {out['ours_rebuild_events_per_cpu_s'] or 0:,.0f} per indexer CPU-second) "
-          f"| {n_events / fts_secs:,.0f} events/s (INSERT of pre-extracted text) |",
-          f"| index size | {our_size / 1e6:.1f} MB | {fts_size / 1e6:.1f} MB |"]
+          f"| {n_events / fts_secs:,.0f} events/s (INSERT of pre-extracted text) "
+          f"| {rate / (n_events / fts_secs):.2f}× |",
+          f"| index size | {our_size / 1e6:.1f} MB | {fts_size / 1e6:.1f} MB "
+          f"| {fts_size / our_size:.2f}× smaller |"]
     for k, v in results.items():
         md.append(f"| {k} p50 / p99 | {v['ours_p50_ms']:.2f} / {v['ours_p99_ms']:.2f} ms (HTTP) "
-                  f"| {v['fts5_p50_ms']:.2f} / {v['fts5_p99_ms']:.2f} ms (in-process) |")
-    md += [f"| top-10 overlap (cross-session) | {out['top10_overlap_cross']:.2f} | — |",
+                  f"| {v['fts5_p50_ms']:.2f} / {v['fts5_p99_ms']:.2f} ms (in-process) "
+                  f"| {v['fts5_p50_ms'] / v['ours_p50_ms']:.2f}× / "
+                  f"{v['fts5_p99_ms'] / v['ours_p99_ms']:.2f}× faster |")
+    md += [f"| top-10 overlap (cross-session) | {out['top10_overlap_cross']:.2f} | — | — |",
            f"| search right after an acked append, appends running | p50 "
            f"{fr['p50']:.1f} ms, p99 {fr['p99']:.1f} ms (per session {fr['session_p50']:.1f} / "
            f"{fr['session_p99']:.1f}, across sessions {fr['cross_p50']:.1f} / "
            f"{fr['cross_p99']:.1f}; indexer wait p99 {fr['index_wait_p99_ms']:.0f} ms; background "
            f"appends {fr['background_appends_events_per_s']:,.0f} events/s; {fr['stale_answers']} of "
-           f"{fr['probes']} answers stale) | — |",
+           f"{fr['probes']} answers stale) | — | — |",
            f"| first search across sessions after a restart (loads every session) | "
-           f"{fr['first_cross_search_after_restart_ms']:.0f} ms | — |", "",
+           f"{fr['first_cross_search_after_restart_ms']:.0f} ms | — | — |", "",
            f"Loading over HTTP ran at {out['load_http_events_per_s']:,.0f} events/s; the live "
            f"indexer had indexed {live_indexed:,} events when the load finished (not waited for: "
            f"the rebuild below measures indexing).", "",
